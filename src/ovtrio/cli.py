@@ -1,0 +1,46 @@
+"""Command-line entry point: argv -> ``config.load`` -> logging -> ``server.run``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from . import config
+
+__all__ = ["main"]
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _fail(message: str) -> NoReturn:
+    """Print one ``ovtrio: error:`` line to stderr and exit with status 1."""
+    print(f"ovtrio: error: {' '.join(message.splitlines())}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the server with ``argv`` (default ``sys.argv[1:]``); never returns.
+
+    Exit status: 0 after ``--help`` / ``--version``, 1 for a configuration error, otherwise
+    whatever ``server.run`` returns.
+    """
+    try:
+        cfg = config.load(sys.argv[1:] if argv is None else argv)
+    except config.ConfigError as exc:
+        _fail(str(exc))
+
+    level = logging.DEBUG if cfg.log_level == "TRACE" else getattr(logging, cfg.log_level)
+    try:
+        logging.basicConfig(
+            level=level,
+            format=_LOG_FORMAT,
+            filename=str(cfg.log_path) if cfg.log_path is not None else None,
+        )
+    except OSError as exc:
+        _fail(f"--log_path: cannot open {cfg.log_path}: {exc.strerror or exc}")
+
+    from .server import run  # lazy: --help and config errors must not import trio/openvino
+
+    sys.exit(run(cfg))

@@ -1,0 +1,292 @@
+"""KServe v2 gRPC messages <-> InferRequest / InferResponse. No I/O.
+
+Requests are decoded from the ``inference_raw`` shadow messages, whose typed contents fields
+are declared ``bytes``: a packed repeated field is one length-delimited blob on the wire, so
+``fp32_contents`` decodes with ``np.frombuffer`` and the varint fields with a vectorised numpy
+decoder, instead of one Python object per element. Responses always carry outputs in
+``raw_output_contents`` (tritonclient reads only those).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArgument
+from ..grpc._generated import inference as pb
+from ..grpc._generated import inference_raw as raw_pb
+from ..tensors import (
+    Datatype,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+    Tensor,
+    datatype,
+)
+
+__all__ = [
+    "decode_bytes_elements",
+    "decode_infer_request",
+    "decode_varints",
+    "encode_bytes_elements",
+    "encode_infer_response",
+    "parameters_to_dict",
+    "parse_version",
+]
+
+MAX_ELEMENTS = 1 << 31
+_LEN = struct.Struct("<I")
+
+# datatype -> (contents field, how to read it)
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_ALL_FIELDS = frozenset(_CONTENTS_FIELD.values())
+
+
+def parse_version(text: str) -> int | None:
+    """KServe's string version: empty means the default version."""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidArgument("invalid model version format in request")
+    return int(text)
+
+
+def parameters_to_dict(params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, p in params.items():
+        for attr in ("bool_param", "int64_param", "string_param", "double_param", "uint64_param"):
+            value = getattr(p, attr, None)
+            if value is not None:
+                out[key] = value
+                break
+    return out
+
+
+def decode_varints(buf: bytes) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """Decode a packed run of protobuf varints into uint64 values (two's complement kept)."""
+    b = np.frombuffer(buf, np.uint8)
+    if b.size == 0:
+        return np.empty(0, np.uint64)
+    ends = np.flatnonzero(b < 0x80)
+    if ends.size == 0 or ends[-1] != b.size - 1:
+        raise InvalidArgument("Malformed packed varint contents (truncated)")
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if int(lengths.max()) > 10:
+        raise InvalidArgument("Malformed packed varint contents (varint longer than 10 bytes)")
+    pos = np.arange(b.size, dtype=np.uint64) - np.repeat(starts.astype(np.uint64), lengths)
+    vals = (b & 0x7F).astype(np.uint64) << (pos * np.uint64(7))
+    return np.bitwise_or.reduceat(vals, starts)
+
+
+def decode_bytes_elements(blob: bytes, count: int, name: str) -> np.ndarray[Any, Any]:
+    """``<uint32 LE length><bytes>`` repeated ``count`` times, exactly filling ``blob``."""
+    out = np.empty(count, dtype=object)
+    view = memoryview(blob)
+    offset = 0
+    for i in range(count):
+        if offset + 4 > len(blob):
+            raise InvalidArgument(
+                f"Invalid content size of tensor proto - BYTES input {name} has fewer than "
+                f"{count} length-prefixed elements"
+            )
+        (n,) = _LEN.unpack_from(blob, offset)
+        offset += 4
+        if offset + n > len(blob):
+            raise InvalidArgument(
+                f"Invalid content size of tensor proto - element {i} of BYTES input {name} "
+                f"declares {n} bytes but only {len(blob) - offset} remain"
+            )
+        out[i] = bytes(view[offset : offset + n])
+        offset += n
+    if offset != len(blob):
+        raise InvalidArgument(
+            f"Invalid content size of tensor proto - BYTES input {name} has "
+            f"{len(blob) - offset} bytes after its {count} elements"
+        )
+    return out
+
+
+def encode_bytes_elements(array: np.ndarray[Any, Any]) -> bytes:
+    parts: list[bytes] = []
+    for item in array.reshape(-1):
+        data = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(_LEN.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _count(shape: list[int], name: str) -> int:
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(
+            f"Invalid input shape - negative dimension in {shape}; input name: {name}"
+        )
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise InvalidArgument(
+            f"Invalid input shape - {count} elements exceed the limit of {MAX_ELEMENTS}; "
+            f"input name: {name}"
+        )
+    return count
+
+
+def _from_raw(
+    dt: Datatype, blob: bytes, shape: list[int], count: int, name: str
+) -> np.ndarray[Any, Any]:
+    if dt.kserve == "BYTES":
+        return decode_bytes_elements(blob, count, name).reshape(shape)
+    expected = count * dt.itemsize
+    if len(blob) != expected:
+        raise InvalidArgument(
+            f"Invalid content size of tensor proto - Expected: {expected} bytes; "
+            f"Actual: {len(blob)} bytes; input name: {name}"
+        )
+    return np.frombuffer(blob, dt.numpy).reshape(shape)
+
+
+def _from_contents(
+    dt: Datatype, contents: Any, shape: list[int], count: int, name: str
+) -> np.ndarray[Any, Any]:
+    field = _CONTENTS_FIELD.get(dt.kserve)
+    if field is None:
+        raise InvalidArgument(
+            f"{dt.kserve} input {name} must be sent in raw_input_contents "
+            "(InferTensorContents has no field for it)"
+        )
+    for other in _ALL_FIELDS - {field}:
+        if getattr(contents, other, None):
+            raise InvalidArgument(
+                f"Invalid content for input {name}: datatype {dt.kserve} expects {field}, "
+                f"but {other} is set"
+            )
+    value = getattr(contents, field)
+    if dt.kserve == "BYTES":
+        items = list(value)
+        if len(items) != count:
+            raise InvalidArgument(
+                f"Invalid content size of tensor proto - Expected: {count} values; "
+                f"Actual: {len(items)} values; input name: {name}"
+            )
+        arr = np.empty(count, dtype=object)
+        arr[:] = items
+        return arr.reshape(shape)
+    if dt.kserve in ("FP32", "FP64"):
+        nbytes = len(value)
+        if nbytes % dt.itemsize:
+            raise InvalidArgument(f"Malformed {field} for input {name}")
+        values: np.ndarray[Any, Any] = np.frombuffer(value, dt.numpy)
+    else:
+        wide = decode_varints(value)
+        if dt.kserve == "BOOL":
+            values = wide != 0
+        elif dt.kserve.startswith("INT"):
+            signed = wide.view(np.int64)
+            if dt.kserve != "INT64":
+                info = np.iinfo(dt.numpy)
+                if signed.size and (signed.min() < info.min or signed.max() > info.max):
+                    raise InvalidArgument(f"Value out of range for {dt.kserve} input {name}")
+            values = signed.astype(dt.numpy)
+        else:
+            if dt.kserve != "UINT64":
+                info = np.iinfo(dt.numpy)
+                if wide.size and wide.max() > info.max:
+                    raise InvalidArgument(f"Value out of range for {dt.kserve} input {name}")
+            values = wide.astype(dt.numpy)
+    if values.size != count:
+        raise InvalidArgument(
+            f"Invalid content size of tensor proto - Expected: {count} values; "
+            f"Actual: {values.size} values; input name: {name}"
+        )
+    return values.reshape(shape)
+
+
+def _has_contents(contents: Any) -> bool:
+    return contents is not None and any(getattr(contents, f, None) for f in _ALL_FIELDS)
+
+
+def decode_infer_request(msg: raw_pb.ModelInferRequest) -> InferRequest:
+    raw = list(msg.raw_input_contents)
+    inputs = list(msg.inputs)
+    if not inputs:
+        raise InvalidArgument("Invalid number of inputs - Expected: at least 1; Actual: 0")
+    if raw:
+        if any(_has_contents(i.contents) for i in inputs):
+            raise InvalidArgument(
+                "Passing buffers both in InferTensorContents and in raw_input_contents "
+                "is not allowed"
+            )
+        if len(raw) != len(inputs):
+            raise InvalidArgument(
+                f"Invalid number of raw_input_contents - Expected: {len(inputs)} (one per "
+                f"input); Actual: {len(raw)}"
+            )
+    tensors = []
+    for idx, tensor in enumerate(inputs):
+        dt = datatype(tensor.datatype)
+        shape = [int(d) for d in tensor.shape]
+        count = _count(shape, tensor.name)
+        if raw:
+            array = _from_raw(dt, raw[idx], shape, count, tensor.name)
+        elif tensor.contents is not None:
+            array = _from_contents(dt, tensor.contents, shape, count, tensor.name)
+        elif count == 0:
+            array = np.empty(shape, dtype=dt.numpy)
+        else:
+            raise InvalidArgument(
+                f"Invalid content size of tensor proto - Expected: {count} values; "
+                f"Actual: 0 values; input name: {tensor.name}"
+            )
+        tensors.append(Tensor(tensor.name, dt, array))
+    outputs = None
+    if msg.outputs:
+        outputs = [
+            RequestedOutput(o.name, parameters_to_dict(dict(o.parameters))) for o in msg.outputs
+        ]
+    return InferRequest(
+        model_name=msg.model_name,
+        model_version=parse_version(msg.model_version),
+        inputs=tensors,
+        outputs=outputs,
+        id=msg.id,
+        parameters=parameters_to_dict(dict(msg.parameters)),
+    )
+
+
+def encode_infer_response(resp: InferResponse) -> pb.ModelInferResponse:
+    outputs = []
+    raw = []
+    for t in resp.outputs:
+        outputs.append(
+            pb.ModelInferResponseInferOutputTensor(
+                name=t.name, datatype=t.datatype.kserve, shape=list(t.shape)
+            )
+        )
+        if t.datatype.kserve == "BYTES":
+            raw.append(encode_bytes_elements(t.data))
+        else:
+            raw.append(np.ascontiguousarray(t.data, dtype=t.datatype.numpy).tobytes())
+    return pb.ModelInferResponse(
+        model_name=resp.model_name,
+        model_version=str(resp.model_version),
+        id=resp.id,
+        outputs=outputs,
+        raw_output_contents=raw,
+    )

@@ -1,0 +1,580 @@
+"""KServe v2 REST inference codec, including Triton's binary tensor extension.
+
+Request body: a JSON header, then (when the ``Inference-Header-Content-Length`` header gives the
+JSON's length) the blobs of the inputs that carry binary data, back to back, in input order.
+Numeric blobs are little-endian, row-major, unpadded (BOOL one byte per element); a BYTES blob is
+``<uint32 LE length><bytes>`` per element and ``binary_data_size`` counts those prefixes.
+
+Response body: a JSON header, then the blobs of the outputs returned in binary form, in output
+order; the transport sends ``Inference-Header-Content-Length: <json length>`` with it.
+
+Pure functions: no I/O. Binary tensors are decoded with ``np.frombuffer`` over the request body
+(zero copy; such arrays may be read-only and unaligned, and keep the body alive).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, Final
+
+import numpy as np
+import orjson
+
+from ..errors import InvalidArgument, JsonInvalid, OvtrioError, PayloadTooLarge
+from ..tensors import Datatype, InferRequest, InferResponse, RequestedOutput, Tensor, datatype
+
+__all__ = [
+    "HEADER_LENGTH",
+    "decode_infer_request",
+    "encode_error",
+    "encode_infer_response",
+]
+
+HEADER_LENGTH: Final = "Inference-Header-Content-Length"
+"""The HTTP header giving the JSON header's length when binary data follows it."""
+
+# OVMS messages (src/status.cpp); details follow as "<base> - <details>".
+_HEADER_INVALID: Final = "Inference-Header-Content-Length header is invalid and couldn't be parsed"
+_HEADER_EXCEEDED: Final = "Inference-Header-Content-Length header exceeds actual payload length"
+_NOT_AN_OBJECT: Final = "Request body should be JSON object"
+_NO_INPUTS: Final = "Invalid JSON structure, missing inputs"
+_INPUT_NOT_AN_OBJECT: Final = "Invalid JSON structure. One of inputs is not a JSON object."
+_PARSE_INPUT: Final = "Could not parse input content. Not valid ndarray detected"
+_PARSE_OUTPUT: Final = "Could not parse output content."
+_PARSE_PARAMETERS: Final = "Could not parse request parameters"
+_UNSUPPORTED_PRECISION: Final = "Could not parse input content. Unsupported data precision detected"
+_SIZE_INVALID: Final = "binary_data_size parameter is invalid and cannot be parsed"
+_BUFFER_EXCEEDED: Final = (
+    "Received buffer size is smaller than binary_data_size parameter indicates"
+)
+_BOTH_DATA: Final = "Request contains values both in binary data and in content value"
+_VALUE_COUNT: Final = "Invalid number of values in tensor proto container"
+_CONTENT_SIZE: Final = "Invalid content size of tensor proto"
+
+_MAX_RANK: Final = 32  # numpy 1.x's limit (2.x allows 64)
+_PREFIX: Final = struct.Struct("<I")
+_NUMPY_JSON: Final = orjson.OPT_SERIALIZE_NUMPY
+
+
+# ---------------------------------------------------------------------------------------------
+# Request
+# ---------------------------------------------------------------------------------------------
+
+
+def decode_infer_request(
+    body: bytes | bytearray | memoryview,
+    header_length: int | str | None,
+    *,
+    model_name: str,
+    model_version: int | None,
+    max_elements: int = 1 << 31,
+) -> InferRequest:
+    """Decode a KServe v2 REST infer request body.
+
+    ``header_length`` is the ``Inference-Header-Content-Length`` header (its raw string or an
+    int), None when absent: then the whole body is JSON and no input can be binary.
+    ``max_elements`` bounds every input's element count; it is checked before anything is
+    allocated for the input (PayloadTooLarge).
+    """
+    view = memoryview(body).cast("B") if isinstance(body, memoryview) else memoryview(body)
+    json_end = _json_length(header_length, len(view))
+    try:
+        doc = orjson.loads(view[:json_end])
+    except orjson.JSONDecodeError as exc:
+        raise JsonInvalid(f"The file is not valid json - Error: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument(_NOT_AN_OBJECT)
+
+    request_id = doc.get("id", "")
+    if not isinstance(request_id, str):
+        raise InvalidArgument(f"{_PARSE_PARAMETERS} - 'id' must be a string")
+    parameters = _parameters(doc.get("parameters"), "request")
+    if type(parameters.get("binary_data_output", False)) is not bool:
+        raise InvalidArgument(f"{_PARSE_PARAMETERS} - 'binary_data_output' must be true or false")
+    outputs = _requested_outputs(doc.get("outputs"))
+
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidArgument(f"{_NO_INPUTS} - 'inputs' must be a non-empty array")
+    reader = _BlobReader(view[json_end:], header_length is not None)
+    only_input = len(raw_inputs) == 1
+    inputs: list[Tensor] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_inputs):
+        tensor = _decode_input(raw, index, reader, only_input, max_elements)
+        if tensor.name in seen:
+            raise InvalidArgument(f"{_PARSE_INPUT} - duplicate input name: {tensor.name}")
+        seen.add(tensor.name)
+        inputs.append(tensor)
+    reader.finish()
+    return InferRequest(
+        model_name=model_name,
+        model_version=model_version,
+        inputs=inputs,
+        outputs=outputs,
+        id=request_id,
+        parameters=parameters,
+    )
+
+
+def _json_length(header_length: int | str | None, body_length: int) -> int:
+    if header_length is None:
+        return body_length
+    if isinstance(header_length, str):
+        text = header_length.strip()
+        if not (text.isascii() and text.isdigit()):
+            raise InvalidArgument(f"{_HEADER_INVALID} - {header_length!r}")
+        length = int(text)
+    elif type(header_length) is int:
+        length = header_length
+    else:
+        raise InvalidArgument(f"{_HEADER_INVALID} - {header_length!r}")
+    if length < 0:
+        raise InvalidArgument(f"{_HEADER_INVALID} - {header_length!r}")
+    if length > body_length:
+        raise InvalidArgument(
+            f"{_HEADER_EXCEEDED} - Expected: at most {body_length}; Actual: {length}"
+        )
+    if length == 0:
+        raise InvalidArgument(
+            f"{_HEADER_INVALID} - {HEADER_LENGTH}: 0 (Triton's raw binary request, a body holding"
+            " one tensor and no JSON) is not supported; send a JSON inference header"
+        )
+    return length
+
+
+def _parameters(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidArgument(
+            f"{_PARSE_PARAMETERS} - 'parameters' of the {where} must be an object"
+        )
+    return raw
+
+
+def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise InvalidArgument(f"{_PARSE_OUTPUT} - 'outputs' must be an array")
+    outputs: list[RequestedOutput] = []
+    seen: set[str] = set()
+    for item in raw:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise InvalidArgument(f"{_PARSE_OUTPUT} - each output must be an object with a 'name'")
+        if name in seen:
+            raise InvalidArgument(f"{_PARSE_OUTPUT} - duplicate output name: {name}")
+        seen.add(name)
+        parameters = _parameters(item.get("parameters"), f"output {name}")
+        if type(parameters.get("binary_data", False)) is not bool:
+            raise InvalidArgument(
+                f"{_PARSE_OUTPUT} - 'binary_data' must be true or false; output name: {name}"
+            )
+        outputs.append(RequestedOutput(name, parameters))
+    return outputs or None
+
+
+class _BlobReader:
+    """Hands out the binary section of the body, input after input."""
+
+    __slots__ = ("_header_given", "_offset", "_view")
+
+    def __init__(self, view: memoryview, header_given: bool) -> None:
+        self._view = view
+        self._header_given = header_given
+        self._offset = 0
+
+    @property
+    def header_given(self) -> bool:
+        return self._header_given
+
+    def remaining(self) -> int:
+        return len(self._view) - self._offset
+
+    def take(self, size: int, name: str) -> memoryview:
+        left = self.remaining()
+        if size > left:
+            hint = "" if self._header_given else f" (no {HEADER_LENGTH} header was sent)"
+            raise InvalidArgument(
+                f"{_BUFFER_EXCEEDED} - Expected: {size} bytes; Actual: {left} bytes left"
+                f"{hint}; input name: {name}"
+            )
+        start = self._offset
+        self._offset += size
+        return self._view[start : self._offset]
+
+    def finish(self) -> None:
+        left = self.remaining()
+        if left:
+            raise InvalidArgument(
+                f"{_CONTENT_SIZE} - {left} bytes follow the last input's binary data"
+                " (the binary_data_size parameters do not cover the request body)"
+            )
+
+
+def _decode_input(
+    raw: Any, index: int, reader: _BlobReader, only_input: bool, max_elements: int
+) -> Tensor:
+    if not isinstance(raw, dict):
+        raise InvalidArgument(_INPUT_NOT_AN_OBJECT)
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise InvalidArgument(f"{_PARSE_INPUT} - input {index} has no 'name' string")
+    datatype_name = raw.get("datatype")
+    if not isinstance(datatype_name, str):
+        raise InvalidArgument(f"{_PARSE_INPUT} - 'datatype' must be a string; input name: {name}")
+    try:
+        row = datatype(datatype_name)
+    except InvalidArgument:
+        raise InvalidArgument(
+            f"{_UNSUPPORTED_PRECISION} - datatype {datatype_name!r}; input name: {name}"
+        ) from None
+    shape_raw = raw.get("shape")
+    if (
+        not isinstance(shape_raw, list)
+        or len(shape_raw) > _MAX_RANK
+        or not all(type(d) is int and d >= 0 for d in shape_raw)
+    ):
+        raise InvalidArgument(
+            f"{_PARSE_INPUT} - 'shape' must be an array of at most {_MAX_RANK} non-negative"
+            f" integers; input name: {name}"
+        )
+    shape: tuple[int, ...] = tuple(shape_raw)
+    count = math.prod(shape)
+    if count > max_elements:
+        raise PayloadTooLarge(
+            f"Input tensor too large - Expected: at most {max_elements} elements;"
+            f" Actual: {count} elements; input name: {name}"
+        )
+    parameters = _parameters(raw.get("parameters"), f"input {name}")
+    has_size = "binary_data_size" in parameters
+
+    if "data" in raw:
+        if has_size:
+            raise InvalidArgument(f"{_BOTH_DATA} - input name: {name}")
+        return Tensor(name, row, _decode_json_data(raw["data"], row, shape, count, name))
+
+    if has_size:
+        total, sizes = _binary_data_size(parameters["binary_data_size"], name)
+        chunk = reader.take(total, name)
+        if row.kserve == "BYTES" and sizes is not None:
+            array = _split_bytes(chunk, sizes, count, name)
+        else:
+            array = _decode_binary(chunk, row, count, name)
+        return Tensor(name, row, array.reshape(shape))
+
+    if not reader.header_given:
+        raise InvalidArgument(
+            f"{_PARSE_INPUT} - the input has neither 'data' nor 'parameters.binary_data_size'"
+            f"; input name: {name}"
+        )
+    # OVMS: binary_data_size may be omitted when the size follows from the shape, or when the
+    # only input is BYTES (it then owns the rest of the body).
+    if row.kserve != "BYTES":
+        chunk = reader.take(count * row.itemsize, name)
+        return Tensor(name, row, _decode_binary(chunk, row, count, name).reshape(shape))
+    if not only_input:
+        raise InvalidArgument(
+            f"{_SIZE_INVALID} - a BYTES input needs binary_data_size unless it is the only input"
+            f"; input name: {name}"
+        )
+    chunk = reader.take(reader.remaining(), name)
+    if count == 1 and not _is_prefixed_single(chunk):
+        array = np.empty(1, dtype=object)
+        array[0] = bytes(chunk)  # one unprefixed element (OVMS' curl image example)
+    else:
+        array = _parse_prefixed(chunk, count, name)
+    return Tensor(name, row, array.reshape(shape))
+
+
+def _binary_data_size(value: Any, name: str) -> tuple[int, list[int] | None]:
+    """The blob size, and the per-element sizes when given as ``"370,480"`` (no prefixes)."""
+    if type(value) is int and value >= 0:
+        return value, None
+    if isinstance(value, str):
+        sizes: list[int] = []
+        for part in value.split(","):
+            text = part.strip()
+            if not (text.isascii() and text.isdigit()):
+                break
+            sizes.append(int(text))
+        else:
+            return sum(sizes), sizes
+    raise InvalidArgument(
+        f"{_SIZE_INVALID} - expected a non-negative integer (or a string of comma-separated"
+        f" sizes), got {value!r}; input name: {name}"
+    )
+
+
+def _decode_binary(chunk: memoryview, row: Datatype, count: int, name: str) -> np.ndarray[Any, Any]:
+    if row.kserve == "BYTES":
+        return _parse_prefixed(chunk, count, name)
+    expected = count * row.itemsize
+    if len(chunk) != expected:
+        raise InvalidArgument(
+            f"{_CONTENT_SIZE} - Expected: {expected} bytes; Actual: {len(chunk)} bytes"
+            f"; input name: {name}"
+        )
+    array: np.ndarray[Any, Any] = np.frombuffer(chunk, dtype=row.numpy)
+    if row.kserve == "BOOL" and count and int(array.view(np.uint8).max()) > 1:
+        array = array.view(np.uint8) != 0  # any non-zero byte is true; normalise to 0/1
+    return array
+
+
+def _is_prefixed_single(chunk: memoryview) -> bool:
+    return len(chunk) >= 4 and _PREFIX.unpack_from(chunk, 0)[0] == len(chunk) - 4
+
+
+def _parse_prefixed(chunk: memoryview, count: int, name: str) -> np.ndarray[Any, Any]:
+    """``count`` elements of ``<uint32 LE length><bytes>`` filling ``chunk`` exactly."""
+    size = len(chunk)
+    if 4 * count > size:
+        raise InvalidArgument(
+            f"{_CONTENT_SIZE} - Expected: at least {4 * count} bytes (a 4-byte length prefix per"
+            f" element of {count} BYTES elements); Actual: {size} bytes; input name: {name}"
+        )
+    array = np.empty(count, dtype=object)
+    unpack = _PREFIX.unpack_from
+    offset = 0
+    for i in range(count):
+        if offset + 4 > size:
+            raise InvalidArgument(
+                f"{_CONTENT_SIZE} - BYTES data ends after element {i} of {count}"
+                " (each element is a 4-byte little-endian length then its bytes)"
+                f"; input name: {name}"
+            )
+        (length,) = unpack(chunk, offset)
+        offset += 4
+        end = offset + length
+        if end > size:
+            raise InvalidArgument(
+                f"{_CONTENT_SIZE} - BYTES element {i} declares {length} bytes but only"
+                f" {size - offset} remain in binary_data_size; input name: {name}"
+            )
+        array[i] = bytes(chunk[offset:end])
+        offset = end
+    if offset != size:
+        raise InvalidArgument(
+            f"{_CONTENT_SIZE} - {size - offset} bytes of binary_data_size remain after the"
+            f" {count} BYTES elements the shape declares; input name: {name}"
+        )
+    return array
+
+
+def _split_bytes(
+    chunk: memoryview, sizes: list[int], count: int, name: str
+) -> np.ndarray[Any, Any]:
+    if len(sizes) != count:
+        raise InvalidArgument(
+            f"{_VALUE_COUNT} - Expected: {count} values; Actual: {len(sizes)} values"
+            f" (sizes in binary_data_size); input name: {name}"
+        )
+    array = np.empty(count, dtype=object)
+    offset = 0
+    for i, length in enumerate(sizes):
+        array[i] = bytes(chunk[offset : offset + length])
+        offset += length
+    return array
+
+
+def _decode_json_data(
+    data: Any, row: Datatype, shape: tuple[int, ...], count: int, name: str
+) -> np.ndarray[Any, Any]:
+    if not isinstance(data, list):
+        raise InvalidArgument(f"{_PARSE_INPUT} - 'data' must be an array; input name: {name}")
+    if row.kserve == "BYTES":
+        return _json_bytes(data, count, name).reshape(shape)
+    try:
+        probe: np.ndarray[Any, Any] = np.asarray(data)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise InvalidArgument(
+            f"{_PARSE_INPUT} - 'data' is ragged or holds values that are not numbers"
+            f"; input name: {name}"
+        ) from None
+    if probe.size != count:
+        raise InvalidArgument(
+            f"{_VALUE_COUNT} - Expected: {count} values; Actual: {probe.size} values"
+            f"; input name: {name}"
+        )
+    target = row.numpy
+    if count == 0:
+        return np.zeros(shape, dtype=target)
+    kind = probe.dtype.kind
+    if row.kserve == "BOOL":
+        if kind == "b":
+            return probe.reshape(shape)
+        if kind in "iu" and int(probe.min()) >= 0 and int(probe.max()) <= 1:
+            flags: np.ndarray[Any, Any] = probe != 0
+            return flags.reshape(shape)
+        raise InvalidArgument(
+            f"{_PARSE_INPUT} - expected true/false (or 0/1) for datatype BOOL; input name: {name}"
+        )
+    if target.kind == "f":
+        if kind not in "iuf":
+            raise InvalidArgument(
+                f"{_PARSE_INPUT} - expected numbers for datatype {row.kserve}; input name: {name}"
+            )
+        with np.errstate(over="ignore"):
+            array = probe.astype(target, copy=False)
+        if target.itemsize < 8 and not np.isfinite(array).all():
+            raise InvalidArgument(
+                f"{_PARSE_INPUT} - value out of range for datatype {row.kserve}; input name: {name}"
+            )
+        return array.reshape(shape)
+    if kind in "iu":
+        low, high = int(probe.min()), int(probe.max())
+    elif kind in "fO":
+        # numpy promotes e.g. [0, 2**64 - 1] to float64: look at the Python objects instead
+        # (rare: only lists mixing such integers, or lists that hold non-integers anyway).
+        values = np.asarray(data, dtype=object).reshape(-1).tolist()
+        if not all(type(value) is int for value in values):
+            raise InvalidArgument(
+                f"{_PARSE_INPUT} - expected integers for datatype {row.kserve}; input name: {name}"
+            )
+        low, high = min(values), max(values)
+        probe = np.asarray(values, dtype=object)
+    else:
+        raise InvalidArgument(
+            f"{_PARSE_INPUT} - expected integers for datatype {row.kserve}; input name: {name}"
+        )
+    info = np.iinfo(target)
+    if low < info.min or high > info.max:
+        raise InvalidArgument(
+            f"{_PARSE_INPUT} - value out of range for datatype {row.kserve}"
+            f" [{info.min}, {info.max}]; input name: {name}"
+        )
+    return probe.astype(target, copy=False).reshape(shape)
+
+
+def _json_bytes(data: list[Any], count: int, name: str) -> np.ndarray[Any, Any]:
+    flat = data
+    while flat and isinstance(flat[0], list):  # nested: peel one level, checking it is regular
+        width = len(flat[0])
+        level: list[Any] = []
+        for item in flat:
+            if not isinstance(item, list) or len(item) != width:
+                raise InvalidArgument(f"{_PARSE_INPUT} - 'data' is ragged; input name: {name}")
+            level.extend(item)
+        flat = level
+    if len(flat) != count:
+        raise InvalidArgument(
+            f"{_VALUE_COUNT} - Expected: {count} values; Actual: {len(flat)} values"
+            f"; input name: {name}"
+        )
+    array = np.empty(count, dtype=object)
+    for i, item in enumerate(flat):
+        if not isinstance(item, str):
+            raise InvalidArgument(
+                f"{_PARSE_INPUT} - expected strings for datatype BYTES; input name: {name}"
+            )
+        try:
+            array[i] = item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(
+                f"{_PARSE_INPUT} - string is not valid Unicode; input name: {name}"
+            ) from None
+    return array
+
+
+# ---------------------------------------------------------------------------------------------
+# Response
+# ---------------------------------------------------------------------------------------------
+
+
+def encode_infer_response(
+    response: InferResponse, request: InferRequest
+) -> tuple[bytes, int | None]:
+    """Encode a response as KServe v2 REST: (body, JSON header length or None).
+
+    An output goes binary when its requested output says ``binary_data: true``, or when it has no
+    such flag and the request says ``binary_data_output: true`` (Triton's rule). The length is
+    None when no output is binary; otherwise the transport sends it as ``HEADER_LENGTH``.
+    """
+    default = request.parameters.get("binary_data_output") is True
+    flags: dict[str, bool] = {}
+    for requested in request.outputs or ():
+        flag = requested.parameters.get("binary_data")
+        if isinstance(flag, bool):
+            flags[requested.name] = flag
+
+    entries: list[dict[str, Any]] = []
+    blobs: list[bytes | memoryview] = []
+    for tensor in response.outputs:
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype.kserve,
+            "shape": list(tensor.shape),
+        }
+        if flags.get(tensor.name, default):
+            blob = _binary_blob(tensor)
+            entry["parameters"] = {"binary_data_size": blob.nbytes}
+            blobs.append(blob)
+        else:
+            entry["data"] = _json_data(tensor)
+        entries.append(entry)
+
+    doc: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": str(response.model_version),
+    }
+    response_id = response.id or request.id
+    if response_id:
+        doc["id"] = response_id
+    if response.parameters:
+        doc["parameters"] = response.parameters
+    doc["outputs"] = entries
+    header = orjson.dumps(doc, option=_NUMPY_JSON)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def encode_error(message: str) -> bytes:
+    """The body of every REST error: ``{"error": message}``."""
+    return orjson.dumps({"error": message})
+
+
+def _binary_blob(tensor: Tensor) -> memoryview:
+    if tensor.datatype.kserve == "BYTES":
+        parts: list[bytes] = []
+        for element in _bytes_elements(tensor):
+            if len(element) > 0xFFFFFFFF:
+                raise OvtrioError(f"BYTES element of output {tensor.name} exceeds 4 GiB")
+            parts.append(_PREFIX.pack(len(element)))
+            parts.append(element)
+        return memoryview(b"".join(parts))
+    flat = np.ascontiguousarray(tensor.data, dtype=tensor.datatype.numpy).reshape(-1)
+    return flat.data.cast("B")
+
+
+def _json_data(tensor: Tensor) -> Any:
+    if tensor.datatype.kserve == "BYTES":
+        try:
+            return [element.decode("utf-8") for element in _bytes_elements(tensor)]
+        except UnicodeDecodeError:
+            raise InvalidArgument(
+                f"Output {tensor.name} holds BYTES that are not valid UTF-8 and cannot be sent"
+                " as JSON; request it as binary (output parameter binary_data: true, or request"
+                " parameter binary_data_output: true)"
+            ) from None
+    # Flat, native little-endian, C-contiguous: what orjson serialises without a Python list.
+    return np.ascontiguousarray(tensor.data, dtype=tensor.datatype.numpy).reshape(-1)
+
+
+def _bytes_elements(tensor: Tensor) -> list[bytes]:
+    elements: list[bytes] = []
+    for element in tensor.data.reshape(-1).tolist():
+        if isinstance(element, bytes):
+            elements.append(element)
+        elif isinstance(element, str):
+            elements.append(element.encode("utf-8"))
+        elif isinstance(element, (bytearray, memoryview)):
+            elements.append(bytes(element))
+        else:
+            raise OvtrioError(
+                f"BYTES output {tensor.name} holds a {type(element).__name__}, not bytes"
+            )
+    return elements

@@ -1,0 +1,229 @@
+"""The transport-neutral core: health, metadata, status and inference.
+
+REST and gRPC handlers decode their wire form into ``tensors.InferRequest``, call this module,
+and encode what it returns. Validation follows OVMS' order and messages (reference 1.12):
+input count -> for each model input, sorted by name: presence -> precision -> rank -> batch
+-> shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import trio
+
+from ._version import __version__
+from .errors import (
+    VERSION_NOT_FOUND,
+    VERSION_NOT_LOADED_YET,
+    VERSION_RETIRED,
+    InvalidArgument,
+    ModelNotLoadedYet,
+    NotFound,
+)
+from .repository import ModelRegistry, ModelState, ModelVersion
+from .tensors import InferRequest, InferResponse, Tensor, TensorSpec
+
+__all__ = ["EXTENSIONS", "SERVER_NAME", "DataPlane", "ModelMetadata", "VersionStatus"]
+
+SERVER_NAME = "ovtrio"
+EXTENSIONS = ("binary_tensor_data",)
+"""KServe/Triton protocol extensions this server implements."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetadata:
+    name: str
+    versions: tuple[int, ...]
+    platform: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionStatus:
+    version: int
+    state: ModelState
+    error_code: str
+    error_message: str
+
+
+def _fmt(shape: tuple[int, ...] | list[int]) -> str:
+    return "(" + ",".join(str(d) for d in shape) + ")"
+
+
+def _fmt_spec(spec: TensorSpec) -> str:
+    parts = []
+    for d, (lo, hi) in zip(spec.shape, spec.ranges, strict=True):
+        if d >= 0:
+            parts.append(str(d))
+        elif hi < 0 and lo <= 0:
+            parts.append("-1")
+        else:
+            parts.append(f"{lo}:{hi}")
+    return "(" + ",".join(parts) + ")"
+
+
+def _dim_ok(actual: int, expected: int, rng: tuple[int, int]) -> bool:
+    if expected >= 0:
+        return actual == expected
+    lo, hi = rng
+    return actual >= lo and (hi < 0 or actual <= hi)
+
+
+class DataPlane:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self.shutting_down = False
+        self.in_flight = 0
+        """Inference requests being served (graceful shutdown waits for 0)."""
+        self._idle = trio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no inference request is in flight."""
+        while self.in_flight:
+            await self._idle.wait()
+
+    # -- health -----------------------------------------------------------------------------
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.registry.ready and not self.shutting_down
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+
+    # -- models -----------------------------------------------------------------------------
+    def model_ready(self, name: str, version: int | None) -> bool:
+        """True if the version (default: the default version) is AVAILABLE.
+
+        Raises NotFound for an unknown model name or a version that does not exist.
+        """
+        return self.registry.get_version(name, version).available
+
+    def model_metadata(self, name: str, version: int | None) -> ModelMetadata:
+        mv = self.registry.get_version(name, version)
+        if not mv.available:
+            if mv.state >= ModelState.UNLOADING:
+                raise NotFound(VERSION_RETIRED)
+            raise ModelNotLoadedYet(VERSION_NOT_LOADED_YET)
+        model = self.registry.get_model(name)
+        return ModelMetadata(
+            name=name,
+            versions=tuple(model.available_versions()),
+            platform="OpenVINO",
+            inputs=mv.inputs,
+            outputs=mv.outputs,
+            version=mv.version,
+        )
+
+    def model_status(self, name: str, version: int | None) -> list[VersionStatus]:
+        """Status of one version, or of every version when version is None or 0."""
+        model = self.registry.get_model(name)
+        if version:
+            mv = model.versions.get(version)
+            if mv is None:
+                raise NotFound(VERSION_NOT_FOUND)
+            chosen = [mv]
+        else:
+            chosen = sorted(model.versions.values(), key=lambda v: v.version)
+        return [VersionStatus(v.version, v.state, v.error_code, v.error_message) for v in chosen]
+
+    # -- inference --------------------------------------------------------------------------
+    async def infer(self, request: InferRequest) -> InferResponse:
+        if self.in_flight == 0:
+            self._idle = trio.Event()
+        self.in_flight += 1
+        try:
+            return await self._infer(request)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def _infer(self, request: InferRequest) -> InferResponse:
+        mv = await self.registry.get_available(request.model_name, request.model_version)
+        arrays = self.validate(mv, request)
+        outputs = await mv.infer(arrays)
+        return InferResponse(
+            model_name=request.model_name,
+            model_version=mv.version,
+            outputs=self._select_outputs(mv, request, outputs),
+            id=request.id,
+        )
+
+    @staticmethod
+    def validate(mv: ModelVersion, request: InferRequest) -> list[np.ndarray[Any, Any]]:
+        """Check the request against the model; return arrays in the model's input order."""
+        specs = mv.inputs
+        given = {t.name: t for t in request.inputs}
+        if len(given) != len(request.inputs):
+            raise InvalidArgument("Duplicate input names in request")
+        if len(given) != len(specs):
+            raise InvalidArgument(
+                f"Invalid number of inputs - Expected: {len(specs)}; Actual: {len(given)}"
+            )
+        by_name: dict[str, np.ndarray[Any, Any]] = {}
+        for spec in sorted(specs, key=lambda s: s.name):
+            tensor = given.get(spec.name)
+            if tensor is None:
+                raise InvalidArgument(
+                    f"Missing input with specific name - Required input: {spec.name}"
+                )
+            by_name[spec.name] = _check_tensor(spec, tensor, mv)
+        return [by_name[s.name] for s in specs]
+
+    @staticmethod
+    def _select_outputs(
+        mv: ModelVersion, request: InferRequest, arrays: list[np.ndarray[Any, Any]]
+    ) -> list[Tensor]:
+        specs = mv.outputs
+        tensors = [Tensor(s.name, s.datatype, a) for s, a in zip(specs, arrays, strict=True)]
+        if request.outputs is None:
+            return tensors
+        by_name = {t.name: t for t in tensors}
+        chosen = []
+        for wanted in request.outputs:
+            t = by_name.get(wanted.name)
+            if t is None:
+                raise InvalidArgument(
+                    f"Invalid output name - {wanted.name!r} is not an output of the model; "
+                    f"outputs: {', '.join(sorted(by_name))}"
+                )
+            chosen.append(t)
+        return chosen
+
+
+def _check_tensor(spec: TensorSpec, tensor: Tensor, mv: ModelVersion) -> np.ndarray[Any, Any]:
+    name = spec.name
+    if tensor.datatype is not spec.datatype:
+        raise InvalidArgument(
+            f"Invalid input precision - Expected: {spec.datatype.kserve}; "
+            f"Actual: {tensor.datatype.kserve}; input name: {name}"
+        )
+    shape = tensor.shape
+    if len(shape) != len(spec.shape):
+        raise InvalidArgument(
+            f"Invalid number of shape dimensions - Expected: {_fmt_spec(spec)}; "
+            f"Actual: {_fmt(shape)}; input name: {name}"
+        )
+    assert mv.compiled is not None
+    axis = mv.compiled.batch_index[mv.compiled.inputs.index(spec)]
+    if axis is not None and not _dim_ok(shape[axis], spec.shape[axis], spec.ranges[axis]):
+        expected = spec.shape[axis] if spec.shape[axis] >= 0 else "{}:{}".format(*spec.ranges[axis])
+        raise InvalidArgument(
+            f"Invalid input batch size - Expected: {expected}; Actual: {shape[axis]}; "
+            f"input name: {name}"
+        )
+    for i, (actual, expected) in enumerate(zip(shape, spec.shape, strict=True)):
+        if i != axis and not _dim_ok(actual, expected, spec.ranges[i]):
+            raise InvalidArgument(
+                f"Invalid input shape - Expected: {_fmt_spec(spec)}; Actual: {_fmt(shape)}; "
+                f"input name: {name}"
+            )
+    return tensor.data

@@ -1,0 +1,138 @@
+"""The one error tree. Each class carries its HTTP status and gRPC status code as data.
+
+::
+
+    OvtrioError (500, INTERNAL)
+    ├── InvalidArgument (400, INVALID_ARGUMENT)          client's mistake in a request
+    │   ├── JsonInvalid (412, INVALID_ARGUMENT)          body is not JSON (OVMS answers 412)
+    │   ├── InvalidUrl (400, INVALID_ARGUMENT)           REST path matches no route (OVMS answers 400)
+    │   └── PayloadTooLarge (413, RESOURCE_EXHAUSTED)    a size limit was exceeded
+    ├── FailedPrecondition (400, FAILED_PRECONDITION)    e.g. unknown TF Serving signature
+    ├── NotFound (404, NOT_FOUND)                        model / version unknown or retired
+    ├── ModelNotLoadedYet (404, UNAVAILABLE)             version still LOADING (OVMS' pairing)
+    ├── UnsupportedMethod (406, UNIMPLEMENTED)           REST method not allowed on a known path
+    ├── Unimplemented (501, UNIMPLEMENTED)
+    ├── ResourceExhausted (503, RESOURCE_EXHAUSTED)      a model's queue is full
+    ├── Unavailable (503, UNAVAILABLE)                   server not ready or shutting down
+    ├── Unauthenticated (401, UNAUTHENTICATED)
+    └── InferenceFailed (500, INTERNAL)                  OpenVINO raised while inferring
+
+Transports read ``http_status`` / ``grpc_status`` and the message; nothing else. Where OVMS
+answers a client's mistake with UNKNOWN or 500, ovtrio uses the InvalidArgument branch.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GrpcStatus",
+    "FailedPrecondition",
+    "InferenceFailed",
+    "InvalidArgument",
+    "InvalidUrl",
+    "JsonInvalid",
+    "ModelNotLoadedYet",
+    "NotFound",
+    "OvtrioError",
+    "PayloadTooLarge",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "UnsupportedMethod",
+]
+
+
+class GrpcStatus:
+    """gRPC status codes as ints (no grpclib import here)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    UNAUTHENTICATED = 16
+
+
+class OvtrioError(Exception):
+    http_status: int = 500
+    grpc_status: int = GrpcStatus.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(OvtrioError):
+    http_status = 400
+    grpc_status = GrpcStatus.INVALID_ARGUMENT
+
+
+class JsonInvalid(InvalidArgument):
+    http_status = 412
+
+
+class InvalidUrl(InvalidArgument):
+    http_status = 400
+
+
+class PayloadTooLarge(InvalidArgument):
+    http_status = 413
+    grpc_status = GrpcStatus.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(OvtrioError):
+    http_status = 400
+    grpc_status = GrpcStatus.FAILED_PRECONDITION
+
+
+class NotFound(OvtrioError):
+    http_status = 404
+    grpc_status = GrpcStatus.NOT_FOUND
+
+
+class ModelNotLoadedYet(OvtrioError):
+    http_status = 404
+    grpc_status = GrpcStatus.UNAVAILABLE
+
+
+class UnsupportedMethod(OvtrioError):
+    http_status = 406
+    grpc_status = GrpcStatus.UNIMPLEMENTED
+
+
+class Unimplemented(OvtrioError):
+    http_status = 501
+    grpc_status = GrpcStatus.UNIMPLEMENTED
+
+
+class ResourceExhausted(OvtrioError):
+    http_status = 503
+    grpc_status = GrpcStatus.RESOURCE_EXHAUSTED
+
+
+class Unavailable(OvtrioError):
+    http_status = 503
+    grpc_status = GrpcStatus.UNAVAILABLE
+
+
+class Unauthenticated(OvtrioError):
+    http_status = 401
+    grpc_status = GrpcStatus.UNAUTHENTICATED
+
+
+class InferenceFailed(OvtrioError):
+    http_status = 500
+    grpc_status = GrpcStatus.INTERNAL
+
+
+# Messages of the reference's error table, in one place so both transports say the same.
+MODEL_NOT_FOUND = "Model with requested name is not found"
+VERSION_NOT_FOUND = "Model with requested version is not found"
+VERSION_RETIRED = "Model with requested version is retired"
+VERSION_NOT_LOADED_YET = "Model with requested version is not loaded yet"

@@ -1,0 +1,19 @@
+"""gRPC transport: grpclib on its own uvloop thread, bridged into trio."""
+
+from __future__ import annotations
+
+from ..dataplane import DataPlane
+from ._bridge import GrpcEndpoint as GrpcEndpoint
+from ._bridge import RpcSpec as RpcSpec
+from ._bridge import serve as serve
+
+__all__ = ["GrpcEndpoint", "RpcSpec", "build_rpc_table", "serve"]
+
+
+def build_rpc_table(dataplane: DataPlane) -> dict[str, RpcSpec]:
+    """Every RPC the server answers, by route."""
+    from . import kserve
+
+    table: dict[str, RpcSpec] = {}
+    table.update(kserve.rpc_table(dataplane))
+    return table

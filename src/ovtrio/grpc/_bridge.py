@@ -1,0 +1,282 @@
+"""The only module that knows grpclib needs asyncio.
+
+grpclib runs on its own thread with a uvloop event loop. That thread is a child of a trio
+task (``serve``), which the server's root nursery supervises. Every RPC crosses into trio
+through ``TrioBridge.call``: the handler body runs as a trio task in the gRPC nursery, and a
+client cancel (RST_STREAM) or deadline, which grpclib delivers as ``asyncio.CancelledError``,
+cancels that task's scope, so trio code sees ``trio.Cancelled``.
+
+Shutdown: ``stop()`` stops listening at once; in-flight RPCs finish (the caller bounds that
+with its grace deadline); then every connection gets GOAWAY and is closed. The last step
+works around grpclib's hang on Python >= 3.12, where ``asyncio.Server.wait_closed`` waits for
+connections that grpclib never closes (stack spike, pitfall 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpclib.const
+import grpclib.server
+import trio
+import uvloop
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from ..errors import OvtrioError
+
+__all__ = ["GrpcEndpoint", "RpcTable", "TrioBridge", "serve"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RpcTable = Mapping[str, "RpcSpec"]
+"""Route (``/package.Service/Method``) -> how to serve it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RpcSpec:
+    """A unary RPC: decode with request_type, run ``func`` in trio, encode with reply_type."""
+
+    func: Callable[[Any, grpclib.server.Stream[Any, Any]], Awaitable[Any]]
+    request_type: type[Any]
+    reply_type: type[Any]
+
+
+class TrioBridge:
+    """Runs trio functions from the asyncio thread; asyncio cancellation becomes trio's."""
+
+    def __init__(self, token: trio.lowlevel.TrioToken, nursery: trio.Nursery) -> None:
+        self.token = token
+        self.nursery = nursery
+
+    async def call(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Await ``afn(*args)`` run as a trio task. Runs on the asyncio thread."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        scope = trio.CancelScope()
+
+        def deliver(ok: bool, value: Any) -> None:
+            if not fut.done():
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
+        async def runner() -> None:
+            ok: bool = False
+            value: Any = GRPCError(Status.UNAVAILABLE, "Server is shutting down")
+            try:
+                with scope:
+                    value = await afn(*args)
+                    ok = True
+            except Exception as exc:  # handed to the asyncio side, re-raised there
+                value = exc
+            finally:
+                # Always answer the asyncio side, also when trio cancels this task at shutdown
+                # (then the client gets UNAVAILABLE instead of a hung stream).
+                try:
+                    loop.call_soon_threadsafe(deliver, ok, value)
+                except RuntimeError:
+                    pass  # loop already closed
+
+        try:
+            self.token.run_sync_soon(self.nursery.start_soon, runner)
+        except trio.RunFinishedError:
+            raise GRPCError(Status.UNAVAILABLE, "Server is shutting down") from None
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            # Client cancel or deadline. FIFO order on the trio side means the cancel may run
+            # before the task enters its scope; trio handles cancel-before-enter.
+            try:
+                self.token.run_sync_soon(scope.cancel)
+            except trio.RunFinishedError:
+                pass
+            raise
+
+
+def _grpc_error(exc: OvtrioError) -> GRPCError:
+    return GRPCError(Status(exc.grpc_status), exc.message)
+
+
+class _Server(grpclib.server.Server):
+    """grpclib's Server with a drain-then-close shutdown (see module docstring)."""
+
+    def __init__(self, handlers: Collection[Any], **kwargs: Any) -> None:
+        super().__init__(handlers, **kwargs)
+        self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> Any:
+        protocol = super()._protocol_factory()
+        self._protocols.add(protocol)
+        return protocol
+
+    def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    def in_flight(self) -> int:
+        return sum(
+            1 for h in self._handlers for t in h._tasks.values() if not t.done()
+        )
+
+    async def close_connections(self) -> None:
+        self.close()
+        if self._handlers:
+            await asyncio.wait(
+                {asyncio.ensure_future(h.wait_closed()) for h in self._handlers}
+            )
+        for protocol in list(self._protocols):
+            conn = getattr(protocol, "connection", None)
+            if conn is not None:
+                try:
+                    conn._connection.close_connection()
+                    conn.flush()
+                finally:
+                    conn._transport.close()
+        await self.wait_closed()
+
+
+class _Servable:
+    """The grpclib handler object built from an RpcTable."""
+
+    def __init__(self, table: RpcTable, bridge_ref: Callable[[], TrioBridge]) -> None:
+        self._table = table
+        self._bridge = bridge_ref
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        mapping = {}
+        for route, spec in self._table.items():
+            mapping[route] = grpclib.const.Handler(
+                self._wrap(spec), grpclib.const.Cardinality.UNARY_UNARY,
+                spec.request_type, spec.reply_type,
+            )
+        return mapping
+
+    def _wrap(self, spec: RpcSpec) -> Callable[[grpclib.server.Stream[Any, Any]], Awaitable[None]]:
+        async def handle(stream: grpclib.server.Stream[Any, Any]) -> None:
+            try:
+                request = await stream.recv_message()
+            except GRPCError:
+                raise
+            except Exception as exc:  # undecodable message: the client's mistake
+                raise GRPCError(
+                    Status.INVALID_ARGUMENT, f"Cannot decode the request message: {exc}"
+                ) from None
+            try:
+                reply = await self._bridge().call(spec.func, request, stream)
+            except OvtrioError as exc:
+                raise _grpc_error(exc) from None
+            except GRPCError:
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("unexpected error in %s", stream.method_name)
+                raise GRPCError(Status.INTERNAL, "Internal server error") from None
+            await stream.send_message(reply)
+
+        return handle
+
+
+@dataclass(slots=True)
+class GrpcEndpoint:
+    """What ``serve`` reports through ``task_status.started``."""
+
+    host: str
+    port: int
+    stop: Callable[[], None]
+    """Stop accepting new connections (in-flight RPCs continue)."""
+
+
+async def serve(
+    table: RpcTable,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[GrpcEndpoint] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``table`` on host:port until cancelled; then drain and close.
+
+    Cancellation: cancelling this task stops listening, waits for in-flight RPCs (which the
+    caller's deadline bounds: once the enclosing scope's deadline passes the nursery running
+    the handlers is cancelled too) and joins the loop thread.
+    """
+    token = trio.lowlevel.current_trio_token()
+    started = trio.Event()
+    finished = trio.Event()
+    failure: list[BaseException] = []
+    state: dict[str, Any] = {}
+
+    async with trio.open_nursery() as rpc_nursery:
+        bridge = TrioBridge(token, rpc_nursery)
+        servable = _Servable(table, lambda: bridge)
+
+        async def amain() -> None:
+            loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+            server = _Server([servable])
+            state["loop"], state["stop"], state["server"] = loop, stop, server
+            try:
+                await server.start(host, port, reuse_address=True)
+            except OSError as exc:
+                failure.append(exc)
+                token.run_sync_soon(started.set)
+                return
+            token.run_sync_soon(started.set)
+            await stop.wait()
+            server.stop_listening()
+            while server.in_flight():
+                await asyncio.sleep(0.01)
+            await server.close_connections()
+
+        def thread_main() -> None:
+            try:
+                uvloop.run(amain())
+            except BaseException as exc:  # reported to trio below
+                failure.append(exc)
+            finally:
+                try:
+                    token.run_sync_soon(finished.set)
+                    token.run_sync_soon(started.set)
+                except trio.RunFinishedError:
+                    pass
+
+        thread = threading.Thread(target=thread_main, name="ovtrio-grpc", daemon=True)
+        thread.start()
+        await started.wait()
+        if failure:
+            await finished.wait()
+            rpc_nursery.cancel_scope.cancel()
+            raise OSError(f"gRPC server cannot listen on {host}:{port}: {failure[0]}")
+
+        def stop_listening() -> None:
+            state["loop"].call_soon_threadsafe(lambda: state["server"].stop_listening())
+
+        task_status.started(GrpcEndpoint(host, port, stop_listening))
+        try:
+            await finished.wait()
+        finally:
+            loop = state.get("loop")
+            if loop is not None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(state["stop"].set)
+                except RuntimeError:
+                    pass
+            # In-flight handlers run in rpc_nursery, which stays open until they finish; they
+            # need no shield: when the caller's grace deadline passes, they are cancelled too.
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(60):
+                    await finished.wait()
+            rpc_nursery.cancel_scope.cancel()
+        if failure:
+            raise RuntimeError(f"gRPC server thread failed: {failure[0]!r}")
+

@@ -1,0 +1,77 @@
+"""KServe v2 ``inference.GRPCInferenceService``: messages -> codecs.kserve_grpc -> data plane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..codecs import kserve_grpc
+from ..dataplane import DataPlane
+from ..errors import Unavailable
+from ..tensors import TensorSpec
+from ._bridge import RpcSpec
+from ._generated import inference as pb
+from ._generated import inference_raw as raw_pb
+
+__all__ = ["rpc_table"]
+
+SERVICE = "/inference.GRPCInferenceService/"
+
+
+def _tensor_metadata(spec: TensorSpec) -> pb.ModelMetadataResponseTensorMetadata:
+    return pb.ModelMetadataResponseTensorMetadata(
+        name=spec.name, datatype=spec.datatype.kserve, shape=list(spec.shape)
+    )
+
+
+def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
+    async def server_live(_req: pb.ServerLiveRequest, _stream: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=dp.live())
+
+    async def server_ready(_req: pb.ServerReadyRequest, _stream: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=dp.ready())
+
+    async def server_metadata(
+        _req: pb.ServerMetadataRequest, _stream: Any
+    ) -> pb.ServerMetadataResponse:
+        meta = dp.server_metadata()
+        return pb.ServerMetadataResponse(
+            name=meta["name"], version=meta["version"], extensions=list(meta["extensions"])
+        )
+
+    async def model_ready(req: pb.ModelReadyRequest, _stream: Any) -> pb.ModelReadyResponse:
+        version = kserve_grpc.parse_version(req.version)
+        return pb.ModelReadyResponse(ready=dp.model_ready(req.name, version))
+
+    async def model_metadata(
+        req: pb.ModelMetadataRequest, _stream: Any
+    ) -> pb.ModelMetadataResponse:
+        meta = dp.model_metadata(req.name, kserve_grpc.parse_version(req.version))
+        return pb.ModelMetadataResponse(
+            name=meta.name,
+            versions=[str(v) for v in meta.versions],
+            platform=meta.platform,
+            inputs=[_tensor_metadata(s) for s in meta.inputs],
+            outputs=[_tensor_metadata(s) for s in meta.outputs],
+        )
+
+    async def model_infer(req: raw_pb.ModelInferRequest, _stream: Any) -> pb.ModelInferResponse:
+        if dp.shutting_down:
+            raise Unavailable("Server is shutting down")
+        request = kserve_grpc.decode_infer_request(req)
+        response = await dp.infer(request)
+        return kserve_grpc.encode_infer_response(response)
+
+    return {
+        SERVICE + "ServerLive": RpcSpec(server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
+        SERVICE + "ServerReady": RpcSpec(
+            server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse
+        ),
+        SERVICE + "ServerMetadata": RpcSpec(
+            server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse
+        ),
+        SERVICE + "ModelReady": RpcSpec(model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
+        SERVICE + "ModelMetadata": RpcSpec(
+            model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse
+        ),
+        SERVICE + "ModelInfer": RpcSpec(model_infer, raw_pb.ModelInferRequest, pb.ModelInferResponse),
+    }

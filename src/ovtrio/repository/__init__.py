@@ -1,0 +1,9 @@
+"""Model repository: version discovery and the registry of loaded models."""
+
+from ._discovery import scan_versions as scan_versions
+from ._registry import Model as Model
+from ._registry import ModelRegistry as ModelRegistry
+from ._registry import ModelState as ModelState
+from ._registry import ModelVersion as ModelVersion
+
+__all__ = ["Model", "ModelRegistry", "ModelState", "ModelVersion", "scan_versions"]

@@ -1,0 +1,90 @@
+"""KServe v2 REST routes: ``/v2/...`` -> codecs.kserve_rest -> data plane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from ..codecs import kserve_rest
+from ..dataplane import DataPlane, ModelMetadata
+from ..errors import InvalidArgument, NotFound, Unavailable
+from ..tensors import TensorSpec
+
+__all__ = ["metadata_json", "register"]
+
+INFERENCE_HEADER = "Inference-Header-Content-Length"
+
+
+def _tensor_json(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype.kserve, "shape": list(spec.shape)}
+
+
+def metadata_json(meta: ModelMetadata) -> dict[str, Any]:
+    return {
+        "name": meta.name,
+        "versions": [str(v) for v in meta.versions],
+        "platform": meta.platform,
+        "inputs": [_tensor_json(s) for s in meta.inputs],
+        "outputs": [_tensor_json(s) for s in meta.outputs],
+    }
+
+
+def register(app: QuartTrio, dp: DataPlane) -> None:
+    from .app import json_response
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return json_response({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        if not dp.ready():
+            raise Unavailable("Server is not ready")
+        return json_response({"ready": True})
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return json_response(dp.server_metadata())
+
+    @app.get("/v2/models/<name>/ready")
+    @app.get("/v2/models/<name>/versions/<int:version>/ready")
+    async def model_ready(name: str, version: int | None = None) -> Response:
+        if not dp.model_ready(name, version):
+            # OVMS: a model that exists but is not ready answers 404 on REST.
+            raise NotFound(f"Model {name} is not ready")
+        return json_response({"name": name, "ready": True})
+
+    @app.get("/v2/models/<name>")
+    @app.get("/v2/models/<name>/versions/<int:version>")
+    async def model_metadata(name: str, version: int | None = None) -> Response:
+        return json_response(metadata_json(dp.model_metadata(name, version)))
+
+    @app.post("/v2/models/<name>/infer")
+    @app.post("/v2/models/<name>/versions/<int:version>/infer")
+    async def infer(name: str, version: int | None = None) -> Response:
+        header = request.headers.get(INFERENCE_HEADER)
+        header_length: int | None = None
+        if header is not None:
+            try:
+                header_length = int(header)
+            except ValueError:
+                raise InvalidArgument(
+                    f"{INFERENCE_HEADER} header is not an integer: {header!r}"
+                ) from None
+        body = await request.get_data(cache=False)
+        assert isinstance(body, bytes)
+        req = kserve_rest.decode_infer_request(
+            body, header_length, model_name=name, model_version=version or None
+        )
+        resp = await dp.infer(req)
+        payload, json_length = kserve_rest.encode_infer_response(resp, req)
+        if json_length is None:
+            return Response(payload, status=200, content_type="application/json")
+        return Response(
+            payload,
+            status=200,
+            content_type="application/octet-stream",
+            headers={INFERENCE_HEADER: str(json_length)},
+        )

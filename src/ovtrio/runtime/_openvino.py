@@ -1,0 +1,332 @@
+"""The only module that imports OpenVINO.
+
+``compile_version`` reads, reshapes and compiles a model version (blocking: call it in a
+worker thread). ``CompiledModel`` owns the compiled model and its own pool of
+``InferRequest`` objects; ``CompiledModel.infer`` runs one inference through
+``start_async`` and hands the completion back to trio, so the event loop never blocks on
+inference.
+
+Cancellation: if the awaiting task is cancelled while OpenVINO computes, the request is
+cancelled with ``InferRequest.cancel()``. OpenVINO fires no callback for a cancelled request,
+so this module waits for the request to become idle (in a worker thread, shielded, which
+takes a few milliseconds) and puts it back in the pool itself. ``AsyncInferQueue`` is not
+used because one cancel breaks it for good.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+import trio
+
+from ..config import Dim, ModelConfig, ShapeSpec
+from ..errors import InferenceFailed
+from ..tensors import TensorSpec, datatype_of_ov
+
+__all__ = ["CompiledModel", "LoadError", "compile_version", "find_model_file"]
+
+log = logging.getLogger(__name__)
+
+_MODEL_SUFFIXES = (".xml", ".onnx", ".pdmodel", ".tflite", ".pb")
+
+
+class LoadError(Exception):
+    """A version could not be loaded; the message goes into the version's status."""
+
+
+def find_model_file(version_dir: Path) -> Path:
+    """The model file in a version folder, in OVMS' search order (IR, ONNX, Paddle, TFLite, TF)."""
+    for suffix in _MODEL_SUFFIXES:
+        found = sorted(p for p in version_dir.iterdir() if p.suffix == suffix and p.is_file())
+        if found:
+            return found[0]
+    if (version_dir / "saved_model.pb").exists():
+        return version_dir
+    raise LoadError(f"no model file (.xml/.onnx/.pdmodel/.tflite/.pb) in {version_dir}")
+
+
+def _dimension(dim: Dim) -> ov.Dimension:
+    lo, hi = dim
+    if lo == hi and lo >= 0:
+        return ov.Dimension(lo)
+    if hi < 0 and lo <= 0:
+        return ov.Dimension()
+    return ov.Dimension(lo, hi)
+
+
+def _batch_index(layout: ov.Layout, rank: int) -> int | None:
+    if layout.has_name("N"):
+        idx = int(ov.layout_helpers.batch(layout))
+        return idx % rank if rank > 0 else None
+    if layout.empty:
+        return 0 if rank > 0 else None
+    return None
+
+
+def _apply_layout(model: ov.Model, layout: str | dict[str, str] | None) -> None:
+    if not layout:
+        return
+    names = [p.get_any_name() for p in model.inputs]
+    per_input = layout if isinstance(layout, dict) else dict.fromkeys(names, layout)
+    out_names = {p.get_any_name() for p in model.outputs}
+    ppp = ov.preprocess.PrePostProcessor(model)
+    for name, spec in per_input.items():
+        target, _, source = spec.partition(":")
+        if name in names:
+            info = ppp.input(name)
+            if source:
+                info.tensor().set_layout(ov.Layout(target))
+                info.model().set_layout(ov.Layout(source))
+            else:
+                info.model().set_layout(ov.Layout(target))
+        elif name in out_names:
+            oinfo = ppp.output(name)
+            if source:
+                oinfo.tensor().set_layout(ov.Layout(target))
+                oinfo.model().set_layout(ov.Layout(source))
+            else:
+                oinfo.model().set_layout(ov.Layout(target))
+        else:
+            raise LoadError(f"layout names {name!r}, which is neither an input nor an output")
+    ppp.build()
+
+
+def _reshape(model: ov.Model, cfg: ModelConfig) -> None:
+    shapes: dict[str, ov.PartialShape] = {}
+    spec = cfg.shape
+    if spec is not None:
+        per_input: dict[str, ShapeSpec] = (
+            spec if isinstance(spec, dict) else {p.get_any_name(): spec for p in model.inputs}
+        )
+        known = {p.get_any_name() for p in model.inputs}
+        for name, s in per_input.items():
+            if name not in known:
+                raise LoadError(f"shape names {name!r}, which is not an input of the model")
+            rank = model.input(name).get_partial_shape().rank
+            if s.auto:
+                n = rank.get_length() if rank.is_static else 0
+                shapes[name] = ov.PartialShape([ov.Dimension()] * n) if n else ov.PartialShape.dynamic()
+            else:
+                shapes[name] = ov.PartialShape([_dimension(d) for d in s.dims])
+        if cfg.batch_size is not None:
+            log.warning("%s: both shape and batch_size are set; batch_size is ignored", cfg.name)
+    elif cfg.batch_size is not None:
+        dim = ov.Dimension() if cfg.batch_size == "auto" else _dimension(cfg.batch_size)
+        for port in model.inputs:
+            ps = port.get_partial_shape()
+            if ps.rank.is_dynamic or ps.rank.get_length() == 0:
+                continue
+            idx = _batch_index(port.get_node().get_layout(), ps.rank.get_length())
+            if idx is None:
+                continue
+            ps = ov.PartialShape(ps)
+            ps[idx] = dim
+            shapes[port.get_any_name()] = ps
+    if shapes:
+        try:
+            model.reshape(shapes)
+        except RuntimeError as exc:
+            raise LoadError(f"reshape failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("Exception from"):
+            return line.strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _spec(port: Any, layout: ov.Layout | None) -> TensorSpec:
+    type_name = port.get_element_type().get_type_name()
+    row = datatype_of_ov(type_name)
+    if row is None:
+        raise LoadError(f"tensor {port.get_any_name()!r} has unsupported element type {type_name}")
+    ps = port.get_partial_shape()
+    if ps.rank.is_dynamic:
+        raise LoadError(f"tensor {port.get_any_name()!r} has a dynamic rank, which is not supported")
+    shape: list[int] = []
+    ranges: list[tuple[int, int]] = []
+    for d in ps:
+        if d.is_static:
+            shape.append(d.get_length())
+            ranges.append((d.get_length(), d.get_length()))
+        else:
+            shape.append(-1)
+            ranges.append((d.get_min_length(), d.get_max_length()))
+    text = "" if layout is None or layout.empty else layout.to_string().strip("[]").replace(",", "")
+    return TensorSpec(port.get_any_name(), row, tuple(shape), tuple(ranges), text)
+
+
+@dataclass(slots=True)
+class _Call:
+    event: trio.Event = field(default_factory=trio.Event)
+    outputs: list[np.ndarray[Any, Any]] | None = None
+    error: BaseException | None = None
+
+
+def compile_version(
+    core: ov.Core, cfg: ModelConfig, version_dir: Path
+) -> tuple[ov.CompiledModel, tuple[TensorSpec, ...], tuple[TensorSpec, ...], tuple[int | None, ...]]:
+    """Read, reshape and compile one version. Blocking: run it in a worker thread.
+
+    Returns the compiled model, input specs, output specs and each input's batch index.
+    Raises LoadError with a one-line reason.
+    """
+    path = find_model_file(version_dir)
+    try:
+        model = core.read_model(str(path))
+    except RuntimeError as exc:
+        raise LoadError(f"cannot read {path.name}: {_first_line(exc)}") from exc
+    try:
+        _apply_layout(model, cfg.layout)
+    except RuntimeError as exc:
+        raise LoadError(f"layout {cfg.layout!r} cannot be applied: {_first_line(exc)}") from exc
+    _reshape(model, cfg)
+    props: dict[str, Any] = dict(cfg.plugin_config)
+    if "NUM_STREAMS" not in props and "PERFORMANCE_HINT" not in props:
+        props["PERFORMANCE_HINT"] = "LATENCY"
+    try:
+        compiled = core.compile_model(model, cfg.target_device, props)
+    except RuntimeError as exc:
+        raise LoadError(f"compile on {cfg.target_device} failed: {_first_line(exc)}") from exc
+    inputs = []
+    batch_idx: list[int | None] = []
+    for port, param in zip(compiled.inputs, model.get_parameters(), strict=True):
+        layout = param.get_layout()
+        spec = _spec(port, layout)
+        inputs.append(spec)
+        batch_idx.append(_batch_index(layout, len(spec.shape)))
+    outputs = tuple(_spec(port, None) for port in compiled.outputs)
+    return compiled, tuple(inputs), outputs, tuple(batch_idx)
+
+
+class CompiledModel:
+    """A compiled model version and its pool of infer requests.
+
+    Args:
+        compiled: the OpenVINO compiled model.
+        nireq: pool size; 0 takes ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``.
+    """
+
+    def __init__(
+        self,
+        compiled: ov.CompiledModel,
+        inputs: tuple[TensorSpec, ...],
+        outputs: tuple[TensorSpec, ...],
+        batch_index: tuple[int | None, ...],
+        nireq: int,
+    ) -> None:
+        self.compiled = compiled
+        self.inputs = inputs
+        self.outputs = outputs
+        self.batch_index = batch_index
+        if nireq <= 0:
+            nireq = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.nireq = max(1, nireq)
+        self._free = [compiled.create_infer_request() for _ in range(self.nireq)]
+        self._sem = trio.Semaphore(self.nireq)
+        self._string_outputs = [o.datatype.kserve == "BYTES" for o in outputs]
+        self._string_inputs = [i.datatype.kserve == "BYTES" for i in inputs]
+        self.completed = 0
+        """Inferences that ran to completion (tests count these to prove cancellation)."""
+        self.cancelled = 0
+        """Inferences cancelled inside OpenVINO."""
+
+    @property
+    def busy(self) -> int:
+        return self.nireq - len(self._free)
+
+    async def infer(self, arrays: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        """Run one inference on arrays given in the order of ``self.inputs``.
+
+        Returns output arrays (copies, owned by the caller) in the order of ``self.outputs``.
+
+        Cancellation: waiting for a free request is cancellable; an inference in flight is
+        cancelled inside OpenVINO and the request goes back to the pool.
+
+        Error handling: an OpenVINO error becomes ``InferenceFailed`` (INTERNAL / 500).
+        """
+        async with self._sem:
+            req = self._free.pop()
+            try:
+                return await self._run(req, arrays)
+            finally:
+                self._free.append(req)
+
+    async def _run(
+        self, req: ov.InferRequest, arrays: Sequence[np.ndarray[Any, Any]]
+    ) -> list[np.ndarray[Any, Any]]:
+        call = _Call()
+        token = trio.lowlevel.current_trio_token()
+        req.set_callback(self._make_callback(req, call, token), None)
+        try:
+            feed: dict[int, Any] = {}
+            for i, a in enumerate(arrays):
+                if self._string_inputs[i]:
+                    t = ov.Tensor(ov.Type.string, ov.Shape(list(a.shape)))
+                    t.bytes_data = [x if isinstance(x, bytes) else str(x).encode() for x in a.reshape(-1)]
+                    feed[i] = t
+                else:
+                    feed[i] = a
+            req.start_async(feed, share_inputs=True)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise InferenceFailed(f"Internal inference error - {_first_line(exc)}") from exc
+        try:
+            await call.event.wait()
+        except trio.Cancelled:
+            if not call.event.is_set():
+                req.cancel()
+                self.cancelled += 1
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(_wait_idle, req)
+            raise
+        if call.error is not None:
+            raise InferenceFailed(f"Internal inference error - {_first_line(call.error)}")
+        assert call.outputs is not None
+        self.completed += 1
+        return call.outputs
+
+    def _make_callback(
+        self, req: ov.InferRequest, call: _Call, token: trio.lowlevel.TrioToken
+    ) -> Callable[[Any], None]:
+        string_outputs = self._string_outputs
+
+        def on_done(_userdata: Any) -> None:  # OpenVINO thread
+            outputs: list[np.ndarray[Any, Any]] | None = None
+            error: BaseException | None = None
+            try:
+                outputs = []
+                for i, is_string in enumerate(string_outputs):
+                    t = req.get_output_tensor(i)
+                    if is_string:
+                        outputs.append(np.array(t.bytes_data, dtype=object).reshape(tuple(t.shape)))
+                    else:
+                        outputs.append(t.data.copy())
+            except Exception as exc:  # surfaced to the caller as InferenceFailed
+                error, outputs = exc, None
+            try:
+                token.run_sync_soon(_finish, call, outputs, error)
+            except trio.RunFinishedError:
+                pass
+
+        return on_done
+
+
+def _finish(call: _Call, outputs: list[np.ndarray[Any, Any]] | None, error: BaseException | None) -> None:
+    call.outputs, call.error = outputs, error
+    call.event.set()
+
+
+def _wait_idle(req: ov.InferRequest) -> None:
+    try:
+        req.wait()
+    except RuntimeError:
+        pass  # "Infer Request was canceled": expected after cancel()
+

@@ -1,0 +1,130 @@
+"""The root nursery: registry, REST (hypercorn trio worker), gRPC (grpclib on its thread), signals.
+
+Start order: the registry task starts (models load in the background, server not ready yet),
+then REST and gRPC listen, then the initial configuration loads and the server becomes ready.
+
+Shutdown (SIGINT or SIGTERM): stop accepting (both ports), let in-flight inferences finish
+within ``graceful_timeout_s``, then cancel everything and exit 0. A second signal cancels at
+once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from ._version import __version__
+from .config import ServerConfig
+from .dataplane import DataPlane
+from .grpc import build_rpc_table
+from .grpc import serve as grpc_serve
+from .repository import ModelRegistry
+from .rest.app import create_app
+from .runtime import ov_core
+
+if TYPE_CHECKING:
+    from .grpc import GrpcEndpoint
+
+__all__ = ["run", "serve"]
+
+log = logging.getLogger("ovtrio")
+
+
+def run(cfg: ServerConfig) -> int:
+    """Run the server until a signal stops it. Returns the process exit code."""
+    try:
+        trio.run(serve, cfg)
+    except OSError as exc:
+        log.error("%s", exc)
+        return 1
+    except _StartupError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+class _StartupError(Exception):
+    pass
+
+
+def _hypercorn_config(cfg: ServerConfig) -> HypercornConfig:
+    hc = HypercornConfig()
+    host = cfg.rest_bind_address
+    hc.bind = [f"[{host}]:{cfg.rest_port}" if ":" in host else f"{host}:{cfg.rest_port}"]
+    hc.graceful_timeout = cfg.graceful_timeout_s
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.keep_alive_timeout = 75
+    hc.h11_max_incomplete_size = 64 * 1024
+    return hc
+
+
+async def serve(
+    cfg: ServerConfig, *, task_status: trio.TaskStatus[DataPlane] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve until SIGINT/SIGTERM (or until cancelled)."""
+    models = cfg.models
+    if cfg.demo:
+        from .demo import ensure_demo_model
+
+        for m in models:
+            await trio.to_thread.run_sync(ensure_demo_model, m.base_path)
+    if cfg.cache_dir is not None:
+        ov_core().set_property({"CACHE_DIR": str(cfg.cache_dir)})  # type: ignore[attr-defined]
+    for flag in cfg.ignored_flags:
+        log.warning("flag --%s is accepted for OVMS compatibility but has no effect", flag)
+
+    registry = ModelRegistry(models)
+    dataplane = DataPlane(registry)
+    stop = trio.Event()
+    async with trio.open_nursery() as root:
+        root.start_soon(_watch_signals, stop, root.cancel_scope)
+        await root.start(registry.run)
+        grpc_endpoint: GrpcEndpoint | None = None
+        if cfg.rest_port:
+            app = create_app(dataplane, max_body_bytes=cfg.rest_max_body_bytes)
+            await root.start(
+                lambda task_status: hypercorn_serve(
+                    app, _hypercorn_config(cfg), shutdown_trigger=stop.wait,  # type: ignore[arg-type]
+                    task_status=task_status,
+                )
+            )
+        if cfg.port:
+            grpc_endpoint = await root.start(
+                grpc_serve, build_rpc_table(dataplane), cfg.grpc_bind_address, cfg.port
+            )
+        log.info(
+            "ovtrio %s serving: gRPC %s, REST %s", __version__,
+            f"{cfg.grpc_bind_address}:{cfg.port}" if cfg.port else "off",
+            f"{cfg.rest_bind_address}:{cfg.rest_port}" if cfg.rest_port else "off",
+        )
+        task_status.started(dataplane)
+        await stop.wait()
+
+        log.info("shutting down: draining in-flight requests (up to %ss)", cfg.graceful_timeout_s)
+        dataplane.shutting_down = True
+        if grpc_endpoint is not None:
+            grpc_endpoint.stop()
+        with trio.move_on_after(cfg.graceful_timeout_s):
+            await dataplane.wait_idle()
+        if dataplane.in_flight:
+            log.warning("grace period over: cancelling %d in-flight requests", dataplane.in_flight)
+        root.cancel_scope.cancel()
+    log.info("stopped")
+
+
+async def _watch_signals(stop: trio.Event, root_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if not stop.is_set():
+                log.info("received %s", signal.Signals(signum).name)
+                stop.set()
+            else:
+                log.warning("second signal: exiting now")
+                root_scope.cancel()
+                return

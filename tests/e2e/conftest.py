@@ -1,0 +1,129 @@
+"""Start a real ovtrio process on free loopback ports, with models built by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests import models
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    grpc_port: int
+    rest_port: int
+    log_path: Path
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"127.0.0.1:{self.rest_port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def start_server(tmp: Path, args: list[str], wait_ready: bool = True, timeout: float = 120) -> Server:
+    grpc_port, rest_port = free_port(), free_port()
+    log_path = tmp / f"server-{grpc_port}.log"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "ovtrio", "--port", str(grpc_port), "--rest_port", str(rest_port),
+           "--grpc_bind_address", "127.0.0.1", "--rest_bind_address", "127.0.0.1", *args]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = Server(proc, grpc_port, rest_port, log_path)
+    if wait_ready:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")
+            try:
+                if requests.get(f"{server.http}/v2/health/ready", timeout=1).status_code == 200:
+                    return server
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        server.stop(signal.SIGKILL)
+        raise RuntimeError(f"server not ready in {timeout}s:\n{server.log()}")
+    return server
+
+
+F32_EXACT = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def build_repository(root: Path) -> Path:
+    """Every model the KServe end-to-end tests use, and a config.json naming them."""
+    repo = root / "models"
+    models.add_model(repo / "dummy")
+    for v, addend in ((1, 1.0), (2, 2.0), (3, 3.0)):
+        models.add_model(repo / "versioned", version=v, addend=addend)
+    models.broken_version(repo / "versioned", 4)
+    models.broken_version(repo / "fallback", 2)
+    models.add_model(repo / "fallback", version=1, addend=10.0)
+    models.multi_model(repo / "multi")
+    models.add_model(repo / "static", shape=(1, 10))
+    for dt in models.OV_TYPES:
+        models.identity_model(repo / f"id_{dt.lower()}", dt)
+    entries = [
+        {"config": {"name": "dummy", "base_path": "models/dummy", "plugin_config": F32_EXACT}},
+        {"config": {"name": "versioned", "base_path": "models/versioned",
+                    "model_version_policy": {"all": {}}, "plugin_config": F32_EXACT}},
+        {"config": {"name": "fallback", "base_path": "models/fallback",
+                    "model_version_policy": {"latest": {"num_versions": 1}}}},
+        {"config": {"name": "multi", "base_path": "models/multi", "plugin_config": F32_EXACT}},
+        {"config": {"name": "static", "base_path": "models/static", "plugin_config": F32_EXACT}},
+        {"config": {"name": "reshaped", "base_path": "models/dummy", "shape": "(2,10)",
+                    "plugin_config": F32_EXACT}},
+        {"config": {"name": "ranged", "base_path": "models/dummy", "batch_size": "1:4",
+                    "plugin_config": F32_EXACT}},
+    ] + [
+        {"config": {"name": f"id_{dt.lower()}", "base_path": f"models/id_{dt.lower()}",
+                    "plugin_config": F32_EXACT}}
+        for dt in models.OV_TYPES
+    ]
+    cfg = root / "config.json"
+    cfg.write_text(json.dumps({"model_config_list": entries}, indent=1))
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def kserve_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("kserve")
+    cfg = build_repository(root)
+    server = start_server(root, ["--config_path", str(cfg)])
+    yield server
+    code = server.stop()
+    assert code == 0, server.log()
+    assert "Traceback" not in server.log(), server.log()

@@ -1,0 +1,76 @@
+"""Models the tests build with OpenVINO's opset (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+
+OV_TYPES = {
+    "BOOL": ov.Type.boolean, "UINT8": ov.Type.u8, "UINT16": ov.Type.u16, "UINT32": ov.Type.u32,
+    "UINT64": ov.Type.u64, "INT8": ov.Type.i8, "INT16": ov.Type.i16, "INT32": ov.Type.i32,
+    "INT64": ov.Type.i64, "FP16": ov.Type.f16, "FP32": ov.Type.f32, "FP64": ov.Type.f64,
+    "BYTES": ov.Type.string,
+}
+
+
+def _save(model: ov.Model, base: Path, version: int = 1) -> Path:
+    vdir = base / str(version)
+    vdir.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(vdir / "model.xml"), compress_to_fp16=False)
+    return base
+
+
+def _named(node: ov.Node, name: str) -> ov.Output:
+    out = node.output(0)
+    out.get_tensor().set_names({name})
+    return out
+
+
+def add_model(base: Path, version: int = 1, addend: float = 1.0, shape=(-1, 10),
+              in_name: str = "b", out_name: str = "a") -> Path:
+    """OVMS' classic dummy: a = b + addend, FP32."""
+    x = ops.parameter(ov.PartialShape(list(shape)), ov.Type.f32, name=in_name)
+    y = _named(ops.add(x, ops.constant(np.float32(addend))), out_name)
+    return _save(ov.Model([y], [x], "dummy"), base, version)
+
+
+def identity_model(base: Path, kserve_type: str, shape=(-1, 3)) -> Path:
+    """out = in, for any datatype (BYTES as an OpenVINO string tensor)."""
+    typ = OV_TYPES[kserve_type]
+    x = ops.parameter(ov.PartialShape(list(shape)), typ, name="in")
+    if kserve_type == "BYTES":
+        model = ov.Model([ops.result(x)], [x], "identity")
+        model.outputs[0].get_tensor().set_names({"out"})
+    else:
+        model = ov.Model([_named(ops.convert(x, typ), "out")], [x], "identity")
+    return _save(model, base)
+
+
+def multi_model(base: Path) -> Path:
+    """Two inputs, two outputs: sum = x + y, diff = x - y (FP32 [-1, 4])."""
+    x = ops.parameter(ov.PartialShape([-1, 4]), ov.Type.f32, name="x")
+    y = ops.parameter(ov.PartialShape([-1, 4]), ov.Type.f32, name="y")
+    s = _named(ops.add(x, y), "sum")
+    d = _named(ops.subtract(x, y), "diff")
+    return _save(ov.Model([s, d], [x, y], "multi"), base)
+
+
+def slow_model(base: Path, size: int = 1024, repeats: int = 200) -> Path:
+    """A chain of MatMuls that takes a noticeable time per inference (cancellation tests)."""
+    x = ops.parameter(ov.PartialShape([-1, size]), ov.Type.f32, name="x")
+    w = ops.constant(np.eye(size, dtype=np.float32))
+    h: ov.Node = x
+    for _ in range(repeats):
+        h = ops.matmul(h, w, False, False)
+    return _save(ov.Model([_named(h, "y")], [x], "slow"), base)
+
+
+def broken_version(base: Path, version: int) -> Path:
+    vdir = base / str(version)
+    vdir.mkdir(parents=True, exist_ok=True)
+    (vdir / "model.xml").write_text("<net>this is not a model</net>")
+    (vdir / "model.bin").write_bytes(b"")
+    return base
