@@ -42,8 +42,8 @@ def identity_model(base: Path, kserve_type: str, shape=(-1, 3)) -> Path:
     typ = OV_TYPES[kserve_type]
     x = ops.parameter(ov.PartialShape(list(shape)), typ, name="in")
     if kserve_type == "BYTES":
-        model = ov.Model([ops.result(x)], [x], "identity")
-        model.outputs[0].get_tensor().set_names({"out"})
+        reshaped = _named(ops.reshape(x, ops.shape_of(x), False), "out")
+        model = ov.Model([reshaped], [x], "identity")
     else:
         model = ov.Model([_named(ops.convert(x, typ), "out")], [x], "identity")
     return _save(model, base)

@@ -210,8 +210,15 @@ def test_kserve_matches_tritonclient():
     lookup = _pool_lookup(pool)
     ours = generated_messages("inference")
     n = compare_generated(ours, lookup)
-    for must in ("ModelInferRequest", "InferParameter", "ModelStatistics", "ModelConfig",
-                 "ModelDynamicBatching", "ModelInstanceGroup", "RepositoryIndexResponse"):
+    for must in (
+        "ModelInferRequest",
+        "InferParameter",
+        "ModelStatistics",
+        "ModelConfig",
+        "ModelDynamicBatching",
+        "ModelInstanceGroup",
+        "RepositoryIndexResponse",
+    ):
         assert lookup(f"inference.{must}") is not None
         assert f"inference.{must}" in ours
     assert n >= 60
@@ -287,8 +294,13 @@ def test_tfs_matches_reference_descriptors():
     lookup, rename = ref
     n = 0
     for pkg in ("tensorflow.serving", "tensorflow"):
-        n += compare_generated(generated_messages(pkg), lookup, rename,
-                               newer=TFS_NEWER_FIELDS, removed=TFS_REMOVED_FIELDS)
+        n += compare_generated(
+            generated_messages(pkg),
+            lookup,
+            rename,
+            newer=TFS_NEWER_FIELDS,
+            removed=TFS_REMOVED_FIELDS,
+        )
     assert lookup(rename("tensorflow.serving.PredictRequest")) is not None
     assert n >= 30
 
@@ -299,8 +311,16 @@ def _compile_descriptor_set(tmp_path) -> descriptor_pb2.FileDescriptorSet:
     files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     out = tmp_path / "set.pb"
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"-I{include}",
-         "--include_imports", f"--descriptor_set_out={out}", *files],
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTOS}",
+            f"-I{include}",
+            "--include_imports",
+            f"--descriptor_set_out={out}",
+            *files,
+        ],
         check=True,
     )
     return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
@@ -321,9 +341,15 @@ def test_protos_compile_to_tritonclient_descriptor(tmp_path):
         for f in d.fields:
             oneof = f.containing_oneof
             real = oneof is not None and not (len(oneof.fields) == 1 and oneof.name == "_" + f.name)
-            tname = (f.message_type or f.enum_type)
-            out[f.number] = (f.name, f.type, _repeated(f), getattr(f, "is_packed", None),
-                             tname and tname.full_name, oneof.name if real else None)
+            tname = f.message_type or f.enum_type
+            out[f.number] = (
+                f.name,
+                f.type,
+                _repeated(f),
+                getattr(f, "is_packed", None),
+                tname and tname.full_name,
+                oneof.name if real else None,
+            )
         return out
 
     def walk(d):
@@ -403,7 +429,8 @@ def test_round_trip_model_infer_request():
     wire = req.SerializeToString()
 
     ours = pb.ModelInferRequest.parse(wire)
-    assert ours.model_name == "m" and ours.id == "req-1"
+    assert ours.model_name == "m"
+    assert ours.id == "req-1"
     assert ours.parameters["flag"].bool_param is True
     assert ours.parameters["off"].bool_param is False
     assert ours.parameters["count"].int64_param == -(2**40)
@@ -424,15 +451,19 @@ def test_round_trip_model_infer_request():
     raw = raw_pb.ModelInferRequest.parse(wire)
     rb = {t.name: t for t in raw.inputs}
     assert rb["f"].contents.fp32_contents == np.asarray(FP32, "<f4").tobytes()
-    assert np.array_equal(np.frombuffer(rb["f"].contents.fp32_contents, "<f4"),
-                          np.asarray(FP32, np.float32))
+    assert np.array_equal(
+        np.frombuffer(rb["f"].contents.fp32_contents, "<f4"), np.asarray(FP32, np.float32)
+    )
     assert _varints(rb["b"].contents.bool_contents) == [1, 0, 1]
     assert _varints(rb["u"].contents.uint64_contents) == UINT64
-    assert [v - (1 << 64) if v >= 1 << 63 else v
-            for v in _varints(rb["l"].contents.int64_contents)] == INT64
+    assert [
+        v - (1 << 64) if v >= 1 << 63 else v for v in _varints(rb["l"].contents.int64_contents)
+    ] == INT64
     # negative int32 are sign-extended 10-byte varints: truncate to 32 bits
-    assert [(v & 0xFFFFFFFF) - (1 << 32) if v & 0x80000000 else v & 0xFFFFFFFF
-            for v in _varints(rb["i"].contents.int_contents)] == INT32
+    assert [
+        (v & 0xFFFFFFFF) - (1 << 32) if v & 0x80000000 else v & 0xFFFFFFFF
+        for v in _varints(rb["i"].contents.int_contents)
+    ] == INT32
     assert rb["s"].contents.bytes_contents == BYTES
     assert raw.raw_input_contents == ours.raw_input_contents
     assert raw.parameters["off"].bool_param is False
@@ -478,8 +509,10 @@ def test_tfs_any_and_wrappers():
                         name="x",
                         dtype=tf_pb.DataType.DT_FLOAT,
                         tensor_shape=tf_pb.TensorShapeProto(
-                            dim=[tf_pb.TensorShapeProtoDim(size=-1),
-                                 tf_pb.TensorShapeProtoDim(size=3)]
+                            dim=[
+                                tf_pb.TensorShapeProtoDim(size=-1),
+                                tf_pb.TensorShapeProtoDim(size=3),
+                            ]
                         ),
                     )
                 },
@@ -498,7 +531,8 @@ def test_tfs_any_and_wrappers():
 
 def test_tensor_proto_layout():
     # TensorProto fields used by the TFS codec, checked on the wire against hand-made bytes
-    t = tf_pb.TensorProto(dtype=tf_pb.DataType.DT_FLOAT, tensor_content=b"\x00" * 4,
-                          float_val=[1.0])
+    t = tf_pb.TensorProto(
+        dtype=tf_pb.DataType.DT_FLOAT, tensor_content=b"\x00" * 4, float_val=[1.0]
+    )
     wire = bytes(t)
     assert wire == (b"\x08\x01" + b"\x22\x04" + b"\x00" * 4 + b"\x2a\x04" + struct.pack("<f", 1.0))

@@ -85,6 +85,11 @@ class Batcher:
         self.compiled = compiled
         self.cfg = cfg
         self.axes = tuple(i if i is not None else 0 for i in compiled.batch_index)
+        self.max_batch = cfg.max_batch_size
+        for spec, ax in zip(compiled.inputs, self.axes, strict=True):
+            hi = spec.ranges[ax][1]
+            if hi > 0:
+                self.max_batch = min(self.max_batch, hi)
         self.allowed: tuple[int, ...] = (1,)
         self._queue: deque[_Pending] = deque()
         self._has_work = trio.Event()
@@ -169,7 +174,7 @@ class Batcher:
 
     # -- the batcher task ---------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await self._warm_up()
+        """The batcher task. Call ``warm_up`` first."""
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
@@ -282,21 +287,21 @@ class Batcher:
         finally:
             self._free.release()
 
-    async def _warm_up(self) -> None:
+    async def warm_up(self) -> None:
         """Run each power-of-two batch size once, time it, keep the sizes that pay."""
         specs = self.compiled.inputs
         if any(d < 0 for s, ax in zip(specs, self.axes, strict=True)
                for i, d in enumerate(s.shape) if i != ax):
             sizes = [1]
             b = 2
-            while b <= self.cfg.max_batch_size:
+            while b <= self.max_batch:
                 sizes.append(b)
                 b *= 2
             self.allowed = tuple(sizes)  # other dims dynamic: cannot warm, allow all
             return
         per_sample: dict[int, float] = {}
         b = 1
-        while b <= self.cfg.max_batch_size:
+        while b <= self.max_batch:
             arrays = []
             for s, ax in zip(specs, self.axes, strict=True):
                 shape = list(s.shape)

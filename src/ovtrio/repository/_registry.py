@@ -26,6 +26,7 @@ from ..errors import (
     VERSION_RETIRED,
     ModelNotLoadedYet,
     NotFound,
+    OvtrioError,
 )
 from ..runtime import CompiledModel, LoadError, compile_version, ov_core
 from ..tensors import TensorSpec
@@ -111,9 +112,18 @@ class ModelVersion:
             self._set_state(ModelState.LOADING, "UNKNOWN", str(exc))
             task_status.started(False)
             return
+        batcher = Batcher.for_model(cfg.name, self.version, self.compiled, cfg.batching)
+        if batcher is not None:
+            try:
+                await batcher.warm_up()
+            except OvtrioError as exc:
+                log.error("%s version %d failed its warm-up: %s", cfg.name, self.version, exc)
+                self.compiled = None
+                self._set_state(ModelState.LOADING, "UNKNOWN", f"warm-up failed: {exc}")
+                task_status.started(False)
+                return
         try:
             async with trio.open_nursery() as nursery:
-                batcher = Batcher.for_model(cfg.name, self.version, self.compiled, cfg.batching)
                 if batcher is not None:
                     await nursery.start(batcher.run)
                     self.batcher = batcher

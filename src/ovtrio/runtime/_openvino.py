@@ -275,7 +275,7 @@ class CompiledModel:
                     feed[i] = t
                 else:
                     feed[i] = a
-            req.start_async(feed, share_inputs=True)
+            req.start_async(feed, share_inputs=False)
         except (RuntimeError, TypeError, ValueError) as exc:
             raise InferenceFailed(f"Internal inference error - {_first_line(exc)}") from exc
         try:
