@@ -188,11 +188,17 @@ def _from_contents(
         arr = np.empty(count, dtype=object)
         arr[:] = items
         return arr.reshape(shape)
-    if dt.kserve in ("FP32", "FP64"):
-        nbytes = len(value)
-        if nbytes % dt.itemsize:
+    values: np.ndarray[Any, Any]
+    if not isinstance(value, bytes):
+        # Typed message (sender did not pack its scalars): a list of Python numbers.
+        try:
+            values = np.asarray(value, dtype=dt.numpy)
+        except (OverflowError, ValueError, TypeError):
+            raise InvalidArgument(f"Value out of range for {dt.kserve} input {name}") from None
+    elif dt.kserve in ("FP32", "FP64"):
+        if len(value) % dt.itemsize:
             raise InvalidArgument(f"Malformed {field} for input {name}")
-        values: np.ndarray[Any, Any] = np.frombuffer(value, dt.numpy)
+        values = np.frombuffer(value, dt.numpy)
     else:
         wide = decode_varints(value)
         if dt.kserve == "BOOL":
@@ -222,7 +228,7 @@ def _has_contents(contents: Any) -> bool:
     return contents is not None and any(getattr(contents, f, None) for f in _ALL_FIELDS)
 
 
-def decode_infer_request(msg: raw_pb.ModelInferRequest) -> InferRequest:
+def decode_infer_request(msg: raw_pb.ModelInferRequest | pb.ModelInferRequest) -> InferRequest:
     raw = list(msg.raw_input_contents)
     inputs = list(msg.inputs)
     if not inputs:

@@ -23,6 +23,36 @@ def _tensor_metadata(spec: TensorSpec) -> pb.ModelMetadataResponseTensorMetadata
     )
 
 
+_BLOB_FIELDS = (
+    "bool_contents", "int_contents", "int64_contents", "uint_contents", "uint64_contents",
+    "fp32_contents", "fp64_contents",
+)
+
+
+class InferRequestWire:
+    """What grpclib decodes ModelInferRequest with (it calls ``FromString``).
+
+    The shadow ``inference_raw`` message reads typed contents as one packed blob each (fast).
+    A sender that does not pack its repeated scalars (legal, but rare) makes the shadow parse
+    fail or yield non-bytes values: then the message is parsed again with the typed class,
+    which the codec also accepts.
+    """
+
+    @staticmethod
+    def FromString(data: bytes) -> raw_pb.ModelInferRequest | pb.ModelInferRequest:  # noqa: N802
+        try:
+            msg = raw_pb.ModelInferRequest.FromString(data)
+        except Exception:  # re-parsed below; a truly broken message fails there
+            return pb.ModelInferRequest.FromString(data)
+        for tensor in msg.inputs:
+            contents = tensor.contents
+            if contents is not None and not all(
+                isinstance(getattr(contents, f), bytes) for f in _BLOB_FIELDS
+            ):
+                return pb.ModelInferRequest.FromString(data)
+        return msg
+
+
 def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
     async def server_live(_req: pb.ServerLiveRequest, _stream: Any) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=dp.live())
@@ -54,7 +84,9 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
             outputs=[_tensor_metadata(s) for s in meta.outputs],
         )
 
-    async def model_infer(req: raw_pb.ModelInferRequest, _stream: Any) -> pb.ModelInferResponse:
+    async def model_infer(
+        req: raw_pb.ModelInferRequest | pb.ModelInferRequest, _stream: Any
+    ) -> pb.ModelInferResponse:
         if dp.shutting_down:
             raise Unavailable("Server is shutting down")
         request = kserve_grpc.decode_infer_request(req)
@@ -73,5 +105,5 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         SERVICE + "ModelMetadata": RpcSpec(
             model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse
         ),
-        SERVICE + "ModelInfer": RpcSpec(model_infer, raw_pb.ModelInferRequest, pb.ModelInferResponse),
+        SERVICE + "ModelInfer": RpcSpec(model_infer, InferRequestWire, pb.ModelInferResponse),
     }
