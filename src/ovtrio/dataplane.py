@@ -23,13 +23,13 @@ from .errors import (
     ModelNotLoadedYet,
     NotFound,
 )
-from .repository import ModelRegistry, ModelState, ModelVersion
+from .repository import ModelRegistry, ModelState, ModelVersion, VersionStatistics
 from .tensors import InferRequest, InferResponse, Tensor, TensorSpec
 
 __all__ = ["EXTENSIONS", "SERVER_NAME", "DataPlane", "ModelMetadata", "VersionStatus"]
 
 SERVER_NAME = "ovtrio"
-EXTENSIONS = ("binary_tensor_data",)
+EXTENSIONS = ("binary_tensor_data", "statistics")
 """KServe/Triton protocol extensions this server implements."""
 
 
@@ -133,6 +133,21 @@ class DataPlane:
         else:
             chosen = sorted(model.versions.values(), key=lambda v: v.version)
         return [VersionStatus(v.version, v.state, v.error_code, v.error_message) for v in chosen]
+
+    def model_statistics(self, name: str | None, version: int | None) -> list[tuple[str, VersionStatistics]]:
+        """Statistics of a model's loaded versions (or one version; or every model if name is None)."""
+        if name is None:
+            models = list(self.registry.models.values())
+        else:
+            models = [self.registry.get_model(name)]
+        out = []
+        for model in models:
+            if version:
+                chosen = [self.registry.get_version(model.name, version)]
+            else:
+                chosen = sorted(model.versions.values(), key=lambda v: v.version)
+            out.extend((model.name, mv.statistics()) for mv in chosen)
+        return out
 
     # -- inference --------------------------------------------------------------------------
     async def infer(self, request: InferRequest) -> InferResponse:

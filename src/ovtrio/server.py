@@ -30,7 +30,7 @@ from .runtime import ov_core
 if TYPE_CHECKING:
     from .grpc import GrpcEndpoint
 
-__all__ = ["run", "serve"]
+__all__ = ["StartupError", "run", "serve"]
 
 log = logging.getLogger("ovtrio")
 
@@ -39,17 +39,25 @@ def run(cfg: ServerConfig) -> int:
     """Run the server until a signal stops it. Returns the process exit code."""
     try:
         trio.run(serve, cfg)
-    except OSError as exc:
-        log.error("%s", exc)
-        return 1
-    except _StartupError as exc:
-        log.error("%s", exc)
-        return 1
+    except BaseException as exc:  # noqa: BLE001 - start-up failures become one log line
+        leaf = _leaf(exc)
+        if isinstance(leaf, (OSError, StartupError)):
+            log.error("%s", leaf)
+            return 1
+        if isinstance(leaf, KeyboardInterrupt):
+            return 0
+        raise
     return 0
 
 
-class _StartupError(Exception):
-    pass
+class StartupError(Exception):
+    """The server cannot start (a port cannot be bound, ...)."""
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _hypercorn_config(cfg: ServerConfig) -> HypercornConfig:
@@ -88,16 +96,24 @@ async def serve(
         grpc_endpoint: GrpcEndpoint | None = None
         if cfg.rest_port:
             app = create_app(dataplane, max_body_bytes=cfg.rest_max_body_bytes)
-            await root.start(
-                lambda task_status: hypercorn_serve(
-                    app, _hypercorn_config(cfg), shutdown_trigger=stop.wait,  # type: ignore[arg-type]
-                    task_status=task_status,
+            try:
+                await root.start(
+                    lambda task_status: hypercorn_serve(
+                        app, _hypercorn_config(cfg), shutdown_trigger=stop.wait,
+                        task_status=task_status,
+                    )
                 )
-            )
+            except OSError as exc:
+                raise StartupError(
+                    f"REST server cannot listen on {cfg.rest_bind_address}:{cfg.rest_port}: {exc}"
+                ) from None
         if cfg.port:
-            grpc_endpoint = await root.start(
-                grpc_serve, build_rpc_table(dataplane), cfg.grpc_bind_address, cfg.port
-            )
+            try:
+                grpc_endpoint = await root.start(
+                    grpc_serve, build_rpc_table(dataplane), cfg.grpc_bind_address, cfg.port
+                )
+            except OSError as exc:
+                raise StartupError(str(exc)) from None
         log.info(
             "ovtrio %s serving: gRPC %s, REST %s", __version__,
             f"{cfg.grpc_bind_address}:{cfg.port}" if cfg.port else "off",

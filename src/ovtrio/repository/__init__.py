@@ -5,5 +5,6 @@ from ._registry import Model as Model
 from ._registry import ModelRegistry as ModelRegistry
 from ._registry import ModelState as ModelState
 from ._registry import ModelVersion as ModelVersion
+from ._registry import VersionStatistics as VersionStatistics
 
-__all__ = ["Model", "ModelRegistry", "ModelState", "ModelVersion", "scan_versions"]
+__all__ = ["Model", "ModelRegistry", "ModelState", "ModelVersion", "VersionStatistics", "scan_versions"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
+from dataclasses import dataclass
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,7 +34,7 @@ from ..runtime import CompiledModel, LoadError, compile_version, ov_core
 from ..tensors import TensorSpec
 from ._discovery import scan_versions
 
-__all__ = ["Model", "ModelRegistry", "ModelState", "ModelVersion"]
+__all__ = ["Model", "ModelRegistry", "ModelState", "ModelVersion", "VersionStatistics"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class ModelVersion:
         self._unload = trio.Event()
         self._in_flight = 0
         self._idle = trio.Event()
+        self.stats = _Counters()
 
     # -- state ---------------------------------------------------------------------------------
     def _set_state(self, state: ModelState, code: str = "OK", message: str = "") -> None:
@@ -159,13 +162,67 @@ class ModelVersion:
                 self._idle = trio.Event()
 
     async def infer(self, arrays: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
-        async with self.use() as compiled:
-            if self.batcher is not None:
-                return await self.batcher.submit(arrays)
-            return await compiled.infer(arrays)
+        started = time.perf_counter_ns()
+        ok = False
+        try:
+            async with self.use() as compiled:
+                if self.batcher is not None:
+                    result = await self.batcher.submit(arrays)
+                else:
+                    result = await compiled.infer(arrays)
+            ok = True
+            return result
+        finally:
+            stats = self.stats
+            elapsed = time.perf_counter_ns() - started
+            if ok:
+                stats.success_count += 1
+                stats.success_ns += elapsed
+                stats.last_inference_ms = int(time.time() * 1000)
+            else:
+                stats.fail_count += 1
+                stats.fail_ns += elapsed
 
-    def statistics(self) -> BatcherStatistics | None:
-        return self.batcher.statistics() if self.batcher is not None else None
+    def statistics(self) -> VersionStatistics:
+        """A snapshot for the statistics API and metrics."""
+        compiled = self.compiled
+        return VersionStatistics(
+            version=self.version,
+            success_count=self.stats.success_count,
+            success_ns=self.stats.success_ns,
+            fail_count=self.stats.fail_count,
+            fail_ns=self.stats.fail_ns,
+            last_inference_ms=self.stats.last_inference_ms,
+            inferences_completed=compiled.completed if compiled else 0,
+            inferences_cancelled=compiled.cancelled if compiled else 0,
+            nireq=compiled.nireq if compiled else 0,
+            batcher=self.batcher.statistics() if self.batcher is not None else None,
+        )
+
+
+@dataclass(slots=True)
+class _Counters:
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    last_inference_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VersionStatistics:
+    version: int
+    success_count: int
+    success_ns: int
+    fail_count: int
+    fail_ns: int
+    last_inference_ms: int
+    inferences_completed: int
+    """OpenVINO inferences that ran to completion (a batch counts once)."""
+    inferences_cancelled: int
+    """OpenVINO inferences cancelled while running."""
+    nireq: int
+    batcher: BatcherStatistics | None
 
 
 class Model:

@@ -1,0 +1,90 @@
+"""Process lifecycle: signals, graceful drain, start-up failures."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from tests import models
+from tests.e2e.conftest import ROOT, Server, start_server
+
+pytestmark = pytest.mark.e2e
+
+
+def slow_config(tmp: Path) -> Path:
+    models.slow_model(tmp / "models" / "slow", size=2048, repeats=300)
+    cfg = tmp / "config.json"
+    cfg.write_text(json.dumps({"model_config_list": [
+        {"config": {"name": "slow", "base_path": "models/slow", "dynamic_batching": False,
+                    "plugin_config": {"NUM_STREAMS": 1}}},
+    ]}))
+    return cfg
+
+
+def _infer_slow(server: Server, results: list, **kwargs) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    inp = grpcclient.InferInput("x", [1, 2048], "FP32")
+    inp.set_data_from_numpy(np.ones((1, 2048), np.float32))
+    try:
+        results.append(client.infer("slow", [inp], **kwargs).as_numpy("y"))
+    except Exception as exc:
+        results.append(exc)
+
+
+def test_sigterm_drains_in_flight_then_exits_0(tmp_path: Path) -> None:
+    server = start_server(tmp_path, ["--config_path", str(slow_config(tmp_path))])
+    results: list = []
+    worker = threading.Thread(target=_infer_slow, args=(server, results))
+    worker.start()
+    time.sleep(0.5)  # the request is in flight (one inference takes over a second)
+    server.proc.send_signal(signal.SIGTERM)
+    worker.join(60)
+    code = server.proc.wait(60)
+    log = server.log()
+    assert code == 0, log
+    assert len(results) == 1 and isinstance(results[0], np.ndarray), (results, log)
+    np.testing.assert_allclose(results[0], np.ones((1, 2048)))
+    assert "shutting down" in log and "Traceback" not in log
+
+
+def test_sigint_idle_exits_0(tmp_path: Path) -> None:
+    root = tmp_path
+    models.add_model(root / "models" / "dummy")
+    server = start_server(root, ["--model_name", "dummy", "--model_path", str(root / "models" / "dummy")])
+    assert server.stop(signal.SIGINT, timeout=30) == 0
+    assert "Traceback" not in server.log()
+
+
+def test_port_in_use_exits_1_with_one_line(tmp_path: Path) -> None:
+    models.add_model(tmp_path / "dummy")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "ovtrio", "--model_name", "d", "--model_path", str(tmp_path / "dummy"),
+             "--rest_port", str(port), "--rest_bind_address", "127.0.0.1"],
+            capture_output=True, timeout=60, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+        )
+    assert proc.returncode == 1
+    assert b"Traceback" not in proc.stderr
+    assert b"Address already in use" in proc.stderr or b"address already in use" in proc.stderr.lower()
+
+
+def test_cli_contradiction_exits_1() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ovtrio", "--port", "9000", "--rest_port", "9000",
+                           "--config_path", "x.json"], capture_output=True, timeout=60,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ovtrio: error:")
