@@ -9,9 +9,18 @@ import openvino as ov
 import openvino.opset13 as ops
 
 OV_TYPES = {
-    "BOOL": ov.Type.boolean, "UINT8": ov.Type.u8, "UINT16": ov.Type.u16, "UINT32": ov.Type.u32,
-    "UINT64": ov.Type.u64, "INT8": ov.Type.i8, "INT16": ov.Type.i16, "INT32": ov.Type.i32,
-    "INT64": ov.Type.i64, "FP16": ov.Type.f16, "FP32": ov.Type.f32, "FP64": ov.Type.f64,
+    "BOOL": ov.Type.boolean,
+    "UINT8": ov.Type.u8,
+    "UINT16": ov.Type.u16,
+    "UINT32": ov.Type.u32,
+    "UINT64": ov.Type.u64,
+    "INT8": ov.Type.i8,
+    "INT16": ov.Type.i16,
+    "INT32": ov.Type.i32,
+    "INT64": ov.Type.i64,
+    "FP16": ov.Type.f16,
+    "FP32": ov.Type.f32,
+    "FP64": ov.Type.f64,
     "BYTES": ov.Type.string,
 }
 
@@ -29,8 +38,14 @@ def _named(node: ov.Node, name: str) -> ov.Output:
     return out
 
 
-def add_model(base: Path, version: int = 1, addend: float = 1.0, shape=(-1, 10),
-              in_name: str = "b", out_name: str = "a") -> Path:
+def add_model(
+    base: Path,
+    version: int = 1,
+    addend: float = 1.0,
+    shape=(-1, 10),
+    in_name: str = "b",
+    out_name: str = "a",
+) -> Path:
     """OVMS' classic dummy: a = b + addend, FP32."""
     x = ops.parameter(ov.PartialShape(list(shape)), ov.Type.f32, name=in_name)
     y = _named(ops.add(x, ops.constant(np.float32(addend))), out_name)

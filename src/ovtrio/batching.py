@@ -290,8 +290,12 @@ class Batcher:
     async def warm_up(self) -> None:
         """Run each power-of-two batch size once, time it, keep the sizes that pay."""
         specs = self.compiled.inputs
-        if any(d < 0 for s, ax in zip(specs, self.axes, strict=True)
-               for i, d in enumerate(s.shape) if i != ax):
+        if any(
+            d < 0
+            for s, ax in zip(specs, self.axes, strict=True)
+            for i, d in enumerate(s.shape)
+            if i != ax
+        ):
             sizes = [1]
             b = 2
             while b <= self.max_batch:
@@ -325,7 +329,9 @@ class Batcher:
                 allowed.append(size)
         self.allowed = tuple(allowed)
         log.info(
-            "%s: batch sizes %s (per-sample ms: %s)", self.name, list(self.allowed),
+            "%s: batch sizes %s (per-sample ms: %s)",
+            self.name,
+            list(self.allowed),
             ", ".join(f"{k}:{v * 1e3:.3f}" for k, v in per_sample.items()),
         )
 

@@ -134,13 +134,15 @@ class DataPlane:
             chosen = sorted(model.versions.values(), key=lambda v: v.version)
         return [VersionStatus(v.version, v.state, v.error_code, v.error_message) for v in chosen]
 
-    def model_statistics(self, name: str | None, version: int | None) -> list[tuple[str, VersionStatistics]]:
-        """Statistics of a model's loaded versions (or one version; or every model if name is None)."""
+    def model_statistics(
+        self, name: str | None, version: int | None
+    ) -> list[tuple[str, VersionStatistics]]:
+        """Statistics of a model's versions, of one version, or (name None) of every model."""
         if name is None:
             models = list(self.registry.models.values())
         else:
             models = [self.registry.get_model(name)]
-        out = []
+        out: list[tuple[str, VersionStatistics]] = []
         for model in models:
             if version:
                 chosen = [self.registry.get_version(model.name, version)]

@@ -22,8 +22,9 @@ def ensure_demo_model(base_path: Path) -> Path:
 
     x = ops.parameter(ov.PartialShape([-1, 10]), ov.Type.f32, name="input_name")
     y = ops.add(ops.multiply(x, ops.constant(np.float32(2))), ops.constant(np.float32(1)))
-    top = ops.topk(x, ops.constant(np.int64(1)), axis=1, mode="max", sort="none",
-                   index_element_type="i64")
+    top = ops.topk(
+        x, ops.constant(np.int64(1)), axis=1, mode="max", sort="none", index_element_type="i64"
+    )
     idx = ops.squeeze(top.output(1), ops.constant(np.array([1], np.int64)))
     y.output(0).get_tensor().set_names({"output_name"})
     idx.output(0).get_tensor().set_names({"argmax"})

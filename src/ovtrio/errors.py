@@ -3,9 +3,9 @@
 ::
 
     OvtrioError (500, INTERNAL)
-    ├── InvalidArgument (400, INVALID_ARGUMENT)          client's mistake in a request
+    ├── InvalidArgument (400, INVALID_ARGUMENT)          a client's mistake
     │   ├── JsonInvalid (412, INVALID_ARGUMENT)          body is not JSON (OVMS answers 412)
-    │   ├── InvalidUrl (400, INVALID_ARGUMENT)           REST path matches no route (OVMS answers 400)
+    │   ├── InvalidUrl (400, INVALID_ARGUMENT)           no REST route matches (OVMS: 400)
     │   └── PayloadTooLarge (413, RESOURCE_EXHAUSTED)    a size limit was exceeded
     ├── FailedPrecondition (400, FAILED_PRECONDITION)    e.g. unknown TF Serving signature
     ├── NotFound (404, NOT_FOUND)                        model / version unknown or retired
@@ -24,8 +24,8 @@ answers a client's mistake with UNKNOWN or 500, ovtrio uses the InvalidArgument 
 from __future__ import annotations
 
 __all__ = [
-    "GrpcStatus",
     "FailedPrecondition",
+    "GrpcStatus",
     "InferenceFailed",
     "InvalidArgument",
     "InvalidUrl",

@@ -39,7 +39,7 @@ def run(cfg: ServerConfig) -> int:
     """Run the server until a signal stops it. Returns the process exit code."""
     try:
         trio.run(serve, cfg)
-    except BaseException as exc:  # noqa: BLE001 - start-up failures become one log line
+    except BaseException as exc:  # start-up failures become one log line
         leaf = _leaf(exc)
         if isinstance(leaf, (OSError, StartupError)):
             log.error("%s", leaf)
@@ -99,7 +99,9 @@ async def serve(
             try:
                 await root.start(
                     lambda task_status: hypercorn_serve(
-                        app, _hypercorn_config(cfg), shutdown_trigger=stop.wait,
+                        app,
+                        _hypercorn_config(cfg),
+                        shutdown_trigger=stop.wait,
                         task_status=task_status,
                     )
                 )
@@ -115,10 +117,13 @@ async def serve(
             except OSError as exc:
                 raise StartupError(str(exc)) from None
         log.info(
-            "ovtrio %s serving: gRPC %s, REST %s", __version__,
+            "ovtrio %s serving: gRPC %s, REST %s",
+            __version__,
             f"{cfg.grpc_bind_address}:{cfg.port}" if cfg.port else "off",
             f"{cfg.rest_bind_address}:{cfg.rest_port}" if cfg.rest_port else "off",
         )
+        if cfg.demo:
+            root.start_soon(_print_demo_hint, cfg, registry)
         task_status.started(dataplane)
         await stop.wait()
 
@@ -132,6 +137,31 @@ async def serve(
             log.warning("grace period over: cancelling %d in-flight requests", dataplane.in_flight)
         root.cancel_scope.cancel()
     log.info("stopped")
+
+
+async def _print_demo_hint(cfg: ServerConfig, registry: ModelRegistry) -> None:
+    await registry.loaded.wait()
+    name = cfg.models[0].name
+    lines = [
+        "",
+        f"The demo model '{name}' is ready: input_name FP32 [-1,10] -> output_name = 2x+1.",
+    ]
+    if cfg.rest_port:
+        lines += [
+            "Call it over REST:",
+            f"  curl -s -X POST http://localhost:{cfg.rest_port}/v2/models/{name}/infer "
+            '-d \'{"inputs": [{"name": "input_name", "shape": [1, 10], '
+            '"datatype": "FP32", "data": [1,2,3,4,5,6,7,8,9,10]}]}\'',
+        ]
+    if cfg.port:
+        lines += [
+            "or over gRPC with tritonclient (pip install 'tritonclient[grpc]'):",
+            f'  python -c "import numpy as np, tritonclient.grpc as g; c = g.InferenceServerClient('
+            f"'localhost:{cfg.port}'); i = g.InferInput('input_name', [1, 10], 'FP32'); "
+            f"i.set_data_from_numpy(np.arange(10, dtype=np.float32)[None]); "
+            f"print(c.infer('{name}', [i]).as_numpy('output_name'))\"",
+        ]
+    print("\n".join(lines), flush=True)
 
 
 async def _watch_signals(stop: trio.Event, root_scope: trio.CancelScope) -> None:

@@ -68,11 +68,14 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("dt", "field", "values", "shape", "msg"), [e[1:] for e in ERRORS],
-                         ids=[e[0] for e in ERRORS])
+@pytest.mark.parametrize(
+    ("dt", "field", "values", "shape", "msg"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS]
+)
 def test_decode_errors(dt: str, field: str, values: list, shape: list[int], msg: str) -> None:
     with pytest.raises(InvalidArgument, match=msg):
-        kserve_grpc.decode_infer_request(InferRequestWire.FromString(_request(dt, field, values, shape)))
+        kserve_grpc.decode_infer_request(
+            InferRequestWire.FromString(_request(dt, field, values, shape))
+        )
 
 
 def test_unpacked_scalars_fall_back_to_typed_parse() -> None:
@@ -83,17 +86,27 @@ def test_unpacked_scalars_fall_back_to_typed_parse() -> None:
         return key(f, 2) + bytes([len(b)]) + b
 
     contents = b"".join(key(6, 5) + struct.pack("<f", x) for x in [1.5, 2.5])
-    tensor = ld(1, b"b") + ld(2, b"FP32") + key(3, 0) + b"\x01" + key(3, 0) + b"\x02" + ld(5, contents)
+    tensor = (
+        ld(1, b"b") + ld(2, b"FP32") + key(3, 0) + b"\x01" + key(3, 0) + b"\x02" + ld(5, contents)
+    )
     wire = ld(1, b"dummy") + ld(5, tensor)
-    assert list(service_pb2.ModelInferRequest.FromString(wire).inputs[0].contents.fp32_contents) == [1.5, 2.5]
+    assert list(
+        service_pb2.ModelInferRequest.FromString(wire).inputs[0].contents.fp32_contents
+    ) == [1.5, 2.5]
     req = kserve_grpc.decode_infer_request(InferRequestWire.FromString(wire))
     np.testing.assert_array_equal(req.inputs[0].data, [[1.5, 2.5]])
 
 
 def test_encode_response_always_raw() -> None:
-    resp = InferResponse("m", 2, [Tensor("a", datatype("FP32"), np.ones((1, 2), np.float32)),
-                                  Tensor("s", datatype("BYTES"), np.array([b"xy"], dtype=object))],
-                         id="r")
+    resp = InferResponse(
+        "m",
+        2,
+        [
+            Tensor("a", datatype("FP32"), np.ones((1, 2), np.float32)),
+            Tensor("s", datatype("BYTES"), np.array([b"xy"], dtype=object)),
+        ],
+        id="r",
+    )
     msg = service_pb2.ModelInferResponse.FromString(bytes(kserve_grpc.encode_infer_response(resp)))
     assert (msg.model_name, msg.model_version, msg.id) == ("m", "2", "r")
     assert [o.name for o in msg.outputs] == ["a", "s"]

@@ -55,12 +55,26 @@ class Server:
         return self.proc.wait(timeout)
 
 
-def start_server(tmp: Path, args: list[str], wait_ready: bool = True, timeout: float = 120) -> Server:
+def start_server(
+    tmp: Path, args: list[str], wait_ready: bool = True, timeout: float = 120
+) -> Server:
     grpc_port, rest_port = free_port(), free_port()
     log_path = tmp / f"server-{grpc_port}.log"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "ovtrio", "--port", str(grpc_port), "--rest_port", str(rest_port),
-           "--grpc_bind_address", "127.0.0.1", "--rest_bind_address", "127.0.0.1", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ovtrio",
+        "--port",
+        str(grpc_port),
+        "--rest_port",
+        str(rest_port),
+        "--grpc_bind_address",
+        "127.0.0.1",
+        "--rest_bind_address",
+        "127.0.0.1",
+        *args,
+    ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(proc, grpc_port, rest_port, log_path)
@@ -98,19 +112,47 @@ def build_repository(root: Path) -> Path:
         models.identity_model(repo / f"id_{dt.lower()}", dt)
     entries = [
         {"config": {"name": "dummy", "base_path": "models/dummy", "plugin_config": F32_EXACT}},
-        {"config": {"name": "versioned", "base_path": "models/versioned",
-                    "model_version_policy": {"all": {}}, "plugin_config": F32_EXACT}},
-        {"config": {"name": "fallback", "base_path": "models/fallback",
-                    "model_version_policy": {"latest": {"num_versions": 1}}}},
+        {
+            "config": {
+                "name": "versioned",
+                "base_path": "models/versioned",
+                "model_version_policy": {"all": {}},
+                "plugin_config": F32_EXACT,
+            }
+        },
+        {
+            "config": {
+                "name": "fallback",
+                "base_path": "models/fallback",
+                "model_version_policy": {"latest": {"num_versions": 1}},
+            }
+        },
         {"config": {"name": "multi", "base_path": "models/multi", "plugin_config": F32_EXACT}},
         {"config": {"name": "static", "base_path": "models/static", "plugin_config": F32_EXACT}},
-        {"config": {"name": "reshaped", "base_path": "models/dummy", "shape": "(2,10)",
-                    "plugin_config": F32_EXACT}},
-        {"config": {"name": "ranged", "base_path": "models/dummy", "batch_size": "1:4",
-                    "plugin_config": F32_EXACT}},
+        {
+            "config": {
+                "name": "reshaped",
+                "base_path": "models/dummy",
+                "shape": "(2,10)",
+                "plugin_config": F32_EXACT,
+            }
+        },
+        {
+            "config": {
+                "name": "ranged",
+                "base_path": "models/dummy",
+                "batch_size": "1:4",
+                "plugin_config": F32_EXACT,
+            }
+        },
     ] + [
-        {"config": {"name": f"id_{dt.lower()}", "base_path": f"models/id_{dt.lower()}",
-                    "plugin_config": F32_EXACT}}
+        {
+            "config": {
+                "name": f"id_{dt.lower()}",
+                "base_path": f"models/id_{dt.lower()}",
+                "plugin_config": F32_EXACT,
+            }
+        }
         for dt in models.OV_TYPES
     ]
     cfg = root / "config.json"

@@ -18,16 +18,41 @@ from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.e2e
 
-NUMERIC = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-           "FP16", "FP32", "FP64"]
-NP = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
-      "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
-      "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
+NUMERIC = [
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+]
+NP = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
 
 
 def sample(dt: str, rows: int = 2) -> np.ndarray:
     if dt == "BYTES":
-        return np.array([[b"a", b"\x00\xffz", b""], [b"hello", b"x" * 300, b"y"]][:rows], dtype=object)
+        return np.array(
+            [[b"a", b"\x00\xffz", b""], [b"hello", b"x" * 300, b"y"]][:rows], dtype=object
+        )
     if dt == "BOOL":
         return (np.arange(rows * 3).reshape(rows, 3) % 2).astype(np.bool_)
     info_max = 100 if dt in ("INT8", "UINT8") else 1000
@@ -57,6 +82,7 @@ def stub(kserve_server: Server) -> service_pb2_grpc.GRPCInferenceServiceStub:
 
 # -- health and metadata ----------------------------------------------------------------------
 
+
 def test_health_grpc(gclient: grpcclient.InferenceServerClient) -> None:
     assert gclient.is_server_live()
     assert gclient.is_server_ready()
@@ -72,11 +98,15 @@ def test_health_http(hclient: httpclient.InferenceServerClient, kserve_server: S
     assert not hclient.is_model_ready("nope")
     assert requests.get(f"{kserve_server.http}/v2/models/dummy/ready").status_code == 200
     assert requests.get(f"{kserve_server.http}/v2/models/nope/ready").status_code == 404
-    assert requests.get(f"{kserve_server.http}/v2/models/versioned/versions/4/ready").status_code == 404
+    assert (
+        requests.get(f"{kserve_server.http}/v2/models/versioned/versions/4/ready").status_code
+        == 404
+    )
 
 
-def test_server_metadata(gclient: grpcclient.InferenceServerClient,
-                         hclient: httpclient.InferenceServerClient) -> None:
+def test_server_metadata(
+    gclient: grpcclient.InferenceServerClient, hclient: httpclient.InferenceServerClient
+) -> None:
     g = gclient.get_server_metadata()
     h = hclient.get_server_metadata()
     assert g.name == h["name"] == "ovtrio"
@@ -85,12 +115,17 @@ def test_server_metadata(gclient: grpcclient.InferenceServerClient,
     assert list(g.extensions) == h["extensions"]
 
 
-def test_model_metadata(gclient: grpcclient.InferenceServerClient,
-                        hclient: httpclient.InferenceServerClient) -> None:
+def test_model_metadata(
+    gclient: grpcclient.InferenceServerClient, hclient: httpclient.InferenceServerClient
+) -> None:
     h = hclient.get_model_metadata("dummy")
-    assert h == {"name": "dummy", "versions": ["1"], "platform": "OpenVINO",
-                 "inputs": [{"name": "b", "datatype": "FP32", "shape": [-1, 10]}],
-                 "outputs": [{"name": "a", "datatype": "FP32", "shape": [-1, 10]}]}
+    assert h == {
+        "name": "dummy",
+        "versions": ["1"],
+        "platform": "OpenVINO",
+        "inputs": [{"name": "b", "datatype": "FP32", "shape": [-1, 10]}],
+        "outputs": [{"name": "a", "datatype": "FP32", "shape": [-1, 10]}],
+    }
     g = gclient.get_model_metadata("versioned", as_json=True)
     assert g["versions"] == ["1", "2", "3"]
     assert g["inputs"][0]["shape"] == ["-1", "10"]  # int64 as strings in protobuf JSON
@@ -99,6 +134,7 @@ def test_model_metadata(gclient: grpcclient.InferenceServerClient,
 
 
 # -- inference --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dt", [*NUMERIC, "BYTES"])
 def test_every_datatype_grpc(gclient: grpcclient.InferenceServerClient, dt: str) -> None:
@@ -113,7 +149,9 @@ def test_every_datatype_grpc(gclient: grpcclient.InferenceServerClient, dt: str)
 
 @pytest.mark.parametrize("binary", [True, False])
 @pytest.mark.parametrize("dt", [*NUMERIC, "BYTES"])
-def test_every_datatype_http(hclient: httpclient.InferenceServerClient, dt: str, binary: bool) -> None:
+def test_every_datatype_http(
+    hclient: httpclient.InferenceServerClient, dt: str, binary: bool
+) -> None:
     data = sample(dt)
     if dt == "BYTES" and not binary:
         data = np.array([[b"a", b"bc", b""], [b"hello", b"x", b"y"]], dtype=object)  # utf-8 only
@@ -137,8 +175,9 @@ def test_fp16_both_ways_binary(hclient: httpclient.InferenceServerClient) -> Non
     np.testing.assert_array_equal(out, data)
 
 
-def test_version_routing(gclient: grpcclient.InferenceServerClient,
-                         hclient: httpclient.InferenceServerClient) -> None:
+def test_version_routing(
+    gclient: grpcclient.InferenceServerClient, hclient: httpclient.InferenceServerClient
+) -> None:
     data = np.zeros((1, 10), np.float32)
     for version, expected in (("1", 1.0), ("2", 2.0), ("3", 3.0), ("", 3.0)):
         inp = grpcclient.InferInput("b", [1, 10], "FP32")
@@ -152,8 +191,9 @@ def test_version_routing(gclient: grpcclient.InferenceServerClient,
         assert hr.as_numpy("a")[0, 0] == expected
 
 
-def test_failed_version_falls_back(gclient: grpcclient.InferenceServerClient,
-                                   kserve_server: Server) -> None:
+def test_failed_version_falls_back(
+    gclient: grpcclient.InferenceServerClient, kserve_server: Server
+) -> None:
     data = np.zeros((1, 10), np.float32)
     inp = grpcclient.InferInput("b", [1, 10], "FP32")
     inp.set_data_from_numpy(data)
@@ -161,16 +201,18 @@ def test_failed_version_falls_back(gclient: grpcclient.InferenceServerClient,
     assert "fallback version 2 failed to load" in kserve_server.log()
 
 
-def test_request_id_and_outputs_filter(gclient: grpcclient.InferenceServerClient,
-                                       hclient: httpclient.InferenceServerClient) -> None:
+def test_request_id_and_outputs_filter(
+    gclient: grpcclient.InferenceServerClient, hclient: httpclient.InferenceServerClient
+) -> None:
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     y = np.ones((2, 4), np.float32)
     for client, mod in ((gclient, grpcclient), (hclient, httpclient)):
         ins = [mod.InferInput("x", [2, 4], "FP32"), mod.InferInput("y", [2, 4], "FP32")]
         ins[0].set_data_from_numpy(x)
         ins[1].set_data_from_numpy(y)
-        r = client.infer("multi", ins, request_id="req-42",
-                         outputs=[mod.InferRequestedOutput("diff")])
+        r = client.infer(
+            "multi", ins, request_id="req-42", outputs=[mod.InferRequestedOutput("diff")]
+        )
         np.testing.assert_array_equal(r.as_numpy("diff"), x - y)
         assert r.as_numpy("sum") is None
         resp = r.get_response()
@@ -188,8 +230,16 @@ def test_seed_numpy_example_grpc(gclient: grpcclient.InferenceServerClient) -> N
 
 
 def test_seed_curl_json(kserve_server: Server) -> None:
-    body = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32",
-                        "data": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}]}
+    body = {
+        "inputs": [
+            {
+                "name": "b",
+                "shape": [1, 10],
+                "datatype": "FP32",
+                "data": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            }
+        ]
+    }
     r = requests.post(f"{kserve_server.http}/v2/models/dummy/infer", json=body)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -197,8 +247,16 @@ def test_seed_curl_json(kserve_server: Server) -> None:
     assert out["outputs"][0]["name"] == "a"
     assert out["outputs"][0]["shape"] == [1, 10]
     assert out["outputs"][0]["data"] == [float(i + 1) for i in range(1, 11)]
-    nested = {"inputs": [{"name": "b", "shape": [2, 10], "datatype": "FP32",
-                          "data": [list(range(10)), list(range(10, 20))]}]}
+    nested = {
+        "inputs": [
+            {
+                "name": "b",
+                "shape": [2, 10],
+                "datatype": "FP32",
+                "data": [list(range(10)), list(range(10, 20))],
+            }
+        ]
+    }
     r = requests.post(f"{kserve_server.http}/v2/models/dummy/versions/0/infer", json=nested)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"][0]["data"][:2] == [1.0, 2.0]
@@ -206,13 +264,24 @@ def test_seed_curl_json(kserve_server: Server) -> None:
 
 def test_raw_http_binary_extension(kserve_server: Server) -> None:
     data = np.arange(20, dtype=np.float32).reshape(2, 10)
-    header = json.dumps({
-        "inputs": [{"name": "b", "shape": [2, 10], "datatype": "FP32",
-                    "parameters": {"binary_data_size": data.nbytes}}],
-        "parameters": {"binary_data_output": True},
-    }).encode()
-    r = requests.post(f"{kserve_server.http}/v2/models/dummy/infer", data=header + data.tobytes(),
-                      headers={"Inference-Header-Content-Length": str(len(header))})
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "b",
+                    "shape": [2, 10],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": data.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    r = requests.post(
+        f"{kserve_server.http}/v2/models/dummy/infer",
+        data=header + data.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
     assert r.status_code == 200, r.text
     json_len = int(r.headers["Inference-Header-Content-Length"])
     meta = json.loads(r.content[:json_len])
@@ -224,11 +293,24 @@ def test_raw_http_binary_extension(kserve_server: Server) -> None:
 def test_raw_http_bytes_binary(kserve_server: Server) -> None:
     items = [b"abc", b"", b"\x00\x01", b"zz", b"q", b"r"]
     blob = b"".join(struct.pack("<I", len(i)) + i for i in items)
-    header = json.dumps({"inputs": [{"name": "in", "shape": [2, 3], "datatype": "BYTES",
-                                     "parameters": {"binary_data_size": len(blob)}}],
-                         "outputs": [{"name": "out", "parameters": {"binary_data": True}}]}).encode()
-    r = requests.post(f"{kserve_server.http}/v2/models/id_bytes/infer", data=header + blob,
-                      headers={"Inference-Header-Content-Length": str(len(header))})
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "in",
+                    "shape": [2, 3],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(blob)},
+                }
+            ],
+            "outputs": [{"name": "out", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    r = requests.post(
+        f"{kserve_server.http}/v2/models/id_bytes/infer",
+        data=header + blob,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
     assert r.status_code == 200, r.text
     json_len = int(r.headers["Inference-Header-Content-Length"])
     assert r.content[json_len:] == blob
@@ -236,21 +318,36 @@ def test_raw_http_bytes_binary(kserve_server: Server) -> None:
 
 # -- raw gRPC with typed contents (what the C++/Java/Go examples send) ------------------------
 
-def _typed_request(model: str, name: str, dt: str, shape: list[int], field: str,
-                   values: list) -> service_pb2.ModelInferRequest:
+
+def _typed_request(
+    model: str, name: str, dt: str, shape: list[int], field: str, values: list
+) -> service_pb2.ModelInferRequest:
     req = service_pb2.ModelInferRequest(model_name=model)
     tensor = req.inputs.add(name=name, datatype=dt, shape=shape)
     getattr(tensor.contents, field).extend(values)
     return req
 
 
-@pytest.mark.parametrize(("dt", "field"), [
-    ("BOOL", "bool_contents"), ("INT8", "int_contents"), ("INT16", "int_contents"),
-    ("INT32", "int_contents"), ("INT64", "int64_contents"), ("UINT8", "uint_contents"),
-    ("UINT16", "uint_contents"), ("UINT32", "uint_contents"), ("UINT64", "uint64_contents"),
-    ("FP32", "fp32_contents"), ("FP64", "fp64_contents"), ("BYTES", "bytes_contents"),
-])
-def test_typed_contents(stub: service_pb2_grpc.GRPCInferenceServiceStub, dt: str, field: str) -> None:
+@pytest.mark.parametrize(
+    ("dt", "field"),
+    [
+        ("BOOL", "bool_contents"),
+        ("INT8", "int_contents"),
+        ("INT16", "int_contents"),
+        ("INT32", "int_contents"),
+        ("INT64", "int64_contents"),
+        ("UINT8", "uint_contents"),
+        ("UINT16", "uint_contents"),
+        ("UINT32", "uint_contents"),
+        ("UINT64", "uint64_contents"),
+        ("FP32", "fp32_contents"),
+        ("FP64", "fp64_contents"),
+        ("BYTES", "bytes_contents"),
+    ],
+)
+def test_typed_contents(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub, dt: str, field: str
+) -> None:
     data = sample(dt)
     # Multi-byte varints; OpenVINO's CPU plugin computes 64-bit integers in 32 bits, so the
     # values stay in that range here (the codec's own tests cover the full 64-bit range).
@@ -273,7 +370,9 @@ def test_typed_contents(stub: service_pb2_grpc.GRPCInferenceServiceStub, dt: str
 
 def test_typed_fp32_image_sized(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
     data = np.random.default_rng(0).random((150, 10), dtype=np.float32)
-    req = _typed_request("dummy", "b", "FP32", [150, 10], "fp32_contents", data.reshape(-1).tolist())
+    req = _typed_request(
+        "dummy", "b", "FP32", [150, 10], "fp32_contents", data.reshape(-1).tolist()
+    )
     resp = stub.ModelInfer(req)
     out = np.frombuffer(resp.raw_output_contents[0], "<f4").reshape(150, 10)
     np.testing.assert_allclose(out, data + 1, rtol=1e-6)
@@ -281,46 +380,123 @@ def test_typed_fp32_image_sized(stub: service_pb2_grpc.GRPCInferenceServiceStub)
 
 # -- errors (reference 1.12) ------------------------------------------------------------------
 
+
 def _grpc_error(stub, req) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(req)
     return info.value
 
 
-def _f32_input(req: service_pb2.ModelInferRequest, name: str, shape: list[int], dt: str = "FP32") -> None:
+def _f32_input(
+    req: service_pb2.ModelInferRequest, name: str, shape: list[int], dt: str = "FP32"
+) -> None:
     t = req.inputs.add(name=name, datatype=dt, shape=shape)
     t.contents.fp32_contents.extend([0.0] * int(np.prod(shape)))
 
 
 ERROR_CASES = [
     # (id, model, version, inputs [(name, shape, dtype)], grpc code, http status, message)
-    ("unknown model", "nope", "", [("b", [1, 10], "FP32")], grpc.StatusCode.NOT_FOUND, 404,
-     "Model with requested name is not found"),
-    ("unknown version", "dummy", "7", [("b", [1, 10], "FP32")], grpc.StatusCode.NOT_FOUND, 404,
-     "Model with requested version is not found"),
-    ("failed version", "versioned", "4", [("b", [1, 10], "FP32")], grpc.StatusCode.UNAVAILABLE, 404,
-     "Model with requested version is not loaded yet"),
-    ("too many inputs", "dummy", "", [("b", [1, 10], "FP32"), ("c", [1, 10], "FP32")],
-     grpc.StatusCode.INVALID_ARGUMENT, 400, "Invalid number of inputs - Expected: 1; Actual: 2"),
-    ("wrong name", "dummy", "", [("x", [1, 10], "FP32")], grpc.StatusCode.INVALID_ARGUMENT, 400,
-     "Missing input with specific name - Required input: b"),
-    ("wrong rank", "dummy", "", [("b", [10], "FP32")], grpc.StatusCode.INVALID_ARGUMENT, 400,
-     "Invalid number of shape dimensions - Expected: (-1,10); Actual: (10); input name: b"),
-    ("wrong shape", "dummy", "", [("b", [1, 11], "FP32")], grpc.StatusCode.INVALID_ARGUMENT, 400,
-     "Invalid input shape - Expected: (-1,10); Actual: (1,11); input name: b"),
-    ("wrong batch", "static", "", [("b", [2, 10], "FP32")], grpc.StatusCode.INVALID_ARGUMENT, 400,
-     "Invalid input batch size - Expected: 1; Actual: 2; input name: b"),
-    ("batch out of range", "ranged", "", [("b", [5, 10], "FP32")], grpc.StatusCode.INVALID_ARGUMENT,
-     400, "Invalid input batch size - Expected: 1:4; Actual: 5; input name: b"),
-    ("wrong precision", "dummy", "", [("b", [1, 10], "FP64")], grpc.StatusCode.INVALID_ARGUMENT, 400,
-     "Invalid input precision - Expected: FP32; Actual: FP64; input name: b"),
+    (
+        "unknown model",
+        "nope",
+        "",
+        [("b", [1, 10], "FP32")],
+        grpc.StatusCode.NOT_FOUND,
+        404,
+        "Model with requested name is not found",
+    ),
+    (
+        "unknown version",
+        "dummy",
+        "7",
+        [("b", [1, 10], "FP32")],
+        grpc.StatusCode.NOT_FOUND,
+        404,
+        "Model with requested version is not found",
+    ),
+    (
+        "failed version",
+        "versioned",
+        "4",
+        [("b", [1, 10], "FP32")],
+        grpc.StatusCode.UNAVAILABLE,
+        404,
+        "Model with requested version is not loaded yet",
+    ),
+    (
+        "too many inputs",
+        "dummy",
+        "",
+        [("b", [1, 10], "FP32"), ("c", [1, 10], "FP32")],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+        "Invalid number of inputs - Expected: 1; Actual: 2",
+    ),
+    (
+        "wrong name",
+        "dummy",
+        "",
+        [("x", [1, 10], "FP32")],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+        "Missing input with specific name - Required input: b",
+    ),
+    (
+        "wrong rank",
+        "dummy",
+        "",
+        [("b", [10], "FP32")],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+        "Invalid number of shape dimensions - Expected: (-1,10); Actual: (10); input name: b",
+    ),
+    (
+        "wrong shape",
+        "dummy",
+        "",
+        [("b", [1, 11], "FP32")],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+        "Invalid input shape - Expected: (-1,10); Actual: (1,11); input name: b",
+    ),
+    (
+        "wrong batch",
+        "static",
+        "",
+        [("b", [2, 10], "FP32")],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+        "Invalid input batch size - Expected: 1; Actual: 2; input name: b",
+    ),
+    (
+        "batch out of range",
+        "ranged",
+        "",
+        [("b", [5, 10], "FP32")],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+        "Invalid input batch size - Expected: 1:4; Actual: 5; input name: b",
+    ),
+    (
+        "wrong precision",
+        "dummy",
+        "",
+        [("b", [1, 10], "FP64")],
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+        "Invalid input precision - Expected: FP32; Actual: FP64; input name: b",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("model", "version", "inputs", "code", "status", "message"),
-                         [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])
-def test_errors_both_transports(stub, kserve_server: Server, model, version, inputs, code, status,
-                                message) -> None:
+@pytest.mark.parametrize(
+    ("model", "version", "inputs", "code", "status", "message"),
+    [c[1:] for c in ERROR_CASES],
+    ids=[c[0] for c in ERROR_CASES],
+)
+def test_errors_both_transports(
+    stub, kserve_server: Server, model, version, inputs, code, status, message
+) -> None:
     req = service_pb2.ModelInferRequest(model_name=model, model_version=version)
     for name, shape, dt in inputs:
         t = req.inputs.add(name=name, datatype=dt, shape=shape)
@@ -329,8 +505,12 @@ def test_errors_both_transports(stub, kserve_server: Server, model, version, inp
     err = _grpc_error(stub, req)
     assert err.code() == code
     assert err.details() == message
-    body = {"inputs": [{"name": n, "shape": s, "datatype": d, "data": [0.0] * int(np.prod(s))}
-                       for n, s, d in inputs]}
+    body = {
+        "inputs": [
+            {"name": n, "shape": s, "datatype": d, "data": [0.0] * int(np.prod(s))}
+            for n, s, d in inputs
+        ]
+    }
     path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
     r = requests.post(kserve_server.http + path, json=body)
     assert r.status_code == status
@@ -343,8 +523,9 @@ def test_grpc_content_errors(stub) -> None:
     req.raw_input_contents.append(b"\x00" * 12)
     err = _grpc_error(stub, req)
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert err.details() == ("Invalid content size of tensor proto - Expected: 40 bytes; "
-                             "Actual: 12 bytes; input name: b")
+    assert err.details() == (
+        "Invalid content size of tensor proto - Expected: 40 bytes; Actual: 12 bytes; input name: b"
+    )
     req = service_pb2.ModelInferRequest(model_name="dummy", model_version="latest")
     _f32_input(req, "b", [1, 10])
     err = _grpc_error(stub, req)
@@ -372,23 +553,31 @@ def test_http_errors(kserve_server: Server) -> None:
     assert r.status_code == 400 and r.json() == {"error": "Invalid request URL"}
     r = requests.delete(f"{kserve_server.http}/v2/models/dummy")
     assert r.status_code == 406 and r.json() == {"error": "Unsupported method"}
-    r = requests.post(url, data=b'{"inputs":[{"name":"b","shape":[1,10],"datatype":"FP32"}]}',
-                      headers={"Inference-Header-Content-Length": "9999"})
+    r = requests.post(
+        url,
+        data=b'{"inputs":[{"name":"b","shape":[1,10],"datatype":"FP32"}]}',
+        headers={"Inference-Header-Content-Length": "9999"},
+    )
     assert r.status_code == 400 and "Inference-Header-Content-Length" in r.json()["error"]
     header = b'{"inputs":[{"name":"b","shape":[1,10],"datatype":"FP32","parameters":{"binary_data_size":40}}]}'
-    r = requests.post(url, data=header + b"\x00" * 8,
-                      headers={"Inference-Header-Content-Length": str(len(header))})
+    r = requests.post(
+        url,
+        data=header + b"\x00" * 8,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
     assert r.status_code == 400
     huge = b'{"inputs":[{"name":"b","shape":[1,1000000000000],"datatype":"FP32","parameters":{"binary_data_size":64}}]}'
-    r = requests.post(url, data=huge + b"\x00" * 64,
-                      headers={"Inference-Header-Content-Length": str(len(huge))})
+    r = requests.post(
+        url, data=huge + b"\x00" * 64, headers={"Inference-Header-Content-Length": str(len(huge))}
+    )
     assert r.status_code == 413 and "too large" in r.json()["error"]
     # the server is still serving
     assert requests.get(f"{kserve_server.http}/v2/health/live").status_code == 200
 
 
-def test_tritonclient_errors(gclient: grpcclient.InferenceServerClient,
-                             hclient: httpclient.InferenceServerClient) -> None:
+def test_tritonclient_errors(
+    gclient: grpcclient.InferenceServerClient, hclient: httpclient.InferenceServerClient
+) -> None:
     with pytest.raises(InferenceServerException, match="Model with requested name is not found"):
         gclient.get_model_metadata("nope")
     with pytest.raises(InferenceServerException, match="Model with requested name is not found"):

@@ -24,10 +24,22 @@ pytestmark = pytest.mark.e2e
 def slow_config(tmp: Path) -> Path:
     models.slow_model(tmp / "models" / "slow", size=2048, repeats=300)
     cfg = tmp / "config.json"
-    cfg.write_text(json.dumps({"model_config_list": [
-        {"config": {"name": "slow", "base_path": "models/slow", "dynamic_batching": False,
-                    "plugin_config": {"NUM_STREAMS": 1}}},
-    ]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "model_config_list": [
+                    {
+                        "config": {
+                            "name": "slow",
+                            "base_path": "models/slow",
+                            "dynamic_batching": False,
+                            "plugin_config": {"NUM_STREAMS": 1},
+                        }
+                    },
+                ]
+            }
+        )
+    )
     return cfg
 
 
@@ -60,7 +72,9 @@ def test_sigterm_drains_in_flight_then_exits_0(tmp_path: Path) -> None:
 def test_sigint_idle_exits_0(tmp_path: Path) -> None:
     root = tmp_path
     models.add_model(root / "models" / "dummy")
-    server = start_server(root, ["--model_name", "dummy", "--model_path", str(root / "models" / "dummy")])
+    server = start_server(
+        root, ["--model_name", "dummy", "--model_path", str(root / "models" / "dummy")]
+    )
     assert server.stop(signal.SIGINT, timeout=30) == 0
     assert "Traceback" not in server.log()
 
@@ -72,19 +86,47 @@ def test_port_in_use_exits_1_with_one_line(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         proc = subprocess.run(
-            [sys.executable, "-m", "ovtrio", "--model_name", "d", "--model_path", str(tmp_path / "dummy"),
-             "--rest_port", str(port), "--rest_bind_address", "127.0.0.1"],
-            capture_output=True, timeout=60, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+            [
+                sys.executable,
+                "-m",
+                "ovtrio",
+                "--model_name",
+                "d",
+                "--model_path",
+                str(tmp_path / "dummy"),
+                "--rest_port",
+                str(port),
+                "--rest_bind_address",
+                "127.0.0.1",
+            ],
+            capture_output=True,
+            timeout=60,
+            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
         )
     assert proc.returncode == 1
     assert b"Traceback" not in proc.stderr
-    assert b"Address already in use" in proc.stderr or b"address already in use" in proc.stderr.lower()
+    assert (
+        b"Address already in use" in proc.stderr or b"address already in use" in proc.stderr.lower()
+    )
 
 
 def test_cli_contradiction_exits_1() -> None:
-    proc = subprocess.run([sys.executable, "-m", "ovtrio", "--port", "9000", "--rest_port", "9000",
-                           "--config_path", "x.json"], capture_output=True, timeout=60,
-                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ovtrio",
+            "--port",
+            "9000",
+            "--rest_port",
+            "9000",
+            "--config_path",
+            "x.json",
+        ],
+        capture_output=True,
+        timeout=60,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 1
     lines = proc.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ovtrio: error:")

@@ -230,7 +230,7 @@ def _has_contents(contents: Any) -> bool:
 
 def decode_infer_request(msg: raw_pb.ModelInferRequest | pb.ModelInferRequest) -> InferRequest:
     raw = list(msg.raw_input_contents)
-    inputs = list(msg.inputs)
+    inputs: list[Any] = list(msg.inputs)
     if not inputs:
         raise InvalidArgument("Invalid number of inputs - Expected: at least 1; Actual: 0")
     if raw:

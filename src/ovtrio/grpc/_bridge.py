@@ -124,16 +124,12 @@ class _Server(grpclib.server.Server):
             self._server.close()
 
     def in_flight(self) -> int:
-        return sum(
-            1 for h in self._handlers for t in h._tasks.values() if not t.done()
-        )
+        return sum(1 for h in self._handlers for t in h._tasks.values() if not t.done())
 
     async def close_connections(self) -> None:
         self.close()
         if self._handlers:
-            await asyncio.wait(
-                {asyncio.ensure_future(h.wait_closed()) for h in self._handlers}
-            )
+            await asyncio.wait({asyncio.ensure_future(h.wait_closed()) for h in self._handlers})
         for protocol in list(self._protocols):
             conn = getattr(protocol, "connection", None)
             if conn is not None:
@@ -156,12 +152,16 @@ class _Servable:
         mapping = {}
         for route, spec in self._table.items():
             mapping[route] = grpclib.const.Handler(
-                self._wrap(spec), grpclib.const.Cardinality.UNARY_UNARY,
-                spec.request_type, spec.reply_type,
+                self._wrap(route, spec),
+                grpclib.const.Cardinality.UNARY_UNARY,
+                spec.request_type,
+                spec.reply_type,
             )
         return mapping
 
-    def _wrap(self, spec: RpcSpec) -> Callable[[grpclib.server.Stream[Any, Any]], Awaitable[None]]:
+    def _wrap(
+        self, route: str, spec: RpcSpec
+    ) -> Callable[[grpclib.server.Stream[Any, Any]], Awaitable[None]]:
         async def handle(stream: grpclib.server.Stream[Any, Any]) -> None:
             try:
                 request = await stream.recv_message()
@@ -180,7 +180,7 @@ class _Servable:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("unexpected error in %s", stream.method_name)
+                log.exception("unexpected error in %s", route)
                 raise GRPCError(Status.INTERNAL, "Internal server error") from None
             await stream.send_message(reply)
 
@@ -234,7 +234,7 @@ async def serve(
             token.run_sync_soon(started.set)
             await stop.wait()
             server.stop_listening()
-            while server.in_flight():
+            while server.in_flight():  # noqa: ASYNC110 - grpclib offers no event for this
                 await asyncio.sleep(0.01)
             await server.close_connections()
 
@@ -279,4 +279,3 @@ async def serve(
             rpc_nursery.cancel_scope.cancel()
         if failure:
             raise RuntimeError(f"gRPC server thread failed: {failure[0]!r}")
-

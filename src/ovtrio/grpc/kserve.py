@@ -24,8 +24,13 @@ def _tensor_metadata(spec: TensorSpec) -> pb.ModelMetadataResponseTensorMetadata
 
 
 _BLOB_FIELDS = (
-    "bool_contents", "int_contents", "int64_contents", "uint_contents", "uint64_contents",
-    "fp32_contents", "fp64_contents",
+    "bool_contents",
+    "int_contents",
+    "int64_contents",
+    "uint_contents",
+    "uint64_contents",
+    "fp32_contents",
+    "fp64_contents",
 )
 
 
@@ -39,7 +44,7 @@ class InferRequestWire:
     """
 
     @staticmethod
-    def FromString(data: bytes) -> raw_pb.ModelInferRequest | pb.ModelInferRequest:  # noqa: N802
+    def FromString(data: bytes) -> raw_pb.ModelInferRequest | pb.ModelInferRequest:
         try:
             msg = raw_pb.ModelInferRequest.FromString(data)
         except Exception:  # re-parsed below; a truly broken message fails there

@@ -7,4 +7,11 @@ from ._registry import ModelState as ModelState
 from ._registry import ModelVersion as ModelVersion
 from ._registry import VersionStatistics as VersionStatistics
 
-__all__ = ["Model", "ModelRegistry", "ModelState", "ModelVersion", "VersionStatistics", "scan_versions"]
+__all__ = [
+    "Model",
+    "ModelRegistry",
+    "ModelState",
+    "ModelVersion",
+    "VersionStatistics",
+    "scan_versions",
+]

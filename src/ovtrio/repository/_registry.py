@@ -10,9 +10,9 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from dataclasses import dataclass
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,10 @@ class ModelVersion:
     def _set_state(self, state: ModelState, code: str = "OK", message: str = "") -> None:
         self.state, self.error_code, self.error_message = state, code, message
         log.info(
-            "%s version %d: %s%s", self.model.name, self.version, state.name,
+            "%s version %d: %s%s",
+            self.model.name,
+            self.version,
+            state.name,
             f" ({message})" if message else "",
         )
         self._changed.set()
@@ -100,9 +103,12 @@ class ModelVersion:
 
     # -- life ----------------------------------------------------------------------------------
     async def serve(
-        self, limiter: trio.CapacityLimiter, *, task_status: trio.TaskStatus[bool] = trio.TASK_STATUS_IGNORED
+        self,
+        limiter: trio.CapacityLimiter,
+        *,
+        task_status: trio.TaskStatus[bool] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Load, serve until unloaded, drain, end. ``started(True)`` once AVAILABLE, False if failed."""
+        """Load, serve until unloaded, drain, end. ``started(ok)``: AVAILABLE or failed."""
         cfg = self.model.config
         self._set_state(ModelState.LOADING)
         try:
@@ -271,6 +277,8 @@ class ModelRegistry:
         self.ready = False
         """True once the initial configuration was processed (OVMS' server readiness)."""
         self._nursery: trio.Nursery | None = None
+        self.loaded = trio.Event()
+        """Set once the initial configuration was processed."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         limiter = trio.CapacityLimiter(1)
@@ -281,9 +289,12 @@ class ModelRegistry:
                 for model in self.models.values():
                     loaders.start_soon(model.load, nursery, limiter)
             self.ready = True
-            log.info("initial configuration loaded: %s", ", ".join(
-                f"{m.name} {m.available_versions()}" for m in self.models.values()
-            ) or "no models")
+            self.loaded.set()
+            log.info(
+                "initial configuration loaded: %s",
+                ", ".join(f"{m.name} {m.available_versions()}" for m in self.models.values())
+                or "no models",
+            )
             await trio.sleep_forever()
 
     async def unload_all(self) -> None:
@@ -320,8 +331,11 @@ class ModelRegistry:
                     mv = model.default_version()
                     if mv is not None:
                         return mv
-                    loading = [v for v in model.versions.values() if v.state <= ModelState.LOADING
-                               and v.error_code == "OK"]
+                    loading = [
+                        v
+                        for v in model.versions.values()
+                        if v.state <= ModelState.LOADING and v.error_code == "OK"
+                    ]
                     if not loading:
                         raise NotFound(VERSION_NOT_FOUND)
                     await loading[0].wait_changed()
@@ -337,4 +351,3 @@ class ModelRegistry:
                     raise ModelNotLoadedYet(VERSION_NOT_LOADED_YET)
                 await mv.wait_changed()
         raise ModelNotLoadedYet(VERSION_NOT_LOADED_YET)
-

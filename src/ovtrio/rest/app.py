@@ -27,7 +27,9 @@ __all__ = ["create_app", "json_response"]
 log = logging.getLogger(__name__)
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         orjson.dumps(payload), status=status, content_type="application/json", headers=headers
     )

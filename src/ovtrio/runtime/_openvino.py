@@ -111,7 +111,9 @@ def _reshape(model: ov.Model, cfg: ModelConfig) -> None:
             rank = model.input(name).get_partial_shape().rank
             if s.auto:
                 n = rank.get_length() if rank.is_static else 0
-                shapes[name] = ov.PartialShape([ov.Dimension()] * n) if n else ov.PartialShape.dynamic()
+                shapes[name] = (
+                    ov.PartialShape([ov.Dimension()] * n) if n else ov.PartialShape.dynamic()
+                )
             else:
                 shapes[name] = ov.PartialShape([_dimension(d) for d in s.dims])
         if cfg.batch_size is not None:
@@ -150,7 +152,9 @@ def _spec(port: Any, layout: ov.Layout | None) -> TensorSpec:
         raise LoadError(f"tensor {port.get_any_name()!r} has unsupported element type {type_name}")
     ps = port.get_partial_shape()
     if ps.rank.is_dynamic:
-        raise LoadError(f"tensor {port.get_any_name()!r} has a dynamic rank, which is not supported")
+        raise LoadError(
+            f"tensor {port.get_any_name()!r} has a dynamic rank, which is not supported"
+        )
     shape: list[int] = []
     ranges: list[tuple[int, int]] = []
     for d in ps:
@@ -173,7 +177,9 @@ class _Call:
 
 def compile_version(
     core: ov.Core, cfg: ModelConfig, version_dir: Path
-) -> tuple[ov.CompiledModel, tuple[TensorSpec, ...], tuple[TensorSpec, ...], tuple[int | None, ...]]:
+) -> tuple[
+    ov.CompiledModel, tuple[TensorSpec, ...], tuple[TensorSpec, ...], tuple[int | None, ...]
+]:
     """Read, reshape and compile one version. Blocking: run it in a worker thread.
 
     Returns the compiled model, input specs, output specs and each input's batch index.
@@ -271,7 +277,9 @@ class CompiledModel:
             for i, a in enumerate(arrays):
                 if self._string_inputs[i]:
                     t = ov.Tensor(ov.Type.string, ov.Shape(list(a.shape)))
-                    t.bytes_data = [x if isinstance(x, bytes) else str(x).encode() for x in a.reshape(-1)]
+                    t.bytes_data = [
+                        x if isinstance(x, bytes) else str(x).encode() for x in a.reshape(-1)
+                    ]
                     feed[i] = t
                 else:
                     feed[i] = a
@@ -319,7 +327,9 @@ class CompiledModel:
         return on_done
 
 
-def _finish(call: _Call, outputs: list[np.ndarray[Any, Any]] | None, error: BaseException | None) -> None:
+def _finish(
+    call: _Call, outputs: list[np.ndarray[Any, Any]] | None, error: BaseException | None
+) -> None:
     call.outputs, call.error = outputs, error
     call.event.set()
 
@@ -329,4 +339,3 @@ def _wait_idle(req: ov.InferRequest) -> None:
         req.wait()
     except RuntimeError:
         pass  # "Infer Request was canceled": expected after cancel()
-
