@@ -73,14 +73,27 @@ def multi_model(base: Path) -> Path:
     return _save(ov.Model([s, d], [x, y], "multi"), base)
 
 
-def slow_model(base: Path, size: int = 1024, repeats: int = 200) -> Path:
-    """A chain of MatMuls that takes a noticeable time per inference (cancellation tests)."""
-    x = ops.parameter(ov.PartialShape([-1, size]), ov.Type.f32, name="x")
-    w = ops.constant(np.eye(size, dtype=np.float32))
-    h: ov.Node = x
-    for _ in range(repeats):
-        h = ops.matmul(h, w, False, False)
-    return _save(ov.Model([_named(h, "y")], [x], "slow"), base)
+def slow_model(base: Path, channels: int = 64, hw: int = 256, layers: int = 24) -> Path:
+    """y = x (FP32 [-1, channels]) after about half a second of convolutions per sample.
+
+    The input is broadcast to [N, channels, hw, hw], run through ``layers`` 3x3 convolutions,
+    reduced, multiplied by 0 and added to x, so the answer is exact and the work is real.
+    """
+    x = ops.parameter(ov.PartialShape([-1, channels]), ov.Type.f32, name="x")
+    r = ops.unsqueeze(x, ops.constant(np.array([2, 3], np.int64)))
+    n = ops.gather(
+        ops.shape_of(x), ops.constant(np.array([0], np.int64)), ops.constant(np.int64(0))
+    )
+    h: ov.Node = ops.broadcast(
+        r, ops.concat([n, ops.constant(np.array([channels, hw, hw], np.int64))], 0)
+    )
+    rng = np.random.default_rng(0)
+    w = ops.constant((rng.standard_normal((channels, channels, 3, 3)) * 0.05).astype(np.float32))
+    for _ in range(layers):
+        h = ops.relu(ops.convolution(h, w, [1, 1], [1, 1], [1, 1], [1, 1]))
+    m = ops.reduce_mean(h, ops.constant(np.array([2, 3], np.int64)), False)
+    y = _named(ops.add(x, ops.multiply(m, ops.constant(np.float32(0)))), "y")
+    return _save(ov.Model([y], [x], "slow"), base)
 
 
 def broken_version(base: Path, version: int) -> Path:

@@ -7,9 +7,10 @@ dimensions match, up to the largest *allowed* batch size, concatenates them alon
 axis, runs one inference in a child task and splits the outputs back to each caller.
 
 Allowed batch sizes are powers of two up to ``max_batch_size``; each is warmed up (and timed)
-at load, so no request pays OpenVINO's first-inference cost for a new batch size. A size
-whose per-sample time is not clearly better than a smaller size's is dropped: on a
-compute-bound model batching turns itself off instead of costing throughput.
+at load, so no request pays OpenVINO's first-inference cost for a new batch size. In mode
+``auto`` a size whose per-sample time is not at least 10 % better than the next smaller
+allowed size's is dropped: on a compute-bound model batching turns itself off instead of
+costing throughput. Mode ``on`` keeps every size.
 
 Cancellation:
 * a caller cancelled while queued is marked and skipped at dispatch (never computed);
@@ -57,6 +58,8 @@ class BatcherStatistics:
     rejected: int
     inference_time_s: float
     """Total wall time of the batches' inferences."""
+    running: tuple[int, ...]
+    """Sizes (requests) of the batches OpenVINO is computing now."""
 
 
 @dataclass(slots=True, eq=False)
@@ -101,6 +104,7 @@ class Batcher:
         self._cancelled_running = 0
         self._rejected = 0
         self._infer_time = 0.0
+        self._running: set[_Batch] = set()
 
     @classmethod
     def for_model(
@@ -111,8 +115,8 @@ class Batcher:
         Batching applies when every input has a batch axis whose size may vary (dynamic) and
         every output has a dynamic first dimension. Mode ``off`` never batches; ``auto`` and
         ``on`` batch when the model allows it (``on`` had the batch dimension made dynamic at
-        load, see the runtime). Requests still go through a batcher of size 1 when the queue
-        limit must apply? No: without batching the infer-request pool is the queue.
+        load, see the runtime). Without a batcher, requests wait for a free infer request of
+        the pool, and the version applies the same queue limit (see ModelVersion.infer).
         """
         if cfg.mode == "off" or cfg.max_batch_size <= 1:
             return None
@@ -135,6 +139,7 @@ class Batcher:
             cancelled_running=self._cancelled_running,
             rejected=self._rejected,
             inference_time_s=self._infer_time,
+            running=tuple(len(b.members) for b in self._running),
         )
 
     # -- the caller's side --------------------------------------------------------------------
@@ -178,7 +183,10 @@ class Batcher:
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
-                await self._has_work.wait()
+                if not self._queue:
+                    self._has_work = trio.Event()
+                    await self._has_work.wait()
+                    continue
                 await self._free.acquire()
                 try:
                     if self.cfg.max_delay_us > 0:
@@ -208,7 +216,6 @@ class Batcher:
         while queue and queue[0].cancelled:
             queue.popleft()
         if not queue:
-            self._has_work = trio.Event()
             return None
         first = queue.popleft()
         members = [first]
@@ -235,8 +242,6 @@ class Batcher:
                 back = members.pop()
                 total -= back.size
                 queue.appendleft(back)
-        if not queue:
-            self._has_work = trio.Event()
         batch = _Batch(members)
         for m in members:
             m.batch = batch
@@ -258,11 +263,15 @@ class Batcher:
             started = time.perf_counter()
             outputs: list[np.ndarray[Any, Any]] | None = None
             error: BaseException | None = None
-            with batch.scope:
-                try:
-                    outputs = await self.compiled.infer(arrays)
-                except Exception as exc:  # delivered to every caller of the batch
-                    error = exc
+            self._running.add(batch)
+            try:
+                with batch.scope:
+                    try:
+                        outputs = await self.compiled.infer(arrays)
+                    except Exception as exc:  # delivered to every caller of the batch
+                        error = exc
+            finally:
+                self._running.discard(batch)
             self._infer_time += time.perf_counter() - started
             if outputs is None and error is None:
                 return  # cancelled: every caller already left
@@ -325,7 +334,9 @@ class Batcher:
             b *= 2
         allowed = [1]
         for size in sorted(per_sample):
-            if size > 1 and per_sample[size] < 0.9 * per_sample[allowed[-1]]:
+            if size > 1 and (
+                self.cfg.mode == "on" or per_sample[size] < 0.9 * per_sample[allowed[-1]]
+            ):
                 allowed.append(size)
         self.allowed = tuple(allowed)
         log.info(

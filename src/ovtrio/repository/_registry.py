@@ -29,6 +29,7 @@ from ..errors import (
     ModelNotLoadedYet,
     NotFound,
     OvtrioError,
+    ResourceExhausted,
 )
 from ..runtime import CompiledModel, LoadError, compile_version, ov_core
 from ..tensors import TensorSpec
@@ -175,6 +176,13 @@ class ModelVersion:
                 if self.batcher is not None:
                     result = await self.batcher.submit(arrays)
                 else:
+                    limit = self.model.config.batching.max_queue_size
+                    if compiled.waiting >= limit:
+                        self.stats.rejected += 1
+                        raise ResourceExhausted(
+                            f"Model {self.model.name} is overloaded: its queue of {limit} "
+                            "requests is full; retry later"
+                        )
                     result = await compiled.infer(arrays)
             ok = True
             return result
@@ -202,6 +210,8 @@ class ModelVersion:
             inferences_completed=compiled.completed if compiled else 0,
             inferences_cancelled=compiled.cancelled if compiled else 0,
             nireq=compiled.nireq if compiled else 0,
+            queue_length=compiled.waiting if compiled else 0,
+            rejected=self.stats.rejected,
             batcher=self.batcher.statistics() if self.batcher is not None else None,
         )
 
@@ -213,6 +223,7 @@ class _Counters:
     fail_count: int = 0
     fail_ns: int = 0
     last_inference_ms: int = 0
+    rejected: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +239,10 @@ class VersionStatistics:
     inferences_cancelled: int
     """OpenVINO inferences cancelled while running."""
     nireq: int
+    queue_length: int
+    """Requests waiting for a free infer request (without a batcher)."""
+    rejected: int
+    """Requests refused because the queue was full (without a batcher)."""
     batcher: BatcherStatistics | None
 
 

@@ -44,6 +44,10 @@ def statistics_json(name: str, st: VersionStatistics) -> dict[str, Any]:
         "inferences_completed": st.inferences_completed,
         "inferences_cancelled": st.inferences_cancelled,
         "infer_requests": st.nireq,
+        "queue_length": st.queue_length,
+        "rejected": st.rejected,
+        "cancelled_queued": 0,
+        "cancelled_running": st.inferences_cancelled,
     }
     if b is not None:
         per_batch_ns = int(b.inference_time_s * 1e9 / b.batches) if b.batches else 0
@@ -59,6 +63,7 @@ def statistics_json(name: str, st: VersionStatistics) -> dict[str, Any]:
             cancelled_queued=b.cancelled_queued,
             cancelled_running=b.cancelled_running,
             rejected=b.rejected,
+            running_batches=list(b.running),
         )
     return {
         "name": name,

@@ -118,8 +118,13 @@ def _reshape(model: ov.Model, cfg: ModelConfig) -> None:
                 shapes[name] = ov.PartialShape([_dimension(d) for d in s.dims])
         if cfg.batch_size is not None:
             log.warning("%s: both shape and batch_size are set; batch_size is ignored", cfg.name)
-    elif cfg.batch_size is not None:
-        dim = ov.Dimension() if cfg.batch_size == "auto" else _dimension(cfg.batch_size)
+    elif cfg.batch_size is not None or cfg.batching.mode == "on":
+        # batch_size reshapes the batch dimension; dynamic batching "on" makes a static batch
+        # dimension dynamic so that requests can be coalesced.
+        if cfg.batch_size is None or cfg.batch_size == "auto":
+            dim = ov.Dimension()
+        else:
+            dim = _dimension(cfg.batch_size)
         for port in model.inputs:
             ps = port.get_partial_shape()
             if ps.rank.is_dynamic or ps.rank.get_length() == 0:
@@ -244,6 +249,8 @@ class CompiledModel:
         """Inferences that ran to completion (tests count these to prove cancellation)."""
         self.cancelled = 0
         """Inferences cancelled inside OpenVINO."""
+        self.waiting = 0
+        """Callers waiting for a free infer request."""
 
     @property
     def busy(self) -> int:
@@ -259,12 +266,19 @@ class CompiledModel:
 
         Error handling: an OpenVINO error becomes ``InferenceFailed`` (INTERNAL / 500).
         """
-        async with self._sem:
+        self.waiting += 1
+        try:
+            await self._sem.acquire()
+        finally:
+            self.waiting -= 1
+        try:
             req = self._free.pop()
             try:
                 return await self._run(req, arrays)
             finally:
                 self._free.append(req)
+        finally:
+            self._sem.release()
 
     async def _run(
         self, req: ov.InferRequest, arrays: Sequence[np.ndarray[Any, Any]]

@@ -1,0 +1,320 @@
+"""Dynamic batching, cancellation end to end and back-pressure, proven by counting what ran.
+
+The slow model takes about a second per inference, so a test can put one request in flight and
+act while it runs; every assertion is on counts the server reports (statistics extension),
+never on timing.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from tests import models
+from tests.e2e.conftest import Server, start_server
+
+pytestmark = pytest.mark.e2e
+
+SLOW = 64
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("batching")
+    models.slow_model(root / "models" / "slow", channels=SLOW)
+    models.add_model(root / "models" / "tiny", shape=(-1, 4))
+    one_stream = {"NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+    entries = [
+        {
+            "name": "slow_direct",
+            "base_path": "models/slow",
+            "nireq": 1,
+            "plugin_config": one_stream,
+            "dynamic_batching": {"mode": "off", "max_queue_size": 2},
+        },
+        {
+            "name": "slow_batched",
+            "base_path": "models/slow",
+            "nireq": 1,
+            "plugin_config": one_stream,
+            "dynamic_batching": {"mode": "on", "max_batch_size": 2, "max_queue_size": 4},
+        },
+        {
+            "name": "tiny",
+            "base_path": "models/tiny",
+            "plugin_config": {"INFERENCE_PRECISION_HINT": "f32"},
+            "dynamic_batching": {"mode": "on", "max_batch_size": 16, "max_delay_us": 2000},
+        },
+        {"name": "tiny_off", "base_path": "models/tiny", "dynamic_batching": False},
+    ]
+    cfg = root / "config.json"
+    cfg.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
+    srv = start_server(root, ["--config_path", str(cfg)])
+    yield srv
+    assert srv.stop() == 0, srv.log()
+    assert "Traceback" not in srv.log()
+
+
+def stats(server: Server, model: str) -> dict[str, Any]:
+    r = requests.get(f"{server.http}/v2/models/{model}/stats", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["model_stats"][0]
+
+
+def wait_for(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def slow_input(value: float = 1.0) -> grpcclient.InferInput:
+    inp = grpcclient.InferInput("x", [1, SLOW], "FP32")
+    inp.set_data_from_numpy(np.full((1, SLOW), value, np.float32))
+    return inp
+
+
+class Call:
+    """One gRPC inference on a thread; ``result`` is an array or the exception."""
+
+    def __init__(self, server: Server, model: str, value: float = 1.0, **kwargs: Any) -> None:
+        self.result: Any = None
+        self.client = grpcclient.InferenceServerClient(server.grpc_url)
+        self.thread = threading.Thread(target=self._run, args=(model, value, kwargs))
+        self.thread.start()
+
+    def _run(self, model: str, value: float, kwargs: dict[str, Any]) -> None:
+        try:
+            self.result = self.client.infer(model, [slow_input(value)], **kwargs).as_numpy("y")
+        except Exception as exc:
+            self.result = exc
+
+    def join(self) -> Any:
+        self.thread.join(120)
+        return self.result
+
+
+class AsyncCall:
+    """A gRPC inference that the test can cancel (tritonclient's async_infer)."""
+
+    def __init__(self, server: Server, model: str, value: float = 1.0) -> None:
+        self.done = threading.Event()
+        self.result: Any = None
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+
+        def callback(result: Any, error: Any) -> None:
+            self.result = error if error is not None else result.as_numpy("y")
+            self.done.set()
+
+        self.ctx = client.async_infer(model, [slow_input(value)], callback)
+        self.client = client
+
+
+# -- coalescing -------------------------------------------------------------------------------
+
+
+def test_concurrent_requests_are_batched_and_split_correctly(server: Server) -> None:
+    before = stats(server, "tiny")
+    results: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        rows = 1 + i % 3  # requests that carry batch > 1 join batches too
+        data = np.full((rows, 4), float(i), np.float32) + np.arange(4, dtype=np.float32)
+        inp = grpcclient.InferInput("b", list(data.shape), "FP32")
+        inp.set_data_from_numpy(data)
+        for _ in range(10):
+            out = client.infer("tiny", [inp]).as_numpy("a")
+            if not np.array_equal(out, data + 1):
+                results[i] = (out, data)
+                return
+        results[i] = "ok"
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(r == "ok" for r in results.values()) and len(results) == 32, results
+    after = stats(server, "tiny")
+    assert after["inference_count"] - before["inference_count"] == 320
+    sizes = {b["batch_size"] for b in after["batch_stats"]}
+    assert max(sizes) > 3, after["batch_stats"]  # at least one batch coalesced several requests
+    batched = sum(b["compute_infer"]["count"] for b in after["batch_stats"])
+    assert batched < 320  # fewer OpenVINO inferences than requests
+
+
+def test_tiny_off_runs_without_batcher(server: Server) -> None:
+    st = stats(server, "tiny_off")
+    assert st["batch_stats"] == []
+    assert "allowed_batch_sizes" not in st["ovtrio"]
+
+
+# -- cancellation -----------------------------------------------------------------------------
+
+
+def test_deadline_cancels_the_running_openvino_request(server: Server) -> None:
+    before = stats(server, "slow_direct")["ovtrio"]
+    call = Call(server, "slow_direct", client_timeout=0.3)
+    result = call.join()
+    assert isinstance(result, InferenceServerException), result
+    assert "Deadline" in str(result) or "DEADLINE" in str(result)
+    wait_for(
+        lambda: (
+            stats(server, "slow_direct")["ovtrio"]["inferences_cancelled"]
+            == before["inferences_cancelled"] + 1
+        ),
+        "the OpenVINO request to be cancelled",
+    )
+    after = stats(server, "slow_direct")["ovtrio"]
+    assert after["inferences_completed"] == before["inferences_completed"]
+
+
+def test_client_cancel_cancels_the_running_openvino_request(server: Server) -> None:
+    before = stats(server, "slow_direct")["ovtrio"]
+    call = AsyncCall(server, "slow_direct")
+    time.sleep(0.3)
+    call.ctx.cancel()
+    wait_for(
+        lambda: (
+            stats(server, "slow_direct")["ovtrio"]["inferences_cancelled"]
+            == before["inferences_cancelled"] + 1
+        ),
+        "the OpenVINO request to be cancelled",
+    )
+    assert (
+        stats(server, "slow_direct")["ovtrio"]["inferences_completed"]
+        == before["inferences_completed"]
+    )
+    # the model still serves
+    assert isinstance(Call(server, "slow_direct").join(), np.ndarray)
+
+
+def test_rest_disconnect_cancels_the_running_openvino_request(server: Server) -> None:
+    before = stats(server, "slow_direct")["ovtrio"]
+    body = json.dumps(
+        {"inputs": [{"name": "x", "shape": [1, SLOW], "datatype": "FP32", "data": [1.0] * SLOW}]}
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.rest_port)) as sock:
+        sock.sendall(
+            b"POST /v2/models/slow_direct/infer HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
+        time.sleep(0.5)
+    wait_for(
+        lambda: (
+            stats(server, "slow_direct")["ovtrio"]["inferences_cancelled"]
+            == before["inferences_cancelled"] + 1
+        ),
+        "the OpenVINO request to be cancelled",
+    )
+    assert (
+        stats(server, "slow_direct")["ovtrio"]["inferences_completed"]
+        == before["inferences_completed"]
+    )
+
+
+def test_queued_request_cancelled_is_never_computed(server: Server) -> None:
+    before = stats(server, "slow_batched")
+    first = Call(server, "slow_batched", 1.0)
+    wait_for(lambda: stats(server, "slow_batched")["ovtrio"]["running_batches"] == [1], "A to run")
+    queued = AsyncCall(server, "slow_batched", 2.0)
+    wait_for(lambda: stats(server, "slow_batched")["ovtrio"]["queue_length"] == 1, "B to queue")
+    queued.ctx.cancel()
+    wait_for(
+        lambda: (
+            stats(server, "slow_batched")["ovtrio"]["cancelled_queued"]
+            == before["ovtrio"]["cancelled_queued"] + 1
+        ),
+        "B to leave the queue",
+    )
+    assert isinstance(first.join(), np.ndarray)
+    wait_for(lambda: stats(server, "slow_batched")["ovtrio"]["running_batches"] == [], "idle")
+    after = stats(server, "slow_batched")
+    # exactly one more OpenVINO inference (A's): B was never computed
+    assert after["ovtrio"]["inferences_completed"] == before["ovtrio"]["inferences_completed"] + 1
+    assert after["ovtrio"]["batches"] == before["ovtrio"]["batches"] + 1
+
+
+def test_cancelled_member_of_a_shared_batch_is_dropped(server: Server) -> None:
+    before = stats(server, "slow_batched")["ovtrio"]
+    first = Call(server, "slow_batched", 1.0)
+    wait_for(lambda: stats(server, "slow_batched")["ovtrio"]["running_batches"] == [1], "A to run")
+    keep = Call(server, "slow_batched", 2.0)
+    drop = AsyncCall(server, "slow_batched", 3.0)
+    wait_for(lambda: stats(server, "slow_batched")["ovtrio"]["queue_length"] == 2, "B, C to queue")
+    assert isinstance(first.join(), np.ndarray)
+    wait_for(
+        lambda: stats(server, "slow_batched")["ovtrio"]["running_batches"] == [2],
+        "B and C to run as one batch",
+    )
+    drop.ctx.cancel()
+    result = keep.join()
+    assert isinstance(result, np.ndarray), result
+    np.testing.assert_array_equal(result, np.full((1, SLOW), 2.0))
+    after = stats(server, "slow_batched")["ovtrio"]
+    assert after["cancelled_running"] == before["cancelled_running"] + 1
+    assert after["inferences_cancelled"] == before["inferences_cancelled"]  # batch not cancelled
+    assert after["inferences_completed"] == before["inferences_completed"] + 2
+
+
+def test_batch_whose_callers_all_left_is_cancelled_in_openvino(server: Server) -> None:
+    before = stats(server, "slow_batched")["ovtrio"]
+    call = AsyncCall(server, "slow_batched")
+    wait_for(lambda: stats(server, "slow_batched")["ovtrio"]["running_batches"] == [1], "A to run")
+    call.ctx.cancel()
+    wait_for(
+        lambda: (
+            stats(server, "slow_batched")["ovtrio"]["inferences_cancelled"]
+            == before["inferences_cancelled"] + 1
+        ),
+        "the OpenVINO request to be cancelled",
+    )
+    after = stats(server, "slow_batched")["ovtrio"]
+    assert after["inferences_completed"] == before["inferences_completed"]
+    assert after["batches"] == before["batches"]
+
+
+# -- back-pressure ----------------------------------------------------------------------------
+
+
+def test_overload_every_request_answered_or_rejected(server: Server) -> None:
+    before = stats(server, "slow_direct")
+    calls = [Call(server, "slow_direct", float(i)) for i in range(8)]
+    results = [c.join() for c in calls]
+    ok = [r for r in results if isinstance(r, np.ndarray)]
+    rejected = [r for r in results if isinstance(r, InferenceServerException)]
+    assert len(ok) + len(rejected) == 8, results
+    assert ok and rejected
+    for r in rejected:
+        assert r.status() == "StatusCode.RESOURCE_EXHAUSTED", r
+        assert "slow_direct" in r.message()
+    after = stats(server, "slow_direct")
+    assert after["ovtrio"]["rejected"] - before["ovtrio"]["rejected"] == len(rejected)
+    assert after["inference_count"] - before["inference_count"] == len(ok)
+    # REST: 503 with the model named, once the queue is full
+    blockers = [Call(server, "slow_direct") for _ in range(3)]
+    wait_for(lambda: stats(server, "slow_direct")["ovtrio"]["queue_length"] == 2, "a full queue")
+    body = {"inputs": [{"name": "x", "shape": [1, SLOW], "datatype": "FP32", "data": [0.0] * SLOW}]}
+    r = requests.post(f"{server.http}/v2/models/slow_direct/infer", json=body, timeout=60)
+    assert r.status_code == 503
+    assert "slow_direct" in r.json()["error"]
+    assert all(isinstance(b.join(), np.ndarray) for b in blockers)
+    # recovered by itself
+    assert isinstance(Call(server, "slow_direct").join(), np.ndarray)
