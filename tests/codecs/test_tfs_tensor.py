@@ -598,7 +598,7 @@ def test_status_proto() -> None:
         (s.version, s.state, s.status.error_code if s.status else None, s.status.error_message if s.status else None)
         for s in msg.model_version_status
     ]
-    S, C = tfs_pb.ModelVersionStatusState, tf_error.Code  # noqa: N806
+    S, C = tfs_pb.ModelVersionStatusState, tf_error.Code
     assert got == [
         (1, S.AVAILABLE, C.OK, ""),
         (2, S.LOADING, C.UNKNOWN, "could not compile"),
