@@ -135,33 +135,69 @@ F16_BITS = [0x3C00, 0xC000, 0x7C00, 0x0001, 0x8000]  # 1, -2, inf, smallest subn
 
 DECODE_CASES: list[tuple[str, tf_pb.TensorProto, Array]] = [
     # one typed field per datatype
-    ("float_val", tp(DT.DT_FLOAT, [3], float_val=[0.5, -1.25, 3e38]), arr("FP32", [0.5, -1.25, 3e38])),
+    (
+        "float_val",
+        tp(DT.DT_FLOAT, [3], float_val=[0.5, -1.25, 3e38]),
+        arr("FP32", [0.5, -1.25, 3e38]),
+    ),
     ("double_val", tp(DT.DT_DOUBLE, [2], double_val=[0.1, -1e300]), arr("FP64", [0.1, -1e300])),
-    ("int_val INT32", tp(DT.DT_INT32, [3], int_val=[-(2**31), 2**31 - 1, 0]), arr("INT32", [-(2**31), 2**31 - 1, 0])),
+    (
+        "int_val INT32",
+        tp(DT.DT_INT32, [3], int_val=[-(2**31), 2**31 - 1, 0]),
+        arr("INT32", [-(2**31), 2**31 - 1, 0]),
+    ),
     ("int_val INT16", tp(DT.DT_INT16, [2], int_val=[-32768, 32767]), arr("INT16", [-32768, 32767])),
     ("int_val INT8", tp(DT.DT_INT8, [2], int_val=[-128, 127]), arr("INT8", [-128, 127])),
     ("int_val UINT8", tp(DT.DT_UINT8, [2], int_val=[0, 255]), arr("UINT8", [0, 255])),
     ("int_val UINT16", tp(DT.DT_UINT16, [2], int_val=[0, 65535]), arr("UINT16", [0, 65535])),
-    ("int64_val", tp(DT.DT_INT64, [2], int64_val=[-(2**63), 2**63 - 1]), arr("INT64", [-(2**63), 2**63 - 1])),
-    ("bool_val", tp(DT.DT_BOOL, [3], bool_val=[True, False, True]), arr("BOOL", [True, False, True])),
+    (
+        "int64_val",
+        tp(DT.DT_INT64, [2], int64_val=[-(2**63), 2**63 - 1]),
+        arr("INT64", [-(2**63), 2**63 - 1]),
+    ),
+    (
+        "bool_val",
+        tp(DT.DT_BOOL, [3], bool_val=[True, False, True]),
+        arr("BOOL", [True, False, True]),
+    ),
     ("half_val", tp(DT.DT_HALF, [5], half_val=F16_BITS), np.array(F16_BITS, "<u2").view("<f2")),
     ("uint32_val", tp(DT.DT_UINT32, [2], uint32_val=[0, 2**32 - 1]), arr("UINT32", [0, 2**32 - 1])),
     ("uint64_val", tp(DT.DT_UINT64, [2], uint64_val=[0, 2**64 - 1]), arr("UINT64", [0, 2**64 - 1])),
-    ("string_val", tp(DT.DT_STRING, [3], string_val=[b"", b"\x00\xff", b"abc"]), arr("BYTES", [b"", b"\x00\xff", b"abc"])),
+    (
+        "string_val",
+        tp(DT.DT_STRING, [3], string_val=[b"", b"\x00\xff", b"abc"]),
+        arr("BYTES", [b"", b"\x00\xff", b"abc"]),
+    ),
     # half_val: only the low 16 bits count
     ("half_val high bits", tp(DT.DT_HALF, [1], half_val=[0x10000 | 0x3C00]), arr("FP16", [1.0])),
     # fewer values than elements: the last one repeats (TensorFlow)
     ("repeat float_val", tp(DT.DT_FLOAT, [2, 2], float_val=[1.5]), arr("FP32", [1.5] * 4, (2, 2))),
     ("repeat int_val", tp(DT.DT_INT32, [4], int_val=[1, 2]), arr("INT32", [1, 2, 2, 2])),
     ("repeat int_val INT8", tp(DT.DT_INT8, [3], int_val=[-7]), arr("INT8", [-7, -7, -7])),
-    ("repeat bool_val", tp(DT.DT_BOOL, [3], bool_val=[False, True]), arr("BOOL", [False, True, True])),
+    (
+        "repeat bool_val",
+        tp(DT.DT_BOOL, [3], bool_val=[False, True]),
+        arr("BOOL", [False, True, True]),
+    ),
     ("repeat half_val", tp(DT.DT_HALF, [3], half_val=[0x3C00]), arr("FP16", [1, 1, 1])),
-    ("repeat uint64_val", tp(DT.DT_UINT64, [2], uint64_val=[2**64 - 1]), arr("UINT64", [2**64 - 1] * 2)),
-    ("repeat string_val", tp(DT.DT_STRING, [2, 2], string_val=[b"a", b"b"]), arr("BYTES", [b"a", b"b", b"b", b"b"], (2, 2))),
+    (
+        "repeat uint64_val",
+        tp(DT.DT_UINT64, [2], uint64_val=[2**64 - 1]),
+        arr("UINT64", [2**64 - 1] * 2),
+    ),
+    (
+        "repeat string_val",
+        tp(DT.DT_STRING, [2, 2], string_val=[b"a", b"b"]),
+        arr("BYTES", [b"a", b"b", b"b", b"b"], (2, 2)),
+    ),
     # scalars
     ("scalar float_val", tp(DT.DT_FLOAT, [], float_val=[3.5]), arr("FP32", [3.5], ())),
     ("scalar no shape", tp(DT.DT_INT64, None, int64_val=[-9]), arr("INT64", [-9], ())),
-    ("scalar content", tp(DT.DT_DOUBLE, [], tensor_content=struct.pack("<d", 2.5)), arr("FP64", [2.5], ())),
+    (
+        "scalar content",
+        tp(DT.DT_DOUBLE, [], tensor_content=struct.pack("<d", 2.5)),
+        arr("FP64", [2.5], ()),
+    ),
     ("scalar string", tp(DT.DT_STRING, [], string_val=[b"img"]), arr("BYTES", [b"img"], ())),
     ("scalar half_val", tp(DT.DT_HALF, [], half_val=[0xC000]), arr("FP16", [-2.0], ())),
     # empty tensors
@@ -169,13 +205,27 @@ DECODE_CASES: list[tuple[str, tf_pb.TensorProto, Array]] = [
     ("empty 2-D", tp(DT.DT_INT8, [2, 0, 3]), arr("INT8", [], (2, 0, 3))),
     ("empty strings", tp(DT.DT_STRING, [0, 4]), arr("BYTES", [], (0, 4))),
     # tensor_content
-    ("content fp16", tp(DT.DT_HALF, [2], tensor_content=np.array([1.5, -2], "<f2").tobytes()), arr("FP16", [1.5, -2])),
-    ("content bool non-0/1 byte", tp(DT.DT_BOOL, [3], tensor_content=b"\x00\x02\x01"), arr("BOOL", [False, True, True])),
-    ("content wins over typed", tp(DT.DT_INT32, [1], tensor_content=struct.pack("<i", 7), int_val=[1]), arr("INT32", [7])),
+    (
+        "content fp16",
+        tp(DT.DT_HALF, [2], tensor_content=np.array([1.5, -2], "<f2").tobytes()),
+        arr("FP16", [1.5, -2]),
+    ),
+    (
+        "content bool non-0/1 byte",
+        tp(DT.DT_BOOL, [3], tensor_content=b"\x00\x02\x01"),
+        arr("BOOL", [False, True, True]),
+    ),
+    (
+        "content wins over typed",
+        tp(DT.DT_INT32, [1], tensor_content=struct.pack("<i", 7), int_val=[1]),
+        arr("INT32", [7]),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("proto", "expected"), [c[1:] for c in DECODE_CASES], ids=[c[0] for c in DECODE_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("proto", "expected"), [c[1:] for c in DECODE_CASES], ids=[c[0] for c in DECODE_CASES]
+)
 def test_decode(proto: tf_pb.TensorProto, expected: Array) -> None:
     dt, array = tensor_to_array(proto, "x")
     assert dt is datatype("BYTES" if expected.dtype == object else _kserve_of(expected))
@@ -208,31 +258,135 @@ CONTENT_SIZE = "Invalid content size of tensor proto"
 VALUE_COUNT = "Invalid number of values in tensor proto container"
 
 ERROR_CASES: list[tuple[str, tf_pb.TensorProto, type[Exception], str]] = [
-    ("bfloat16", tp(DT.DT_BFLOAT16, [2], tensor_content=bytes(4)), InvalidArgument, "Invalid input precision - DT_BFLOAT16 is not supported; input name: x"),
-    ("complex64", tp(DT.DT_COMPLEX64, [1], scomplex_val=[1.0, 2.0]), InvalidArgument, "DT_COMPLEX64 is not supported"),
-    ("dtype unset", tp(DT.DT_INVALID, [1], float_val=[1.0]), InvalidArgument, "DT_INVALID is not supported"),
+    (
+        "bfloat16",
+        tp(DT.DT_BFLOAT16, [2], tensor_content=bytes(4)),
+        InvalidArgument,
+        "Invalid input precision - DT_BFLOAT16 is not supported; input name: x",
+    ),
+    (
+        "complex64",
+        tp(DT.DT_COMPLEX64, [1], scomplex_val=[1.0, 2.0]),
+        InvalidArgument,
+        "DT_COMPLEX64 is not supported",
+    ),
+    (
+        "dtype unset",
+        tp(DT.DT_INVALID, [1], float_val=[1.0]),
+        InvalidArgument,
+        "DT_INVALID is not supported",
+    ),
     ("dtype unknown", _raw_dtype(99), InvalidArgument, "DataType(99) is not supported"),
-    ("unknown rank", tf_pb.TensorProto(dtype=DT.DT_FLOAT, tensor_shape=tf_pb.TensorShapeProto(unknown_rank=True)), InvalidArgument, "Invalid input shape - unknown_rank"),
-    ("negative dim", tp(DT.DT_FLOAT, [1, -1], float_val=[1.0]), InvalidArgument, "Invalid input shape - negative dimension in (1,-1); input name: x"),
-    ("content short", tp(DT.DT_FLOAT, [2, 2], tensor_content=bytes(12)), InvalidArgument, f"{CONTENT_SIZE} - Expected: 16 bytes; Actual: 12 bytes; input name: x"),
-    ("content long", tp(DT.DT_HALF, [1], tensor_content=bytes(4)), InvalidArgument, f"{CONTENT_SIZE} - Expected: 2 bytes; Actual: 4 bytes; input name: x"),
-    ("content for strings", tp(DT.DT_STRING, [1], tensor_content=b"\x01a"), InvalidArgument, "DT_STRING values must be sent in string_val"),
-    ("no values", tp(DT.DT_FLOAT, [2]), InvalidArgument, f"{CONTENT_SIZE} - Expected: 8 bytes; Actual: 0 bytes (neither tensor_content nor float_val holds values); input name: x"),
-    ("no strings", tp(DT.DT_STRING, [2]), InvalidArgument, f"{VALUE_COUNT} - Expected: 2; Actual: 0"),
-    ("wrong typed field", tp(DT.DT_INT32, [2], float_val=[1.0, 2.0]), InvalidArgument, "DT_INT32 values belong in tensor_content or int_val, but float_val is set"),
-    ("fp16 in float_val", tp(DT.DT_HALF, [1], float_val=[1.0]), InvalidArgument, "belong in tensor_content or half_val, but float_val is set"),
-    ("uint16 in uint32_val", tp(DT.DT_UINT16, [1], uint32_val=[1]), InvalidArgument, "but uint32_val is set"),
-    ("too many values", tp(DT.DT_FLOAT, [2], float_val=[1.0, 2.0, 3.0]), InvalidArgument, f"{VALUE_COUNT} - Expected: 2; Actual: 3 (in float_val); input name: x"),
-    ("too many strings", tp(DT.DT_STRING, [], string_val=[b"a", b"b"]), InvalidArgument, f"{VALUE_COUNT} - Expected: 1; Actual: 2"),
-    ("INT8 overflow", tp(DT.DT_INT8, [2], int_val=[1, 200]), InvalidArgument, "value out of range for DT_INT8 [-128, 127] in int_val; input name: x"),
-    ("INT16 underflow", tp(DT.DT_INT16, [1], int_val=[-40000]), InvalidArgument, "value out of range for DT_INT16"),
-    ("UINT8 negative", tp(DT.DT_UINT8, [1], int_val=[-1]), InvalidArgument, "value out of range for DT_UINT8 [0, 255]"),
-    ("UINT16 overflow", tp(DT.DT_UINT16, [1], int_val=[70000]), InvalidArgument, "value out of range for DT_UINT16 [0, 65535]"),
-    ("too many elements", tp(DT.DT_FLOAT, [1 << 20, 1 << 20]), PayloadTooLarge, "Input tensor too large - Expected: at most 2147483648 elements; Actual: 1099511627776 elements; input name: x"),
+    (
+        "unknown rank",
+        tf_pb.TensorProto(
+            dtype=DT.DT_FLOAT, tensor_shape=tf_pb.TensorShapeProto(unknown_rank=True)
+        ),
+        InvalidArgument,
+        "Invalid input shape - unknown_rank",
+    ),
+    (
+        "negative dim",
+        tp(DT.DT_FLOAT, [1, -1], float_val=[1.0]),
+        InvalidArgument,
+        "Invalid input shape - negative dimension in (1,-1); input name: x",
+    ),
+    (
+        "content short",
+        tp(DT.DT_FLOAT, [2, 2], tensor_content=bytes(12)),
+        InvalidArgument,
+        f"{CONTENT_SIZE} - Expected: 16 bytes; Actual: 12 bytes; input name: x",
+    ),
+    (
+        "content long",
+        tp(DT.DT_HALF, [1], tensor_content=bytes(4)),
+        InvalidArgument,
+        f"{CONTENT_SIZE} - Expected: 2 bytes; Actual: 4 bytes; input name: x",
+    ),
+    (
+        "content for strings",
+        tp(DT.DT_STRING, [1], tensor_content=b"\x01a"),
+        InvalidArgument,
+        "DT_STRING values must be sent in string_val",
+    ),
+    (
+        "no values",
+        tp(DT.DT_FLOAT, [2]),
+        InvalidArgument,
+        f"{CONTENT_SIZE} - Expected: 8 bytes; Actual: 0 bytes (neither tensor_content nor float_val holds values); input name: x",
+    ),
+    (
+        "no strings",
+        tp(DT.DT_STRING, [2]),
+        InvalidArgument,
+        f"{VALUE_COUNT} - Expected: 2; Actual: 0",
+    ),
+    (
+        "wrong typed field",
+        tp(DT.DT_INT32, [2], float_val=[1.0, 2.0]),
+        InvalidArgument,
+        "DT_INT32 values belong in tensor_content or int_val, but float_val is set",
+    ),
+    (
+        "fp16 in float_val",
+        tp(DT.DT_HALF, [1], float_val=[1.0]),
+        InvalidArgument,
+        "belong in tensor_content or half_val, but float_val is set",
+    ),
+    (
+        "uint16 in uint32_val",
+        tp(DT.DT_UINT16, [1], uint32_val=[1]),
+        InvalidArgument,
+        "but uint32_val is set",
+    ),
+    (
+        "too many values",
+        tp(DT.DT_FLOAT, [2], float_val=[1.0, 2.0, 3.0]),
+        InvalidArgument,
+        f"{VALUE_COUNT} - Expected: 2; Actual: 3 (in float_val); input name: x",
+    ),
+    (
+        "too many strings",
+        tp(DT.DT_STRING, [], string_val=[b"a", b"b"]),
+        InvalidArgument,
+        f"{VALUE_COUNT} - Expected: 1; Actual: 2",
+    ),
+    (
+        "INT8 overflow",
+        tp(DT.DT_INT8, [2], int_val=[1, 200]),
+        InvalidArgument,
+        "value out of range for DT_INT8 [-128, 127] in int_val; input name: x",
+    ),
+    (
+        "INT16 underflow",
+        tp(DT.DT_INT16, [1], int_val=[-40000]),
+        InvalidArgument,
+        "value out of range for DT_INT16",
+    ),
+    (
+        "UINT8 negative",
+        tp(DT.DT_UINT8, [1], int_val=[-1]),
+        InvalidArgument,
+        "value out of range for DT_UINT8 [0, 255]",
+    ),
+    (
+        "UINT16 overflow",
+        tp(DT.DT_UINT16, [1], int_val=[70000]),
+        InvalidArgument,
+        "value out of range for DT_UINT16 [0, 65535]",
+    ),
+    (
+        "too many elements",
+        tp(DT.DT_FLOAT, [1 << 20, 1 << 20]),
+        PayloadTooLarge,
+        "Input tensor too large - Expected: at most 2147483648 elements; Actual: 1099511627776 elements; input name: x",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("proto", "exc", "message"), [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("proto", "exc", "message"), [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES]
+)
 def test_decode_errors(proto: tf_pb.TensorProto, exc: type[Exception], message: str) -> None:
     with pytest.raises(exc) as info:
         tensor_to_array(proto, "x")
@@ -313,13 +467,17 @@ WIRE_CASES = [
 
 
 @pytest.mark.parametrize("encoding", ["packed", "unpacked"])
-@pytest.mark.parametrize(("kserve", "field", "kind", "values"), WIRE_CASES, ids=[c[0] for c in WIRE_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kserve", "field", "kind", "values"), WIRE_CASES, ids=[c[0] for c in WIRE_CASES]
+)
 def test_wire_typed_fields(
     kserve: str, field: int, kind: str, values: list[Any], encoding: str
 ) -> None:
     row = datatype(kserve)
     encode = packed if encoding == "packed" else unpacked
-    proto = tf_pb.TensorProto.parse(wire_tensor(row.tfs, [len(values)], encode(field, kind, values)))
+    proto = tf_pb.TensorProto.parse(
+        wire_tensor(row.tfs, [len(values)], encode(field, kind, values))
+    )
     dt, array = tensor_to_array(proto, "x")
     assert dt is row
     assert_same(array, arr(kserve, values))
@@ -378,7 +536,9 @@ def predict_request(**spec: Any) -> tfs_pb.PredictRequest:
     req = tfs_pb.PredictRequest(
         model_spec=tfs_pb.ModelSpec(name="m", **spec),
         inputs={
-            "a": tf_pb.TensorProto(dtype=DT.DT_FLOAT, tensor_shape=shape_proto([2]), float_val=[1.0, 2.0]),
+            "a": tf_pb.TensorProto(
+                dtype=DT.DT_FLOAT, tensor_shape=shape_proto([2]), float_val=[1.0, 2.0]
+            ),
             "b": array_to_tensor(datatype("BYTES"), arr("BYTES", [b"x"])),
         },
     )
@@ -397,7 +557,9 @@ def predict_request(**spec: Any) -> tfs_pb.PredictRequest:
     ],
     ids=["none", "zero", "seven", "label", "default signature", "empty signature"],
 )
-def test_decode_predict_request(spec: dict[str, Any], version: int | None, parameters: dict[str, Any]) -> None:  # fmt: skip
+def test_decode_predict_request(
+    spec: dict[str, Any], version: int | None, parameters: dict[str, Any]
+) -> None:
     req = decode_predict_request(predict_request(**spec))
     assert (req.model_name, req.model_version, req.parameters) == ("m", version, parameters)
     assert req.outputs is None
@@ -441,7 +603,7 @@ def test_decode_predict_request_errors(
 ) -> None:
     with pytest.raises(exc) as info:
         decode_predict_request(msg)
-    assert info.value.args[0] == message or message in info.value.args[0]
+    assert message in str(info.value)
 
 
 def test_decode_predict_request_max_elements() -> None:
@@ -472,7 +634,10 @@ INPUTS = [
     TensorSpec("data", datatype("FP32"), (-1, 3, 224, 224)),
     TensorSpec("ids", datatype("INT64"), (1, 5)),
 ]
-OUTPUTS = [TensorSpec("prob", datatype("FP16"), (1, 1000)), TensorSpec("label_bytes", datatype("BYTES"), ())]
+OUTPUTS = [
+    TensorSpec("prob", datatype("FP16"), (1, 1000)),
+    TensorSpec("label_bytes", datatype("BYTES"), ()),
+]
 
 
 def _dims(*sizes: int) -> dict[str, Any]:
@@ -487,12 +652,20 @@ EXPECTED_METADATA_JSON = {
             "signatureDef": {
                 "serving_default": {
                     "inputs": {
-                        "data": {"dtype": "DT_FLOAT", "tensorShape": _dims(-1, 3, 224, 224), "name": "data"},
+                        "data": {
+                            "dtype": "DT_FLOAT",
+                            "tensorShape": _dims(-1, 3, 224, 224),
+                            "name": "data",
+                        },
                         "ids": {"dtype": "DT_INT64", "tensorShape": _dims(1, 5), "name": "ids"},
                     },
                     "outputs": {
                         "prob": {"dtype": "DT_HALF", "tensorShape": _dims(1, 1000), "name": "prob"},
-                        "label_bytes": {"dtype": "DT_STRING", "tensorShape": _dims(), "name": "label_bytes"},
+                        "label_bytes": {
+                            "dtype": "DT_STRING",
+                            "tensorShape": _dims(),
+                            "name": "label_bytes",
+                        },
                     },
                     "methodName": "tensorflow/serving/predict",
                 }
@@ -511,7 +684,10 @@ def ovmsclient_http_metadata(doc: dict[str, Any]) -> dict[str, Any]:
     io_info = doc["metadata"]["signature_def"]["signatureDef"]["serving_default"]
     out: dict[str, Any] = {
         kind: {
-            name: {"dtype": info["dtype"], "shape": [int(d["size"]) for d in info["tensorShape"]["dim"]]}
+            name: {
+                "dtype": info["dtype"],
+                "shape": [int(d["size"]) for d in info["tensorShape"]["dim"]],
+            }
             for name, info in io_info[kind].items()
         }
         for kind in ("inputs", "outputs")
@@ -548,7 +724,12 @@ def test_metadata_proto() -> None:
     assert list(sig.inputs) == ["data", "ids"]
     data = sig.inputs["data"]
     assert (data.name, data.dtype) == ("data", DT.DT_FLOAT)
-    assert [d.size for d in (data.tensor_shape or tf_pb.TensorShapeProto()).dim] == [-1, 3, 224, 224]
+    assert [d.size for d in (data.tensor_shape or tf_pb.TensorShapeProto()).dim] == [
+        -1,
+        3,
+        224,
+        224,
+    ]
     assert sig.outputs["prob"].dtype == DT.DT_HALF
     assert sig.outputs["label_bytes"].dtype == DT.DT_STRING
 
@@ -581,7 +762,11 @@ STATUSES = [
 def test_status_json() -> None:
     assert model_status_json(STATUSES[:2]) == {
         "model_version_status": [
-            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},
+            {
+                "version": "1",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            },
             {
                 "version": "2",
                 "state": "LOADING",
@@ -594,10 +779,10 @@ def test_status_json() -> None:
 
 def test_status_proto() -> None:
     msg = tfs_pb.GetModelStatusResponse.parse(bytes(model_status_proto("m", STATUSES)))
-    got = [
-        (s.version, s.state, s.status.error_code if s.status else None, s.status.error_message if s.status else None)
-        for s in msg.model_version_status
-    ]
+    got = []
+    for s in msg.model_version_status:
+        assert s.status is not None  # always present, even when all-default (OK, "")
+        got.append((s.version, s.state, s.status.error_code, s.status.error_message))
     S, C = tfs_pb.ModelVersionStatusState, tf_error.Code
     assert got == [
         (1, S.AVAILABLE, C.OK, ""),
@@ -624,10 +809,18 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Any:
     files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     files = [f for f in files if f.startswith("tensorflow")]
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", f"-I{include}",
-         "--include_imports", f"--descriptor_set_out={out}", *files],
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTOS}",
+            f"-I{include}",
+            "--include_imports",
+            f"--descriptor_set_out={out}",
+            *files,
+        ],
         check=True,
-    )  # fmt: skip
+    )
     pool = descriptor_pool.DescriptorPool()
     for fd in descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file:
         pool.Add(fd)
@@ -656,28 +849,74 @@ def _real_tensor(real: Any, dtype: int, shape: list[int], **fields: Any) -> byte
 
 
 REAL_CASES = [
-    ("float_val", "FP32", [2, 2], {"float_val": [0.5, -1.0, 3e38, 0.25]}, arr("FP32", [0.5, -1.0, 3e38, 0.25], (2, 2))),
+    (
+        "float_val",
+        "FP32",
+        [2, 2],
+        {"float_val": [0.5, -1.0, 3e38, 0.25]},
+        arr("FP32", [0.5, -1.0, 3e38, 0.25], (2, 2)),
+    ),
     ("double_val", "FP64", [2], {"double_val": [0.1, -1e300]}, arr("FP64", [0.1, -1e300])),
-    ("int_val", "INT32", [3], {"int_val": [-1, 2**31 - 1, -(2**31)]}, arr("INT32", [-1, 2**31 - 1, -(2**31)])),
+    (
+        "int_val",
+        "INT32",
+        [3],
+        {"int_val": [-1, 2**31 - 1, -(2**31)]},
+        arr("INT32", [-1, 2**31 - 1, -(2**31)]),
+    ),
     ("int_val INT8", "INT8", [2], {"int_val": [-128, 127]}, arr("INT8", [-128, 127])),
     ("int_val UINT8", "UINT8", [2], {"int_val": [0, 255]}, arr("UINT8", [0, 255])),
     ("int_val INT16", "INT16", [2], {"int_val": [-32768, 32767]}, arr("INT16", [-32768, 32767])),
     ("int_val UINT16", "UINT16", [2], {"int_val": [0, 65535]}, arr("UINT16", [0, 65535])),
-    ("int64_val", "INT64", [2], {"int64_val": [-(2**63), 2**63 - 1]}, arr("INT64", [-(2**63), 2**63 - 1])),
+    (
+        "int64_val",
+        "INT64",
+        [2],
+        {"int64_val": [-(2**63), 2**63 - 1]},
+        arr("INT64", [-(2**63), 2**63 - 1]),
+    ),
     ("bool_val", "BOOL", [2], {"bool_val": [True, False]}, arr("BOOL", [True, False])),
     ("half_val", "FP16", [2], {"half_val": [0x3C00, 0xC000]}, arr("FP16", [1, -2])),
     ("uint32_val", "UINT32", [2], {"uint32_val": [0, 2**32 - 1]}, arr("UINT32", [0, 2**32 - 1])),
     ("uint64_val", "UINT64", [2], {"uint64_val": [0, 2**64 - 1]}, arr("UINT64", [0, 2**64 - 1])),
-    ("string_val", "BYTES", [2], {"string_val": [b"\x00\xff", b"jpeg"]}, arr("BYTES", [b"\x00\xff", b"jpeg"])),
-    ("scalar float_val (tf.make_tensor_proto)", "FP32", [], {"float_val": [7.5]}, arr("FP32", [7.5], ())),
+    (
+        "string_val",
+        "BYTES",
+        [2],
+        {"string_val": [b"\x00\xff", b"jpeg"]},
+        arr("BYTES", [b"\x00\xff", b"jpeg"]),
+    ),
+    (
+        "scalar float_val (tf.make_tensor_proto)",
+        "FP32",
+        [],
+        {"float_val": [7.5]},
+        arr("FP32", [7.5], ()),
+    ),
     ("one element int64_val", "INT64", [1, 1], {"int64_val": [-3]}, arr("INT64", [-3], (1, 1))),
     ("repeat last", "INT16", [3], {"int_val": [9]}, arr("INT16", [9, 9, 9])),
-    ("fp16 tensor_content (ovmsclient)", "FP16", [2], {"tensor_content": np.array([0.5, 8], "<f2").tobytes()}, arr("FP16", [0.5, 8])),
-    ("fp32 tensor_content", "FP32", [1, 2], {"tensor_content": np.array([1, 2], "<f4").tobytes()}, arr("FP32", [1, 2], (1, 2))),
+    (
+        "fp16 tensor_content (ovmsclient)",
+        "FP16",
+        [2],
+        {"tensor_content": np.array([0.5, 8], "<f2").tobytes()},
+        arr("FP16", [0.5, 8]),
+    ),
+    (
+        "fp32 tensor_content",
+        "FP32",
+        [1, 2],
+        {"tensor_content": np.array([1, 2], "<f4").tobytes()},
+        arr("FP32", [1, 2], (1, 2)),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("kserve", "shape", "fields", "expected"), [c[1:] for c in REAL_CASES], ids=[c[0] for c in REAL_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kserve", "shape", "fields", "expected"),
+    [c[1:] for c in REAL_CASES],
+    ids=[c[0] for c in REAL_CASES],
+)
 def test_real_protobuf_decode(
     real: Any, kserve: str, shape: list[int], fields: dict[str, Any], expected: Array
 ) -> None:
@@ -692,7 +931,9 @@ def test_real_protobuf_predict_request(real: Any) -> None:
     req.model_spec.name = "m"
     req.model_spec.version.value = 4
     req.model_spec.signature_name = "serving_default"
-    req.inputs["x"].CopyFrom(real.TensorProto.FromString(_real_tensor(real, 1, [1], float_val=[2.0])))
+    req.inputs["x"].CopyFrom(
+        real.TensorProto.FromString(_real_tensor(real, 1, [1], float_val=[2.0]))
+    )
     req.output_filter.append("y")
     out = decode_predict_request(tfs_pb.PredictRequest.parse(req.SerializeToString()))
     assert (out.model_name, out.model_version) == ("m", 4)

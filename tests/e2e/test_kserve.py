@@ -586,3 +586,14 @@ def test_tritonclient_errors(
     inp.set_data_from_numpy(np.zeros((1, 11), np.float32))
     with pytest.raises(InferenceServerException, match="Invalid input shape"):
         hclient.infer("dummy", [inp])
+
+
+def test_large_messages_both_transports(gclient: grpcclient.InferenceServerClient,
+                                        hclient: httpclient.InferenceServerClient) -> None:
+    data = np.random.default_rng(1).random((2_000_000, 10), dtype=np.float32)  # 80 MB
+    inp = grpcclient.InferInput("b", list(data.shape), "FP32")
+    inp.set_data_from_numpy(data)
+    np.testing.assert_array_equal(gclient.infer("dummy", [inp]).as_numpy("a"), data + 1)
+    hin = httpclient.InferInput("b", list(data.shape), "FP32")
+    hin.set_data_from_numpy(data)
+    np.testing.assert_array_equal(hclient.infer("dummy", [hin]).as_numpy("a"), data + 1)
