@@ -124,7 +124,7 @@ DTYPE_NAMES = {
 @pytest.mark.parametrize(("kserve", "name"), DTYPE_NAMES.items())
 def test_dtype_name(kserve: str, name: str) -> None:
     assert dtype_name(datatype(kserve)) == name
-    assert tfs_tensor.datatype_of_tfs(DT[name], "x") is datatype(kserve)
+    assert tfs_tensor.datatype_of_tfs(DT.__members__[name], "x") is datatype(kserve)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -845,7 +845,8 @@ def _real_tensor(real: Any, dtype: int, shape: list[int], **fields: Any) -> byte
             t.tensor_content = values
         else:
             getattr(t, name).extend(values)
-    return t.SerializeToString()
+    wire: bytes = t.SerializeToString()
+    return wire
 
 
 REAL_CASES = [

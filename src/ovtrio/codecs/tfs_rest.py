@@ -216,7 +216,8 @@ def _to_tensor(value: Any, name: str, dt: Datatype | None, base: str, max_elemen
         return Tensor(name, row, np.empty(shape, dtype=row.numpy))
     if isinstance(leaf, (str, dict)):
         # strings / b64: BYTES, whatever the model's datatype (binary image inputs)
-        return Tensor(name, _BYTES, _bytes_array(_leaves(value, shape, base, name), base, name))
+        strings = _bytes_array(_leaves(value, shape, base, name), base, name)
+        return Tensor(name, _BYTES, strings.reshape(shape))
     if dt is not None and dt.kserve == "BYTES":
         raise InvalidArgument(
             f'{base} - expected strings or {{"b64": ...}} objects for a DT_STRING input'
@@ -299,10 +300,13 @@ def _numbers(
     name: str,
 ) -> tuple[Datatype, np.ndarray[Any, Any]]:
     kind = probe.dtype.kind
-    if kind not in "biuf" or (kind == "f" and dt is not None and dt.numpy.kind in "iu"):
+    if kind not in "biuf" or (kind == "f" and (dt is None or dt.numpy.kind in "iu")):
         # Mixed leaves (numbers and strings / null / objects), integers beyond 64 bits, or
         # floats for an integer input (maybe [1, 2**64 - 1], which numpy reads as floats).
-        return _python_numbers(_leaves(value, shape, base, name), dt, base, name)
+        leaves = _leaves(value, shape, base, name)
+        if not (kind == "f" and dt is None and any(type(v) is float for v in leaves)):
+            return _python_numbers(leaves, dt, base, name)
+        dt = _FP32  # decimals for an input the model does not have
     if dt is None:
         dt = _infer(probe)
     target = dt.numpy
@@ -455,7 +459,9 @@ def _batch_size(outputs: list[Tensor]) -> int:
 
 def _numeric(t: Tensor) -> np.ndarray[Any, Any]:
     # native little-endian, C-contiguous: what orjson serialises without a Python list
-    return np.ascontiguousarray(t.data, dtype=t.datatype.numpy)
+    # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
+    array: np.ndarray[Any, Any] = np.asarray(t.data, dtype=t.datatype.numpy)
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
 def _tensor_json(t: Tensor) -> Any:

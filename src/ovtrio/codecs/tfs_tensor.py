@@ -49,6 +49,7 @@ __all__ = [
     "model_metadata_proto",
     "model_status_json",
     "model_status_proto",
+    "signature_def_map",
     "tensor_to_array",
 ]
 
