@@ -52,8 +52,11 @@ def tiny() -> ov.Model:
 def mobilenet() -> ov.Model:
     x = ops.parameter(ov.PartialShape([-1, 3, 224, 224]), ov.Type.f32, name="input")
     h = ops.relu(_conv(x, 3, 32, 3, 2))
-    cfg = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1),
-           (256, 512, 2)] + [(512, 512, 1)] * 5 + [(512, 1024, 2), (1024, 1024, 1)]
+    cfg = (
+        [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2)]
+        + [(512, 512, 1)] * 5
+        + [(512, 1024, 2), (1024, 1024, 1)]
+    )
     for cin, cout, stride in cfg:
         h = ops.relu(_conv(h, cin, cin, 3, stride, groups=cin))
         h = ops.relu(_conv(h, cin, cout, 1))

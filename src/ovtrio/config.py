@@ -187,6 +187,8 @@ class ModelConfig:
     """Dynamic batching, merged from the server-wide flags and the entry's ``dynamic_batching``."""
     allow_cache: bool = False
     """config.json ``allow_cache``: use the model cache even for ``auto`` shapes."""
+    version_labels: dict[str, int] = field(default_factory=dict, hash=False)
+    """ovtrio's (and TF Serving's) ``version_labels``: label -> version, e.g. ``{"stable": 1}``."""
     source: str = field(default="", compare=False)
     """Origin, for messages: ``config.json: model_config_list[0]`` or ``command line``."""
 
@@ -633,6 +635,7 @@ _MODEL_KEYS = (
     "target_device",
     "plugin_config",
     "dynamic_batching",
+    "version_labels",
     # OVMS keys accepted but not used
     "allow_cache",
     "stateful",
@@ -743,8 +746,21 @@ def _model_entry(
         if "dynamic_batching" in obj
         else defaults,
         allow_cache=_bool(obj["allow_cache"], at("allow_cache")) if "allow_cache" in obj else False,
+        version_labels=_version_labels(obj["version_labels"], at("version_labels"))
+        if "version_labels" in obj
+        else {},
         source=source,
     )
+
+
+def _version_labels(value: object, where: str) -> dict[str, int]:
+    obj = _object(value, where)
+    labels: dict[str, int] = {}
+    for label, version in obj.items():
+        if not label or not label.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{where}: invalid label {label!r} (letters, digits, - and _)")
+        labels[label] = _int(version, f"{where}.{label}", minimum=1)
+    return labels
 
 
 def _monitoring(value: object, where: str) -> MonitoringConfig:

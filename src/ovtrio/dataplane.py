@@ -122,6 +122,15 @@ class DataPlane:
             version=mv.version,
         )
 
+    def resolve_label(self, name: str, label: str) -> int:
+        """The version a ``version_labels`` label of the model's config names."""
+        model = self.registry.get_model(name)
+        version = model.config.version_labels.get(label)
+        if version is None:
+            known = ", ".join(sorted(model.config.version_labels)) or "none configured"
+            raise NotFound(f"Model {name} has no version label {label!r} (labels: {known})")
+        return version
+
     def model_status(self, name: str, version: int | None) -> list[VersionStatus]:
         """Status of one version, or of every version when version is None or 0."""
         model = self.registry.get_model(name)

@@ -588,8 +588,9 @@ def test_tritonclient_errors(
         hclient.infer("dummy", [inp])
 
 
-def test_large_messages_both_transports(gclient: grpcclient.InferenceServerClient,
-                                        hclient: httpclient.InferenceServerClient) -> None:
+def test_large_messages_both_transports(
+    gclient: grpcclient.InferenceServerClient, hclient: httpclient.InferenceServerClient
+) -> None:
     data = np.random.default_rng(1).random((2_000_000, 10), dtype=np.float32)  # 80 MB
     inp = grpcclient.InferInput("b", list(data.shape), "FP32")
     inp.set_data_from_numpy(data)

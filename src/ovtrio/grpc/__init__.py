@@ -12,8 +12,9 @@ __all__ = ["GrpcEndpoint", "RpcSpec", "build_rpc_table", "serve"]
 
 def build_rpc_table(dataplane: DataPlane) -> dict[str, RpcSpec]:
     """Every RPC the server answers, by route."""
-    from . import kserve
+    from . import kserve, tfs
 
     table: dict[str, RpcSpec] = {}
     table.update(kserve.rpc_table(dataplane))
+    table.update(tfs.rpc_table(dataplane))
     return table

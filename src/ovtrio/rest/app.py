@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 
 from ..dataplane import DataPlane
 from ..errors import InvalidUrl, OvtrioError, PayloadTooLarge, UnsupportedMethod
-from . import kserve
+from . import kserve, tfs
 
 __all__ = ["create_app", "json_response"]
 
@@ -47,6 +47,7 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
     kserve.register(app, dataplane)
+    tfs.register(app, dataplane)
 
     @app.errorhandler(OvtrioError)
     async def _ovtrio_error(exc: OvtrioError) -> Response:

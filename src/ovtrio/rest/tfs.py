@@ -1,0 +1,59 @@
+"""TF Serving REST routes: ``/v1/models/...`` -> codecs.tfs_rest -> data plane."""
+
+from __future__ import annotations
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from ..codecs import tfs_rest, tfs_tensor
+from ..dataplane import DataPlane
+from ..errors import Unavailable, Unimplemented
+
+__all__ = ["register"]
+
+
+def register(app: QuartTrio, dp: DataPlane) -> None:
+    from .app import json_response
+
+    def version_of(name: str, version: int | None, label: str | None) -> int | None:
+        if label is not None:
+            return dp.resolve_label(name, label)
+        return version or None
+
+    @app.get("/v1/models/<name>")
+    @app.get("/v1/models/<name>/versions/<int:version>")
+    @app.get("/v1/models/<name>/labels/<label>")
+    async def status(name: str, version: int | None = None, label: str | None = None) -> Response:
+        statuses = dp.model_status(name, version_of(name, version, label))
+        return json_response(tfs_tensor.model_status_json(statuses))
+
+    @app.get("/v1/models/<name>/metadata")
+    @app.get("/v1/models/<name>/versions/<int:version>/metadata")
+    @app.get("/v1/models/<name>/labels/<label>/metadata")
+    async def metadata(name: str, version: int | None = None, label: str | None = None) -> Response:
+        meta = dp.model_metadata(name, version_of(name, version, label))
+        return json_response(
+            tfs_tensor.model_metadata_json(meta.name, meta.version, meta.inputs, meta.outputs)
+        )
+
+    @app.post("/v1/models/<name>:predict")
+    @app.post("/v1/models/<name>/versions/<int:version>:predict")
+    @app.post("/v1/models/<name>/labels/<label>:predict")
+    async def predict(name: str, version: int | None = None, label: str | None = None) -> Response:
+        if dp.shutting_down:
+            raise Unavailable("Server is shutting down")
+        mv = await dp.registry.get_available(name, version_of(name, version, label))
+        body = await request.get_data(cache=False)
+        assert isinstance(body, bytes)
+        req, fmt = tfs_rest.decode_predict(
+            body, model_name=name, model_version=mv.version, input_specs=mv.inputs
+        )
+        resp = await dp.infer(req)
+        return Response(tfs_rest.encode_predict(resp, fmt), content_type="application/json")
+
+    @app.post("/v1/models/<name>:classify")
+    @app.post("/v1/models/<name>:regress")
+    @app.post("/v1/models/<name>/versions/<int:version>:classify")
+    @app.post("/v1/models/<name>/versions/<int:version>:regress")
+    async def classify(name: str, version: int | None = None) -> Response:
+        raise Unimplemented("Classify and Regress are not implemented: ovtrio serves predict only")
