@@ -309,7 +309,7 @@ def test_overload_every_request_answered_or_rejected(server: Server) -> None:
     assert after["inference_count"] - before["inference_count"] == len(ok)
     # REST: 503 with the model named, once the queue is full
     blockers = [Call(server, "slow_direct") for _ in range(3)]
-    wait_for(lambda: stats(server, "slow_direct")["ovtrio"]["queue_length"] == 2, "a full queue")
+    wait_for(lambda: stats(server, "slow_direct")["ovtrio"]["queue_length"] == 2, f"a full queue {stats(server, 'slow_direct')}")
     body = {"inputs": [{"name": "x", "shape": [1, SLOW], "datatype": "FP32", "data": [0.0] * SLOW}]}
     r = requests.post(f"{server.http}/v2/models/slow_direct/infer", json=body, timeout=60)
     assert r.status_code == 503
