@@ -8,6 +8,7 @@ input count -> for each model input, sorted by name: presence -> precision -> ra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +25,20 @@ from .errors import (
     NotFound,
 )
 from .repository import ModelRegistry, ModelState, ModelVersion, VersionStatistics
+from .runtime import find_model_file
 from .tensors import InferRequest, InferResponse, Tensor, TensorSpec
 
-__all__ = ["EXTENSIONS", "SERVER_NAME", "DataPlane", "ModelMetadata", "VersionStatus"]
+__all__ = [
+    "EXTENSIONS",
+    "SERVER_NAME",
+    "ConfigView",
+    "DataPlane",
+    "ModelMetadata",
+    "VersionStatus",
+]
 
 SERVER_NAME = "ovtrio"
-EXTENSIONS = ("binary_tensor_data", "statistics")
+EXTENSIONS = ("binary_tensor_data", "statistics", "model_configuration")
 """KServe/Triton protocol extensions this server implements."""
 
 
@@ -41,6 +50,25 @@ class ModelMetadata:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigView:
+    """Everything the configuration document says about one model version."""
+
+    name: str
+    inputs: Sequence[TensorSpec]
+    outputs: Sequence[TensorSpec]
+    batch_index: Sequence[int | None]
+    policy: dict[str, Any]
+    """Triton's version_policy object, e.g. ``{"latest": {"num_versions": 1}}``."""
+    batcher_max_batch: int | None
+    """The batcher's largest batch, or None when requests are not batched."""
+    preferred_batch_sizes: Sequence[int]
+    max_delay_us: int
+    nireq: int
+    device: str
+    model_file: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +148,36 @@ class DataPlane:
             inputs=mv.inputs,
             outputs=mv.outputs,
             version=mv.version,
+        )
+
+    def model_config(self, name: str, version: int | None) -> ConfigView:
+        """What Triton's model configuration extension reports for a version."""
+        mv = self.registry.get_version(name, version)
+        if not mv.available:
+            raise ModelNotLoadedYet(VERSION_NOT_LOADED_YET)
+        assert mv.compiled is not None
+        cfg = mv.model.config
+        policy = cfg.version_policy
+        policy_doc: dict[str, Any]
+        if policy.kind == "latest":
+            policy_doc = {"latest": {"num_versions": policy.num_versions}}
+        elif policy.kind == "specific":
+            policy_doc = {"specific": {"versions": list(policy.versions)}}
+        else:
+            policy_doc = {"all": {}}
+        batcher = mv.batcher
+        return ConfigView(
+            name=name,
+            inputs=mv.inputs,
+            outputs=mv.outputs,
+            batch_index=mv.compiled.batch_index,
+            policy=policy_doc,
+            batcher_max_batch=batcher.max_batch if batcher is not None else None,
+            preferred_batch_sizes=batcher.allowed if batcher is not None else (),
+            max_delay_us=cfg.batching.max_delay_us,
+            nireq=mv.compiled.nireq,
+            device=cfg.target_device,
+            model_file=find_model_file(mv.path).name,
         )
 
     def resolve_label(self, name: str, label: str) -> int:

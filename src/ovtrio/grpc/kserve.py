@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..codecs import kserve_grpc
+from ..codecs import kserve_grpc, kserve_stats, triton_config
 from ..dataplane import DataPlane
 from ..errors import Unavailable
 from ..tensors import TensorSpec
@@ -89,6 +89,18 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
             outputs=[_tensor_metadata(s) for s in meta.outputs],
         )
 
+    async def model_config(req: pb.ModelConfigRequest, _stream: Any) -> pb.ModelConfigResponse:
+        view = dp.model_config(req.name, kserve_grpc.parse_version(req.version))
+        return pb.ModelConfigResponse(config=triton_config.model_config_proto(view))
+
+    async def model_statistics(
+        req: pb.ModelStatisticsRequest, _stream: Any
+    ) -> pb.ModelStatisticsResponse:
+        stats = dp.model_statistics(req.name or None, kserve_grpc.parse_version(req.version))
+        return pb.ModelStatisticsResponse(
+            model_stats=[kserve_stats.statistics_proto(n, st) for n, st in stats]
+        )
+
     async def model_infer(
         req: raw_pb.ModelInferRequest | pb.ModelInferRequest, _stream: Any
     ) -> pb.ModelInferResponse:
@@ -109,6 +121,12 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         SERVICE + "ModelReady": RpcSpec(model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
         SERVICE + "ModelMetadata": RpcSpec(
             model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse
+        ),
+        SERVICE + "ModelConfig": RpcSpec(
+            model_config, pb.ModelConfigRequest, pb.ModelConfigResponse
+        ),
+        SERVICE + "ModelStatistics": RpcSpec(
+            model_statistics, pb.ModelStatisticsRequest, pb.ModelStatisticsResponse
         ),
         SERVICE + "ModelInfer": RpcSpec(model_infer, InferRequestWire, pb.ModelInferResponse),
     }

@@ -209,6 +209,7 @@ class ModelVersion:
             last_inference_ms=self.stats.last_inference_ms,
             inferences_completed=compiled.completed if compiled else 0,
             inferences_cancelled=compiled.cancelled if compiled else 0,
+            compute_ns=compiled.compute_ns if compiled else 0,
             nireq=compiled.nireq if compiled else 0,
             queue_length=compiled.waiting if compiled else 0,
             rejected=self.stats.rejected,
@@ -238,6 +239,8 @@ class VersionStatistics:
     """OpenVINO inferences that ran to completion (a batch counts once)."""
     inferences_cancelled: int
     """OpenVINO inferences cancelled while running."""
+    compute_ns: int
+    """Wall time of the completed OpenVINO inferences."""
     nireq: int
     queue_length: int
     """Requests waiting for a free infer request (without a batcher)."""

@@ -7,10 +7,9 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ..codecs import kserve_rest
+from ..codecs import kserve_rest, kserve_stats, triton_config
 from ..dataplane import DataPlane, ModelMetadata
 from ..errors import InvalidArgument, NotFound, Unavailable
-from ..repository import VersionStatistics
 from ..tensors import TensorSpec
 
 __all__ = ["metadata_json", "register"]
@@ -29,54 +28,6 @@ def metadata_json(meta: ModelMetadata) -> dict[str, Any]:
         "platform": meta.platform,
         "inputs": [_tensor_json(s) for s in meta.inputs],
         "outputs": [_tensor_json(s) for s in meta.outputs],
-    }
-
-
-def _duration(count: int, ns: int) -> dict[str, int]:
-    return {"count": count, "ns": ns}
-
-
-def statistics_json(name: str, st: VersionStatistics) -> dict[str, Any]:
-    """Triton's statistics extension format, plus ovtrio's batcher counters under "ovtrio"."""
-    b = st.batcher
-    batch_stats = []
-    extra: dict[str, Any] = {
-        "inferences_completed": st.inferences_completed,
-        "inferences_cancelled": st.inferences_cancelled,
-        "infer_requests": st.nireq,
-        "queue_length": st.queue_length,
-        "rejected": st.rejected,
-        "cancelled_queued": 0,
-        "cancelled_running": st.inferences_cancelled,
-    }
-    if b is not None:
-        per_batch_ns = int(b.inference_time_s * 1e9 / b.batches) if b.batches else 0
-        batch_stats = [
-            {"batch_size": size, "compute_infer": _duration(count, count * per_batch_ns)}
-            for size, count in sorted(b.batch_size_histogram.items())
-        ]
-        extra.update(
-            queue_length=b.queue_length,
-            max_queue_size=b.max_queue_size,
-            allowed_batch_sizes=list(b.allowed_batch_sizes),
-            batches=b.batches,
-            cancelled_queued=b.cancelled_queued,
-            cancelled_running=b.cancelled_running,
-            rejected=b.rejected,
-            running_batches=list(b.running),
-        )
-    return {
-        "name": name,
-        "version": str(st.version),
-        "last_inference": st.last_inference_ms,
-        "inference_count": st.success_count,
-        "execution_count": st.inferences_completed,
-        "inference_stats": {
-            "success": _duration(st.success_count, st.success_ns),
-            "fail": _duration(st.fail_count, st.fail_ns),
-        },
-        "batch_stats": batch_stats,
-        "ovtrio": extra,
     }
 
 
@@ -110,12 +61,19 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
     async def model_metadata(name: str, version: int | None = None) -> Response:
         return json_response(metadata_json(dp.model_metadata(name, version)))
 
+    @app.get("/v2/models/<name>/config")
+    @app.get("/v2/models/<name>/versions/<int:version>/config")
+    async def model_config(name: str, version: int | None = None) -> Response:
+        return json_response(triton_config.model_config_json(dp.model_config(name, version)))
+
     @app.get("/v2/models/stats")
     @app.get("/v2/models/<name>/stats")
     @app.get("/v2/models/<name>/versions/<int:version>/stats")
     async def model_stats(name: str | None = None, version: int | None = None) -> Response:
         stats = dp.model_statistics(name, version)
-        return json_response({"model_stats": [statistics_json(n, st) for n, st in stats]})
+        return json_response(
+            {"model_stats": [kserve_stats.statistics_json(n, st) for n, st in stats]}
+        )
 
     @app.post("/v2/models/<name>/infer")
     @app.post("/v2/models/<name>/versions/<int:version>/infer")

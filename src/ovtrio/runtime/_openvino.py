@@ -16,6 +16,7 @@ used because one cancel breaks it for good.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,6 +252,8 @@ class CompiledModel:
         """Inferences cancelled inside OpenVINO."""
         self.waiting = 0
         """Callers waiting for a free infer request."""
+        self.compute_ns = 0
+        """Wall time of completed inferences, from start_async to the completion."""
 
     @property
     def busy(self) -> int:
@@ -284,6 +287,7 @@ class CompiledModel:
         self, req: ov.InferRequest, arrays: Sequence[np.ndarray[Any, Any]]
     ) -> list[np.ndarray[Any, Any]]:
         call = _Call()
+        started = time.perf_counter_ns()
         token = trio.lowlevel.current_trio_token()
         req.set_callback(self._make_callback(req, call, token), None)
         try:
@@ -313,6 +317,7 @@ class CompiledModel:
             raise InferenceFailed(f"Internal inference error - {_first_line(call.error)}")
         assert call.outputs is not None
         self.completed += 1
+        self.compute_ns += time.perf_counter_ns() - started
         return call.outputs
 
     def _make_callback(
