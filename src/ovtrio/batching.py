@@ -157,6 +157,21 @@ class Batcher:
             for a, ax in zip(arrays, self.axes, strict=True)
         )
         pending = _Pending(arrays, size, key)
+        if not self._queue and self._free.value > 0 and self.cfg.max_delay_us == 0:
+            # Fast path: nothing to coalesce with and an infer request is free, so run in the
+            # caller's task (saves the hop through the batcher task; cancellation is direct).
+            self._free.acquire_nowait()
+            solo = _Batch([pending])
+            pending.batch = solo
+            try:
+                await self._run_batch(solo)
+            except trio.Cancelled:
+                self._cancelled_running += 1
+                raise
+            if pending.error is not None:
+                raise pending.error
+            assert pending.outputs is not None
+            return pending.outputs
         self._queue.append(pending)
         self._has_work.set()
         try:

@@ -132,6 +132,12 @@ class ModelVersion:
                 self._set_state(ModelState.LOADING, "UNKNOWN", f"warm-up failed: {exc}")
                 task_status.started(False)
                 return
+            if batcher.allowed == (1,) and cfg.batching.mode == "auto":
+                log.info(
+                    "%s version %d: batching does not pay for this model (measured at warm-up); "
+                    "requests run one by one", cfg.name, self.version,
+                )
+                batcher = None
         try:
             async with trio.open_nursery() as nursery:
                 if batcher is not None:
