@@ -253,6 +253,10 @@ class ServerConfig:
     """``--demo``: serve the built-in model ``demo`` (the runtime builds it if absent)."""
     ignored_flags: tuple[str, ...] = ()
     """OVMS flags given that ovtrio parses but does not implement, without ``--``."""
+    image_color_order: Literal["BGR", "RGB"] = "BGR"
+    """Channel order of decoded JPEG/PNG inputs (OVMS: BGR)."""
+    image_max_pixels: int = 64_000_000
+    """Largest encoded image (width x height) accepted; larger ones are refused (413)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -919,6 +923,19 @@ def _build_parser() -> _Parser:
     _add(g, "max_batch_delay_us", "batch wait for more requests; 0 = none", int, 0)
     _add(g, "max_queue_size", "waiting requests per model version; more are rejected", int, 256)
 
+    g = parser.add_argument_group(
+        "encoded images (JPEG/PNG sent as BYTES / DT_STRING to a 4-D input)"
+    )
+    _add(
+        g,
+        "image_color_order",
+        "channel order of decoded images",
+        str,
+        "BGR",
+        choices=("BGR", "RGB"),
+    )
+    _add(g, "image_max_pixels", "largest image (width x height) accepted", int, 64_000_000)
+
     g = parser.add_argument_group("OVMS flags accepted and ignored (a warning is logged)")
     for name in _IGNORED_FLAGS:
         kind: Callable[[str], object] = str
@@ -1041,6 +1058,8 @@ def load(argv: Sequence[str]) -> ServerConfig:
         cache_dir=_abs_path(ns.cache_dir, None) if ns.cache_dir else None,
         demo=bool(ns.demo),
         ignored_flags=ignored,
+        image_color_order=ns.image_color_order,
+        image_max_pixels=_int(ns.image_max_pixels, "--image_max_pixels", minimum=1),
     )
 
 

@@ -8,6 +8,7 @@ input count -> for each model input, sorted by name: presence -> precision -> ra
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from .errors import (
     ModelNotLoadedYet,
     NotFound,
 )
+from .images import ImageOptions, decode_images, is_image_input
 from .repository import ModelRegistry, ModelState, ModelVersion, VersionStatistics
 from .runtime import find_model_file
 from .tensors import InferRequest, InferResponse, Tensor, TensorSpec
@@ -103,8 +105,11 @@ def _dim_ok(actual: int, expected: int, rng: tuple[int, int]) -> bool:
 
 
 class DataPlane:
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, image_options: ImageOptions | None = None) -> None:
         self.registry = registry
+        self.image_options = image_options or ImageOptions()
+        self.image_limiter = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
+        """Encoded images decode in worker threads, at most one per core at a time."""
         self.shutting_down = False
         self.in_flight = 0
         """Inference requests being served (graceful shutdown waits for 0)."""
@@ -232,6 +237,7 @@ class DataPlane:
 
     async def _infer(self, request: InferRequest) -> InferResponse:
         mv = await self.registry.get_available(request.model_name, request.model_version)
+        await self._decode_images(mv, request)
         arrays = self.validate(mv, request)
         outputs = await mv.infer(arrays)
         return InferResponse(
@@ -240,6 +246,39 @@ class DataPlane:
             outputs=self._select_outputs(mv, request, outputs),
             id=request.id,
         )
+
+    async def _decode_images(self, mv: ModelVersion, request: InferRequest) -> None:
+        """Replace BYTES tensors aimed at 4-D numeric inputs by their decoded JPEG/PNG images.
+
+        Decoding runs in a worker thread under ``image_limiter``, so a burst of large images
+        does not stall the event loop (health checks, other models).
+        """
+        specs = {s.name: s for s in mv.inputs}
+        for i, tensor in enumerate(request.inputs):
+            spec = specs.get(tensor.name)
+            if (
+                spec is None
+                or tensor.datatype.kserve != "BYTES"
+                or spec.datatype.kserve == "BYTES"
+                or len(spec.shape) != 4
+            ):
+                continue
+            if not is_image_input(spec):
+                raise InvalidArgument(
+                    f"Binary (encoded image) input is supported only for NHWC inputs; input "
+                    f"{spec.name} has layout {spec.layout or 'NCHW'} - serve the model with "
+                    f"--layout NHWC:NCHW to accept images; input name: {spec.name}"
+                )
+            if tensor.data.ndim != 1:
+                raise InvalidArgument(
+                    f"Invalid shape of an encoded-image input - Expected: [N] (one item per "
+                    f"image); Actual: {list(tensor.shape)}; input name: {spec.name}"
+                )
+            items = list(tensor.data)
+            decoded = await trio.to_thread.run_sync(
+                decode_images, items, spec, self.image_options, limiter=self.image_limiter
+            )
+            request.inputs[i] = Tensor(tensor.name, spec.datatype, decoded)
 
     @staticmethod
     def validate(mv: ModelVersion, request: InferRequest) -> list[np.ndarray[Any, Any]]:

@@ -23,6 +23,7 @@ from .config import ServerConfig
 from .dataplane import DataPlane
 from .grpc import build_rpc_table
 from .grpc import serve as grpc_serve
+from .images import ImageOptions
 from .repository import ModelRegistry
 from .rest.app import create_app
 from .runtime import ov_core
@@ -86,9 +87,14 @@ async def serve(
         ov_core().set_property({"CACHE_DIR": str(cfg.cache_dir)})  # type: ignore[attr-defined]
     for flag in cfg.ignored_flags:
         log.warning("flag --%s is accepted for OVMS compatibility but has no effect", flag)
+    if cfg.metrics_enable:
+        log.warning("metrics (--metrics_enable / monitoring) are not implemented yet: no /metrics")
 
     registry = ModelRegistry(models)
-    dataplane = DataPlane(registry)
+    dataplane = DataPlane(
+        registry,
+        ImageOptions(color_order=cfg.image_color_order, max_pixels=cfg.image_max_pixels),
+    )
     stop = trio.Event()
     async with trio.open_nursery() as root:
         root.start_soon(_watch_signals, stop, root.cancel_scope)

@@ -313,7 +313,9 @@ def test_overload_every_request_answered_or_rejected(server: Server) -> None:
     answers: list[requests.Response] = []
 
     def post() -> None:
-        answers.append(requests.post(f"{server.http}/v2/models/slow_direct/infer", json=body, timeout=120))
+        answers.append(
+            requests.post(f"{server.http}/v2/models/slow_direct/infer", json=body, timeout=120)
+        )
 
     posts = [threading.Thread(target=post) for _ in range(9)]
     for t in posts:

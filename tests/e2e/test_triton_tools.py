@@ -25,8 +25,17 @@ def test_model_config_rest(kserve_server: Server) -> None:
     assert cfg["name"] == "dummy"
     assert cfg["platform"] == "openvino"
     assert cfg["max_batch_size"] == 16
-    assert cfg["input"] == [{"name": "b", "data_type": "TYPE_FP32", "format": "FORMAT_NONE", "dims": [10],
-                             "is_shape_tensor": False, "allow_ragged_batch": False, "optional": False}]
+    assert cfg["input"] == [
+        {
+            "name": "b",
+            "data_type": "TYPE_FP32",
+            "format": "FORMAT_NONE",
+            "dims": [10],
+            "is_shape_tensor": False,
+            "allow_ragged_batch": False,
+            "optional": False,
+        }
+    ]
     assert cfg["output"][0]["dims"] == [10]
     assert cfg["dynamic_batching"]["preferred_batch_size"]
     static = requests.get(f"{kserve_server.http}/v2/models/static/versions/1/config").json()
@@ -69,29 +78,37 @@ def _perf_analyzer() -> tuple[str, dict[str, str]]:
     try:
         import nvidia.cuda_runtime  # type: ignore[import-not-found]
 
-        lib = Path(list(nvidia.cuda_runtime.__path__)[0]) / "lib"
+        lib = Path(next(iter(nvidia.cuda_runtime.__path__))) / "lib"
         env["LD_LIBRARY_PATH"] = f"{lib}:{env.get('LD_LIBRARY_PATH', '')}"
     except ImportError:
         pass
     probe = subprocess.run(["ldd", binary], capture_output=True, text=True, env=env)
     missing = [line.split()[0] for line in probe.stdout.splitlines() if "not found" in line]
     if missing:
-        pytest.skip(f"perf_analyzer cannot start, missing libraries: {', '.join(missing)} "
-                    "(Debian libb64-0d; PyPI nvidia-cuda-runtime-cu12)")
+        pytest.skip(
+            f"perf_analyzer cannot start, missing libraries: {', '.join(missing)} "
+            "(Debian libb64-0d; PyPI nvidia-cuda-runtime-cu12)"
+        )
     return binary, env
 
 
-@pytest.mark.parametrize(("protocol", "model", "extra"), [
-    ("grpc", "dummy", ["--concurrency-range", "1:4:3"]),
-    ("http", "dummy", ["--concurrency-range", "2", "-b", "4"]),
-    ("grpc", "static", ["--concurrency-range", "2"]),
-])
+@pytest.mark.parametrize(
+    ("protocol", "model", "extra"),
+    [
+        ("grpc", "dummy", ["--concurrency-range", "1:4:3"]),
+        ("http", "dummy", ["--concurrency-range", "2", "-b", "4"]),
+        ("grpc", "static", ["--concurrency-range", "2"]),
+    ],
+)
 def test_perf_analyzer(kserve_server: Server, protocol: str, model: str, extra: list[str]) -> None:
     binary, env = _perf_analyzer()
     url = kserve_server.grpc_url if protocol == "grpc" else kserve_server.rest_url
     proc = subprocess.run(
         [binary, "-m", model, "-u", url, "-i", protocol, "--measurement-interval", "500", *extra],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rates = [float(x) for x in re.findall(r"throughput: ([0-9.]+) infer/sec", proc.stdout)]

@@ -98,7 +98,16 @@ def decode_varints(buf: bytes) -> np.ndarray[Any, np.dtype[np.uint64]]:
 
 
 def decode_bytes_elements(blob: bytes, count: int, name: str) -> np.ndarray[Any, Any]:
-    """``<uint32 LE length><bytes>`` repeated ``count`` times, exactly filling ``blob``."""
+    """``<uint32 LE length><bytes>`` repeated ``count`` times, exactly filling ``blob``.
+
+    One exception, for the clients OVMS documents (Java, Go, C++ examples send a file's bytes
+    as the only element, unprefixed): a single element whose blob is not exactly one prefixed
+    element is taken whole.
+    """
+    if count == 1 and (len(blob) < 4 or _LEN.unpack_from(blob, 0)[0] != len(blob) - 4):
+        out1 = np.empty(1, dtype=object)
+        out1[0] = bytes(blob)
+        return out1
     out = np.empty(count, dtype=object)
     view = memoryview(blob)
     offset = 0

@@ -122,6 +122,11 @@ class ModelVersion:
             self._set_state(ModelState.LOADING, "UNKNOWN", str(exc))
             task_status.started(False)
             return
+        except Exception as exc:  # a bug or an OpenVINO surprise must not take the server down
+            log.exception("%s version %d failed to load", cfg.name, self.version)
+            self._set_state(ModelState.LOADING, "UNKNOWN", f"{type(exc).__name__}: {exc}")
+            task_status.started(False)
+            return
         batcher = Batcher.for_model(cfg.name, self.version, self.compiled, cfg.batching)
         if batcher is not None:
             try:
@@ -135,7 +140,9 @@ class ModelVersion:
             if batcher.allowed == (1,) and cfg.batching.mode == "auto":
                 log.info(
                     "%s version %d: batching does not pay for this model (measured at warm-up); "
-                    "requests run one by one", cfg.name, self.version,
+                    "requests run one by one",
+                    cfg.name,
+                    self.version,
                 )
                 batcher = None
         try:

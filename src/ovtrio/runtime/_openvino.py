@@ -63,7 +63,7 @@ def _dimension(dim: Dim) -> ov.Dimension:
 
 def _batch_index(layout: ov.Layout, rank: int) -> int | None:
     if layout.has_name("N"):
-        idx = int(ov.layout_helpers.batch(layout))
+        idx = int(ov.layout_helpers.batch_idx(layout))
         return idx % rank if rank > 0 else None
     if layout.empty:
         return 0 if rank > 0 else None
