@@ -9,14 +9,16 @@ input count -> for each model input, sorted by name: presence -> precision -> ra
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import trio
 
 from ._version import __version__
+from .config import ConfigError
 from .errors import (
     VERSION_NOT_FOUND,
     VERSION_NOT_LOADED_YET,
@@ -30,6 +32,9 @@ from .repository import ModelRegistry, ModelState, ModelVersion, VersionStatisti
 from .runtime import find_model_file
 from .tensors import InferRequest, InferResponse, Tensor, TensorSpec
 
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
 __all__ = [
     "EXTENSIONS",
     "SERVER_NAME",
@@ -40,7 +45,12 @@ __all__ = [
 ]
 
 SERVER_NAME = "ovtrio"
-EXTENSIONS = ("binary_tensor_data", "statistics", "model_configuration")
+EXTENSIONS = (
+    "binary_tensor_data",
+    "statistics",
+    "model_configuration",
+    "model_repository",
+)
 """KServe/Triton protocol extensions this server implements."""
 
 
@@ -105,8 +115,14 @@ def _dim_ok(actual: int, expected: int, rng: tuple[int, int]) -> bool:
 
 
 class DataPlane:
-    def __init__(self, registry: ModelRegistry, image_options: ImageOptions | None = None) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        image_options: ImageOptions | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.registry = registry
+        self.metrics = metrics
         self.image_options = image_options or ImageOptions()
         self.image_limiter = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
         """Encoded images decode in worker threads, at most one per core at a time."""
@@ -137,6 +153,10 @@ class DataPlane:
 
         Raises NotFound for an unknown model name or a version that does not exist.
         """
+        model = self.registry.get_model(name)
+        if not version:
+            default = model.default_version()
+            return default is not None
         return self.registry.get_version(name, version).available
 
     def model_metadata(self, name: str, version: int | None) -> ModelMetadata:
@@ -223,17 +243,96 @@ class DataPlane:
             out.extend((model.name, mv.statistics()) for mv in chosen)
         return out
 
+    # -- repository -------------------------------------------------------------------------
+    async def reload_config(self) -> bool:
+        """Re-read config.json and apply it; True if anything changed.
+
+        Raises InvalidArgument (the running configuration stays) if the file is invalid.
+        """
+        try:
+            return await self.registry.reload()
+        except ConfigError as exc:
+            raise InvalidArgument(f"Reloading config file failed - {exc}") from None
+
+    def all_statuses(self) -> dict[str, list[VersionStatus]]:
+        return {name: self.model_status(name, None) for name in sorted(self.registry.models)}
+
+    def repository_index(self, ready_only: bool) -> list[dict[str, str]]:
+        """Triton's repository index: one entry per model version."""
+        out = []
+        for name in sorted(self.registry.models):
+            model = self.registry.models[name]
+            if not model.versions:
+                if not ready_only:
+                    out.append(
+                        {
+                            "name": name,
+                            "version": "",
+                            "state": "UNAVAILABLE",
+                            "reason": "no version loaded",
+                        }
+                    )
+                continue
+            for number, mv in sorted(model.versions.items()):
+                if ready_only and not mv.available:
+                    continue
+                state = (
+                    "READY"
+                    if mv.available
+                    else (
+                        "LOADING"
+                        if mv.state <= ModelState.LOADING and mv.error_code == "OK"
+                        else "UNAVAILABLE"
+                    )
+                )
+                out.append(
+                    {
+                        "name": name,
+                        "version": str(number),
+                        "state": state,
+                        "reason": mv.error_message,
+                    }
+                )
+        return out
+
+    async def load_model(self, name: str) -> None:
+        await self.registry.load_model(name)
+        if self.registry.get_model(name).default_version() is None:
+            raise InvalidArgument(f"Model {name} failed to load - see its version status")
+
+    async def unload_model(self, name: str) -> None:
+        await self.registry.unload_model(name)
+
     # -- inference --------------------------------------------------------------------------
-    async def infer(self, request: InferRequest) -> InferResponse:
+    async def infer(
+        self, request: InferRequest, *, api: str = "KServe", interface: str = "gRPC"
+    ) -> InferResponse:
+        """Run one inference. ``api`` (KServe | TensorFlowServing) and ``interface``
+        (gRPC | REST) label the request in the metrics."""
         if self.in_flight == 0:
             self._idle = trio.Event()
         self.in_flight += 1
+        started = time.perf_counter()
+        ok = False
         try:
-            return await self._infer(request)
+            response = await self._infer(request)
+            ok = True
+            return response
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
+            if self.metrics is not None:
+                method = "ModelInfer" if api == "KServe" else "Predict"
+                self.metrics.request(
+                    api,
+                    interface,
+                    method,
+                    request.model_name,
+                    request.model_version,
+                    ok,
+                    time.perf_counter() - started,
+                )
 
     async def _infer(self, request: InferRequest) -> InferResponse:
         mv = await self.registry.get_available(request.model_name, request.model_version)

@@ -24,6 +24,7 @@ from .dataplane import DataPlane
 from .grpc import build_rpc_table
 from .grpc import serve as grpc_serve
 from .images import ImageOptions
+from .metrics import Metrics
 from .repository import ModelRegistry
 from .rest.app import create_app
 from .runtime import ov_core
@@ -87,13 +88,23 @@ async def serve(
         ov_core().set_property({"CACHE_DIR": str(cfg.cache_dir)})  # type: ignore[attr-defined]
     for flag in cfg.ignored_flags:
         log.warning("flag --%s is accepted for OVMS compatibility but has no effect", flag)
-    if cfg.metrics_enable:
-        log.warning("metrics (--metrics_enable / monitoring) are not implemented yet: no /metrics")
 
-    registry = ModelRegistry(models)
+    metrics: Metrics | None = None
+    registry = ModelRegistry(
+        models,
+        config_path=cfg.config_path,
+        batching_defaults=cfg.batching,
+        poll_wait_s=cfg.file_system_poll_wait_seconds,
+        observer_factory=lambda name, version: (
+            metrics.observer(name, version) if metrics is not None else _no_observer
+        ),
+    )
+    if cfg.metrics_enable:
+        metrics = Metrics(cfg.metrics_list, registry)
     dataplane = DataPlane(
         registry,
         ImageOptions(color_order=cfg.image_color_order, max_pixels=cfg.image_max_pixels),
+        metrics,
     )
     stop = trio.Event()
     async with trio.open_nursery() as root:
@@ -168,6 +179,10 @@ async def _print_demo_hint(cfg: ServerConfig, registry: ModelRegistry) -> None:
             f"print(c.infer('{name}', [i]).as_numpy('output_name'))\"",
         ]
     print("\n".join(lines), flush=True)
+
+
+def _no_observer(_kind: str, _seconds: float) -> None:
+    return None
 
 
 async def _watch_signals(stop: trio.Event, root_scope: trio.CancelScope) -> None:

@@ -104,7 +104,23 @@ def test_perf_analyzer(kserve_server: Server, protocol: str, model: str, extra: 
     binary, env = _perf_analyzer()
     url = kserve_server.grpc_url if protocol == "grpc" else kserve_server.rest_url
     proc = subprocess.run(
-        [binary, "-m", model, "-u", url, "-i", protocol, "--measurement-interval", "500", *extra],
+        [
+            binary,
+            "-m",
+            model,
+            "-u",
+            url,
+            "-i",
+            protocol,
+            "--measurement-interval",
+            "500",
+            # a shared CI machine is noisy: accept any stable-enough window rather than fail
+            "--stability-percentage",
+            "100",
+            "--max-trials",
+            "20",
+            *extra,
+        ],
         capture_output=True,
         text=True,
         env=env,

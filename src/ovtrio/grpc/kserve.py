@@ -101,6 +101,28 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
             model_stats=[kserve_stats.statistics_proto(n, st) for n, st in stats]
         )
 
+    async def repository_index(
+        req: pb.RepositoryIndexRequest, _stream: Any
+    ) -> pb.RepositoryIndexResponse:
+        return pb.RepositoryIndexResponse(
+            models=[
+                pb.RepositoryIndexResponseModelIndex(**entry)
+                for entry in dp.repository_index(req.ready)
+            ]
+        )
+
+    async def repository_load(
+        req: pb.RepositoryModelLoadRequest, _stream: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        await dp.load_model(req.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def repository_unload(
+        req: pb.RepositoryModelUnloadRequest, _stream: Any
+    ) -> pb.RepositoryModelUnloadResponse:
+        await dp.unload_model(req.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
     async def model_infer(
         req: raw_pb.ModelInferRequest | pb.ModelInferRequest, _stream: Any
     ) -> pb.ModelInferResponse:
@@ -127,6 +149,15 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         ),
         SERVICE + "ModelStatistics": RpcSpec(
             model_statistics, pb.ModelStatisticsRequest, pb.ModelStatisticsResponse
+        ),
+        SERVICE + "RepositoryIndex": RpcSpec(
+            repository_index, pb.RepositoryIndexRequest, pb.RepositoryIndexResponse
+        ),
+        SERVICE + "RepositoryModelLoad": RpcSpec(
+            repository_load, pb.RepositoryModelLoadRequest, pb.RepositoryModelLoadResponse
+        ),
+        SERVICE + "RepositoryModelUnload": RpcSpec(
+            repository_unload, pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse
         ),
         SERVICE + "ModelInfer": RpcSpec(model_infer, InferRequestWire, pb.ModelInferResponse),
     }

@@ -37,7 +37,8 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         request = tfs_tensor.decode_predict_request(req)
         request.parameters.pop("version_label", None)
         request.model_version = version_of(spec)
-        return tfs_tensor.encode_predict_response(await dp.infer(request))
+        response = await dp.infer(request, api="TensorFlowServing", interface="gRPC")
+        return tfs_tensor.encode_predict_response(response)
 
     async def get_model_metadata(
         req: tfs_pb.GetModelMetadataRequest, _stream: Any

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ import numpy as np
 import trio
 
 from ..batching import Batcher, BatcherStatistics
-from ..config import ModelConfig
+from ..config import BatchingConfig, ConfigError, ModelConfig, parse_config_json
 from ..errors import (
     MODEL_NOT_FOUND,
     VERSION_NOT_FOUND,
@@ -38,6 +38,9 @@ from ._discovery import scan_versions
 __all__ = ["Model", "ModelRegistry", "ModelState", "ModelVersion", "VersionStatistics"]
 
 log = logging.getLogger(__name__)
+
+ObserverFactory = Callable[[str, int], Callable[[str, float], None]]
+"""(model name, version) -> the runtime's metrics hook."""
 
 LOADING_WAIT_S = 10.0
 """How long an inference waits for a LOADING version (OVMS: 10 s)."""
@@ -86,6 +89,11 @@ class ModelVersion:
         self._changed = trio.Event()
 
     @property
+    def in_flight(self) -> int:
+        """Requests holding this version (queued or running)."""
+        return self._in_flight
+
+    @property
     def available(self) -> bool:
         return self.state is ModelState.AVAILABLE and self.compiled is not None
 
@@ -117,6 +125,8 @@ class ModelVersion:
                 compile_version, ov_core(), cfg, self.path, limiter=limiter
             )
             self.compiled = CompiledModel(compiled, inputs, outputs, batch_index, cfg.nireq)
+            if self.model.observer_factory is not None:
+                self.compiled.observer = self.model.observer_factory(cfg.name, self.version)
         except LoadError as exc:
             log.error("%s version %d failed to load: %s", cfg.name, self.version, exc)
             self._set_state(ModelState.LOADING, "UNKNOWN", str(exc))
@@ -265,9 +275,17 @@ class VersionStatistics:
 class Model:
     """A named model from the config, with its versions."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(
+        self, config: ModelConfig, observer_factory: ObserverFactory | None = None
+    ) -> None:
         self.config = config
+        self.observer_factory = observer_factory
+        """Metrics hook handed to each version's compiled model (None: no metrics)."""
         self.versions: dict[int, ModelVersion] = {}
+        self.failed: set[int] = set()
+        """Versions that failed to load; retried only after their folder disappears."""
+        self.retired = False
+        """Removed from the config (or unloaded through the API): versions END, no reload."""
 
     @property
     def name(self) -> str:
@@ -281,44 +299,104 @@ class Model:
     def available_versions(self) -> list[int]:
         return sorted(v.version for v in self.versions.values() if v.available)
 
-    async def load(self, nursery: trio.Nursery, limiter: trio.CapacityLimiter) -> None:
-        """Load the versions the policy selects; a version that fails makes the policy fall back."""
-        on_disk = scan_versions(self.config.base_path)
-        if not on_disk:
+    def _live(self, number: int) -> bool:
+        mv = self.versions.get(number)
+        return mv is not None and mv.error_code == "OK" and mv.state <= ModelState.AVAILABLE
+
+    async def sync(self, nursery: trio.Nursery, limiter: trio.CapacityLimiter) -> bool:
+        """Make the loaded versions match the policy and the folders on disk.
+
+        New versions load first (a version that fails is reported in its status, and the
+        policy falls back to the next one); only then are the versions no longer wanted
+        unloaded, each after its in-flight and queued requests finish. Returns whether
+        anything changed.
+        """
+        if self.retired:
+            return False
+        on_disk = await trio.to_thread.run_sync(scan_versions, self.config.base_path)
+        if not on_disk and not self.versions:
             log.error("%s: no version folders under %s", self.name, self.config.base_path)
-        failed: set[int] = set()
+        changed = False
+        for number in sorted(self.failed - set(on_disk)):  # folder gone: forget the failure
+            self.failed.discard(number)
+            mv = self.versions.get(number)
+            if mv is not None and mv.state is not ModelState.END:
+                mv._set_state(ModelState.END)
+                changed = True
         while True:
-            wanted = self.config.version_policy.select(sorted(set(on_disk) - failed))
-            todo = [v for v in wanted if v not in self.versions or not self.versions[v].available]
-            todo = [v for v in todo if v not in failed]
+            candidates = sorted(v for v in on_disk if v not in self.failed)
+            wanted = set(self.config.version_policy.select(candidates))
+            todo = [v for v in sorted(wanted, reverse=True) if not self._live(v)]
             if not todo:
-                return
-            for number in sorted(todo, reverse=True):
+                break
+            for number in todo:
                 mv = ModelVersion(self, number, on_disk[number])
                 self.versions[number] = mv
+                changed = True
                 if not await nursery.start(mv.serve, limiter):
-                    failed.add(number)
+                    self.failed.add(number)
+        for number, mv in sorted(self.versions.items()):
+            if number not in wanted and self._live(number):
+                mv.unload()
+                changed = True
+        return changed
+
+    def retire(self) -> None:
+        """Unload every version (each drains first); the model stays listed, versions END."""
+        self.retired = True
+        for mv in self.versions.values():
+            if mv.state is ModelState.LOADING and mv.error_code != "OK":
+                mv._set_state(ModelState.END)
+            mv.unload()
 
 
 class ModelRegistry:
-    """Name -> Model. ``run`` owns every version's task."""
+    """Name -> Model. ``run`` owns every version's task and applies config/folder changes.
 
-    def __init__(self, models: Sequence[ModelConfig]) -> None:
-        self.models: dict[str, Model] = {m.name: Model(m) for m in models}
+    Args:
+        models: the initial configuration.
+        config_path: config.json to re-read on polls and reloads (None: single-model mode).
+        batching_defaults: server-wide batching settings config.json entries override.
+        poll_wait_s: seconds between polls of the folders and the config file; 0 = off.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[ModelConfig],
+        *,
+        config_path: Path | None = None,
+        batching_defaults: BatchingConfig | None = None,
+        poll_wait_s: float = 0,
+        observer_factory: ObserverFactory | None = None,
+    ) -> None:
+        self.observer_factory = observer_factory
+        self.models: dict[str, Model] = {m.name: Model(m, observer_factory) for m in models}
         self.ready = False
         """True once the initial configuration was processed (OVMS' server readiness)."""
-        self._nursery: trio.Nursery | None = None
         self.loaded = trio.Event()
         """Set once the initial configuration was processed."""
+        self.config_path = config_path
+        self.batching_defaults = batching_defaults or BatchingConfig()
+        self.poll_wait_s = poll_wait_s
+        self.config_error = ""
+        """The last config.json problem (empty when the file in use is valid)."""
+        self._config_text: str | None = None
+        self._nursery: trio.Nursery | None = None
+        self._limiter = trio.CapacityLimiter(1)
+        self._lock = trio.Lock()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        limiter = trio.CapacityLimiter(1)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            async with trio.open_nursery() as loaders:
+            if self.config_path is not None:
+                try:
+                    self._config_text = await trio.to_thread.run_sync(self._read_config_text)
+                except OSError:
+                    self._config_text = None
+            async with self._lock, trio.open_nursery() as loaders:
                 for model in self.models.values():
-                    loaders.start_soon(model.load, nursery, limiter)
+                    loaders.start_soon(model.sync, nursery, self._limiter)
             self.ready = True
             self.loaded.set()
             log.info(
@@ -326,13 +404,118 @@ class ModelRegistry:
                 ", ".join(f"{m.name} {m.available_versions()}" for m in self.models.values())
                 or "no models",
             )
-            await trio.sleep_forever()
+            if self.poll_wait_s <= 0:
+                await trio.sleep_forever()
+            while True:
+                await trio.sleep(self.poll_wait_s)
+                await self.poll()
 
-    async def unload_all(self) -> None:
-        """Unload every version and wait for them to drain (used at shutdown)."""
-        for model in self.models.values():
-            for mv in model.versions.values():
-                mv.unload()
+    def _read_config_text(self) -> str:
+        assert self.config_path is not None
+        return self.config_path.read_text(encoding="utf-8")
+
+    async def poll(self) -> bool:
+        """One poll: apply a changed config.json (if valid), then sync every model's folders."""
+        changed = False
+        async with self._lock:
+            if self.config_path is not None:
+                try:
+                    text = await trio.to_thread.run_sync(self._read_config_text)
+                except OSError as exc:
+                    self._config_problem(f"{self.config_path}: cannot read: {exc}")
+                    text = None
+                if text is not None and text != self._config_text:
+                    try:
+                        parsed = parse_config_json(text, self.config_path, self.batching_defaults)
+                    except ConfigError as exc:
+                        self._config_problem(str(exc))
+                    else:
+                        self._config_text = text
+                        self.config_error = ""
+                        log.info("config file changed: applying %s", self.config_path)
+                        changed |= await self._apply(parsed.models)
+            changed |= await self._sync_all()
+        return changed
+
+    async def reload(self) -> bool:
+        """``POST /v1/config/reload``: re-read config.json now and sync every model.
+
+        Raises ConfigError (the running configuration stays) if the file is unreadable or
+        invalid.
+        """
+        async with self._lock:
+            changed = False
+            if self.config_path is not None:
+                try:
+                    text = await trio.to_thread.run_sync(self._read_config_text)
+                except OSError as exc:
+                    raise ConfigError(f"{self.config_path}: cannot read: {exc}") from None
+                parsed = parse_config_json(text, self.config_path, self.batching_defaults)
+                self._config_text, self.config_error = text, ""
+                changed |= await self._apply(parsed.models)
+            changed |= await self._sync_all()
+            return changed
+
+    def _config_problem(self, message: str) -> None:
+        if message != self.config_error:
+            log.error("config not applied, the running configuration stays: %s", message)
+        self.config_error = message
+
+    async def _sync_all(self) -> bool:
+        assert self._nursery is not None
+        changed = False
+        for model in list(self.models.values()):
+            changed |= await model.sync(self._nursery, self._limiter)
+        return changed
+
+    async def _apply(self, configs: Sequence[ModelConfig]) -> bool:
+        """Apply a new model list: add, retire, and reload changed models without a gap."""
+        assert self._nursery is not None
+        wanted = {c.name: c for c in configs}
+        changed = False
+        for name, model in list(self.models.items()):
+            if name not in wanted and not model.retired:
+                log.info("%s: removed from the config; unloading", name)
+                model.retire()
+                changed = True
+        for name, cfg in wanted.items():
+            old = self.models.get(name)
+            if old is not None and not old.retired and old.config == cfg:
+                continue
+            new = Model(cfg, self.observer_factory)
+            if old is None or old.retired:
+                log.info("%s: added to the config; loading", name)
+                self.models[name] = new
+                await new.sync(self._nursery, self._limiter)
+                changed = True
+                continue
+            # Changed settings: load the new instance while the old one keeps serving.
+            log.info("%s: settings changed; reloading (the current instance still serves)", name)
+            await new.sync(self._nursery, self._limiter)
+            if new.default_version() is None and old.default_version() is not None:
+                log.error("%s: the new settings did not load; the previous instance stays", name)
+                new.retire()
+                continue
+            self.models[name] = new
+            old.retire()
+            changed = True
+        return changed
+
+    async def load_model(self, name: str) -> None:
+        """Repository extension ``load``: (re)load a model of the config."""
+        async with self._lock:
+            model = self.get_model(name)
+            assert self._nursery is not None
+            if model.retired:
+                fresh = Model(model.config, self.observer_factory)
+                self.models[name] = fresh
+                model = fresh
+            await model.sync(self._nursery, self._limiter)
+
+    async def unload_model(self, name: str) -> None:
+        """Repository extension ``unload``: unload every version of a model."""
+        async with self._lock:
+            self.get_model(name).retire()
 
     def get_model(self, name: str) -> Model:
         model = self.models.get(name)

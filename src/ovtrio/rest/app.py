@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 
 from ..dataplane import DataPlane
 from ..errors import InvalidUrl, OvtrioError, PayloadTooLarge, UnsupportedMethod
-from . import kserve, tfs
+from . import kserve, repository, tfs
 
 __all__ = ["create_app", "json_response"]
 
@@ -48,6 +48,15 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> QuartTrio:
 
     kserve.register(app, dataplane)
     tfs.register(app, dataplane)
+    repository.register(app, dataplane)
+
+    if dataplane.metrics is not None:
+        metrics = dataplane.metrics
+
+        @app.get("/metrics")
+        async def metrics_endpoint() -> Response:
+            body, content_type = metrics.exposition()
+            return Response(body, content_type=content_type)
 
     @app.errorhandler(OvtrioError)
     async def _ovtrio_error(exc: OvtrioError) -> Response:

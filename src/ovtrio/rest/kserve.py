@@ -92,7 +92,7 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
         req = kserve_rest.decode_infer_request(
             body, header_length, model_name=name, model_version=version or None
         )
-        resp = await dp.infer(req)
+        resp = await dp.infer(req, api="KServe", interface="REST")
         payload, json_length = kserve_rest.encode_infer_response(resp, req)
         if json_length is None:
             return Response(payload, status=200, content_type="application/json")

@@ -48,7 +48,7 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
         req, fmt = tfs_rest.decode_predict(
             body, model_name=name, model_version=mv.version, input_specs=mv.inputs
         )
-        resp = await dp.infer(req)
+        resp = await dp.infer(req, api="TensorFlowServing", interface="REST")
         return Response(tfs_rest.encode_predict(resp, fmt), content_type="application/json")
 
     @app.post("/v1/models/<name>:classify")

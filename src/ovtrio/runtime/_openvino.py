@@ -254,6 +254,12 @@ class CompiledModel:
         """Callers waiting for a free infer request."""
         self.compute_ns = 0
         """Wall time of completed inferences, from start_async to the completion."""
+        try:
+            self.streams = int(compiled.get_property("NUM_STREAMS"))
+        except (RuntimeError, TypeError, ValueError):
+            self.streams = 1
+        self.observer: Callable[[str, float], None] | None = None
+        """Metrics hook: ("wait", seconds waited for a request) and ("inference", seconds)."""
 
     @property
     def busy(self) -> int:
@@ -270,10 +276,13 @@ class CompiledModel:
         Error handling: an OpenVINO error becomes ``InferenceFailed`` (INTERNAL / 500).
         """
         self.waiting += 1
+        waited_from = time.perf_counter()
         try:
             await self._sem.acquire()
         finally:
             self.waiting -= 1
+        if self.observer is not None:
+            self.observer("wait", time.perf_counter() - waited_from)
         try:
             req = self._free.pop()
             try:
@@ -317,7 +326,10 @@ class CompiledModel:
             raise InferenceFailed(f"Internal inference error - {_first_line(call.error)}")
         assert call.outputs is not None
         self.completed += 1
-        self.compute_ns += time.perf_counter_ns() - started
+        took = time.perf_counter_ns() - started
+        self.compute_ns += took
+        if self.observer is not None:
+            self.observer("inference", took / 1e9)
         return call.outputs
 
     def _make_callback(
