@@ -253,6 +253,22 @@ class ServerConfig:
     """``--demo``: serve the built-in model ``demo`` (the runtime builds it if absent)."""
     ignored_flags: tuple[str, ...] = ()
     """OVMS flags given that ovtrio parses but does not implement, without ``--``."""
+    ssl_certificate: Path | None = None
+    """PEM certificate: both ports serve TLS."""
+    ssl_key: Path | None = None
+    """PEM private key of ``ssl_certificate``."""
+    ssl_ca: Path | None = None
+    """CA bundle: clients must present a certificate it signed (mTLS)."""
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Accepted bearer tokens; empty = no authentication."""
+    max_tensor_elements: int = 1 << 31
+    """Largest element count one input may declare (checked before anything is allocated)."""
+    rest_max_header_bytes: int = 64 * 1024
+    """Largest REST request head."""
+    rest_read_timeout_s: float = 60.0
+    """A REST connection silent for this long is closed (slow clients)."""
+    rest_idle_timeout_s: float = 15.0
+    """An idle keep-alive REST connection is closed after this."""
     image_color_order: Literal["BGR", "RGB"] = "BGR"
     """Channel order of decoded JPEG/PNG inputs (OVMS: BGR)."""
     image_max_pixels: int = 64_000_000
@@ -923,9 +939,22 @@ def _build_parser() -> _Parser:
     _add(g, "max_batch_delay_us", "batch wait for more requests; 0 = none", int, 0)
     _add(g, "max_queue_size", "waiting requests per model version; more are rejected", int, 256)
 
-    g = parser.add_argument_group(
-        "encoded images (JPEG/PNG sent as BYTES / DT_STRING to a 4-D input)"
+    g = parser.add_argument_group("security and limits (ovtrio)")
+    _add(g, "ssl_certificate", "PEM certificate (chain): serve both ports over TLS")
+    _add(g, "ssl_key", "PEM private key of --ssl_certificate")
+    _add(g, "ssl_ca", "PEM CA bundle: require client certificates signed by it (mTLS)")
+    _add(
+        g,
+        "api_key_file",
+        "file of API keys, one per line: require 'Authorization: Bearer <key>' (REST header, "
+        "gRPC metadata); health endpoints stay open",
     )
+    _add(g, "max_tensor_elements", "largest element count one input may declare", int, 1 << 31)
+    _add(g, "rest_max_header_bytes", "largest REST request head", int, 64 * 1024)
+    _add(g, "rest_read_timeout_s", "close a silent REST connection after this", float, 60.0)
+    _add(g, "rest_idle_timeout_s", "close an idle keep-alive REST connection", float, 15.0)
+
+    g = parser.add_argument_group("encoded images (JPEG/PNG as BYTES / DT_STRING, 4-D inputs)")
     _add(
         g,
         "image_color_order",
@@ -1035,6 +1064,10 @@ def load(argv: Sequence[str]) -> ServerConfig:
 
     if metrics_enable and not metrics_names:
         metrics_names = DEFAULT_METRICS
+    if (ns.ssl_certificate is None) != (ns.ssl_key is None):
+        raise ConfigError("--ssl_certificate and --ssl_key go together")
+    if ns.ssl_ca is not None and ns.ssl_certificate is None:
+        raise ConfigError("--ssl_ca (client certificates) requires --ssl_certificate and --ssl_key")
     return ServerConfig(
         port=port,
         rest_port=rest_port,
@@ -1058,9 +1091,48 @@ def load(argv: Sequence[str]) -> ServerConfig:
         cache_dir=_abs_path(ns.cache_dir, None) if ns.cache_dir else None,
         demo=bool(ns.demo),
         ignored_flags=ignored,
+        ssl_certificate=_existing_file(ns.ssl_certificate, "--ssl_certificate"),
+        ssl_key=_existing_file(ns.ssl_key, "--ssl_key"),
+        ssl_ca=_existing_file(ns.ssl_ca, "--ssl_ca"),
+        api_keys=_api_keys(ns.api_key_file),
+        max_tensor_elements=_int(ns.max_tensor_elements, "--max_tensor_elements", minimum=1),
+        rest_max_header_bytes=_int(
+            ns.rest_max_header_bytes, "--rest_max_header_bytes", minimum=1024
+        ),
+        rest_read_timeout_s=_positive_seconds(ns.rest_read_timeout_s, "--rest_read_timeout_s"),
+        rest_idle_timeout_s=_positive_seconds(ns.rest_idle_timeout_s, "--rest_idle_timeout_s"),
         image_color_order=ns.image_color_order,
         image_max_pixels=_int(ns.image_max_pixels, "--image_max_pixels", minimum=1),
     )
+
+
+def _existing_file(value: str | None, flag: str) -> Path | None:
+    if value is None:
+        return None
+    path = _abs_path(value, None)
+    if not path.is_file():
+        raise ConfigError(f"{flag}: no such file: {path}")
+    return path
+
+
+def _positive_seconds(value: float, flag: str) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{flag}: expected a number > 0, got {value}")
+    return value
+
+
+def _api_keys(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    path = _existing_file(value, "--api_key_file")
+    assert path is not None
+    try:
+        keys = tuple(k.strip() for k in path.read_text(encoding="utf-8").splitlines() if k.strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--api_key_file: cannot read {path}: {exc}") from None
+    if not keys:
+        raise ConfigError(f"--api_key_file: {path} holds no key")
+    return keys
 
 
 def _maybe_json(text: str, where: str) -> object:

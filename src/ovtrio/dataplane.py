@@ -120,9 +120,13 @@ class DataPlane:
         registry: ModelRegistry,
         image_options: ImageOptions | None = None,
         metrics: Metrics | None = None,
+        *,
+        max_tensor_elements: int = 1 << 31,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
+        self.max_tensor_elements = max_tensor_elements
+        """Largest element count an input may declare; transports pass it to the codecs."""
         self.image_options = image_options or ImageOptions()
         self.image_limiter = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
         """Encoded images decode in worker threads, at most one per core at a time."""

@@ -10,8 +10,11 @@ once.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import signal
+import ssl
 from typing import TYPE_CHECKING
 
 import trio
@@ -69,9 +72,29 @@ def _hypercorn_config(cfg: ServerConfig) -> HypercornConfig:
     hc.graceful_timeout = cfg.graceful_timeout_s
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.keep_alive_timeout = 75
-    hc.h11_max_incomplete_size = 64 * 1024
+    hc.keep_alive_timeout = cfg.rest_idle_timeout_s
+    hc.read_timeout = math.ceil(cfg.rest_read_timeout_s)
+    hc.h11_max_incomplete_size = cfg.rest_max_header_bytes
+    hc.h2_max_header_list_size = cfg.rest_max_header_bytes
+    if cfg.ssl_certificate is not None and cfg.ssl_key is not None:
+        hc.certfile = str(cfg.ssl_certificate)
+        hc.keyfile = str(cfg.ssl_key)
+        if cfg.ssl_ca is not None:
+            hc.ca_certs = str(cfg.ssl_ca)
+            hc.verify_mode = ssl.CERT_REQUIRED
     return hc
+
+
+def _grpc_ssl_context(cfg: ServerConfig) -> ssl.SSLContext | None:
+    if cfg.ssl_certificate is None or cfg.ssl_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cfg.ssl_certificate), str(cfg.ssl_key))
+    ctx.set_alpn_protocols(["h2"])
+    if cfg.ssl_ca is not None:
+        ctx.load_verify_locations(str(cfg.ssl_ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 async def serve(
@@ -105,6 +128,7 @@ async def serve(
         registry,
         ImageOptions(color_order=cfg.image_color_order, max_pixels=cfg.image_max_pixels),
         metrics,
+        max_tensor_elements=cfg.max_tensor_elements,
     )
     stop = trio.Event()
     async with trio.open_nursery() as root:
@@ -112,7 +136,9 @@ async def serve(
         await root.start(registry.run)
         grpc_endpoint: GrpcEndpoint | None = None
         if cfg.rest_port:
-            app = create_app(dataplane, max_body_bytes=cfg.rest_max_body_bytes)
+            app = create_app(
+                dataplane, max_body_bytes=cfg.rest_max_body_bytes, api_keys=cfg.api_keys
+            )
             try:
                 await root.start(
                     lambda task_status: hypercorn_serve(
@@ -129,7 +155,15 @@ async def serve(
         if cfg.port:
             try:
                 grpc_endpoint = await root.start(
-                    grpc_serve, build_rpc_table(dataplane), cfg.grpc_bind_address, cfg.port
+                    functools.partial(
+                        grpc_serve,
+                        build_rpc_table(dataplane),
+                        cfg.grpc_bind_address,
+                        cfg.port,
+                        ssl_context=_grpc_ssl_context(cfg),
+                        api_keys=cfg.api_keys,
+                        max_message_bytes=cfg.grpc_max_message_bytes,
+                    )
                 )
             except OSError as exc:
                 raise StartupError(str(exc)) from None

@@ -15,8 +15,12 @@ connections that grpclib never closes (stack spike, pitfall 1).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import ssl
+import struct
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -141,12 +145,72 @@ class _Server(grpclib.server.Server):
         await self.wait_closed()
 
 
+OPEN_ROUTES = frozenset(
+    {
+        "/inference.GRPCInferenceService/ServerLive",
+        "/inference.GRPCInferenceService/ServerReady",
+    }
+)
+"""Answered without authentication (orchestrators probe them)."""
+
+
 class _Servable:
     """The grpclib handler object built from an RpcTable."""
 
-    def __init__(self, table: RpcTable, bridge_ref: Callable[[], TrioBridge]) -> None:
+    def __init__(
+        self,
+        table: RpcTable,
+        bridge_ref: Callable[[], TrioBridge],
+        *,
+        api_keys: tuple[str, ...] = (),
+        max_message_bytes: int = 1 << 30,
+    ) -> None:
         self._table = table
         self._bridge = bridge_ref
+        self._keys = [k.encode() for k in api_keys]
+        self._max = max_message_bytes
+
+    def _authenticate(self, route: str, stream: grpclib.server.Stream[Any, Any]) -> None:
+        if not self._keys or route in OPEN_ROUTES:
+            return
+        metadata: Any = stream.metadata or {}
+        header = metadata.get("authorization", "")
+        if isinstance(header, bytes):
+            header = header.decode("latin-1")
+        scheme, _, token = str(header).partition(" ")
+        given = token.strip().encode()
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(given, k) for k in self._keys):
+            raise GRPCError(
+                Status.UNAUTHENTICATED,
+                "Missing or invalid API key (metadata 'authorization: Bearer <key>')",
+            )
+
+    async def _receive(self, stream: grpclib.server.Stream[Any, Any], spec: RpcSpec) -> Any:
+        """grpclib's message read, with the size limit checked before the body is read."""
+        raw = stream._stream
+        meta = await raw.recv_data(5)
+        if len(meta) < 5:
+            raise GRPCError(Status.INVALID_ARGUMENT, "Empty request: no message was sent")
+        compressed, length = meta[0], struct.unpack(">I", meta[1:5])[0]
+        if compressed:
+            raise GRPCError(Status.UNIMPLEMENTED, "Compressed messages are not supported")
+        if length > self._max:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"Request message of {length} bytes exceeds the limit of {self._max} bytes "
+                "(--grpc_max_message_bytes)",
+            )
+        data = await raw.recv_data(length)
+        if len(data) != length:
+            raise GRPCError(Status.INVALID_ARGUMENT, "Truncated request message")
+        raw.connection.messages_received += 1
+        raw.connection.last_message_received = time.monotonic()
+        try:
+            return spec.request_type.FromString(data)
+        except Exception as exc:  # undecodable message: the client's mistake
+            raise GRPCError(
+                Status.INVALID_ARGUMENT, f"Cannot decode the request message: {exc}"
+            ) from None
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         mapping = {}
@@ -163,14 +227,8 @@ class _Servable:
         self, route: str, spec: RpcSpec
     ) -> Callable[[grpclib.server.Stream[Any, Any]], Awaitable[None]]:
         async def handle(stream: grpclib.server.Stream[Any, Any]) -> None:
-            try:
-                request = await stream.recv_message()
-            except GRPCError:
-                raise
-            except Exception as exc:  # undecodable message: the client's mistake
-                raise GRPCError(
-                    Status.INVALID_ARGUMENT, f"Cannot decode the request message: {exc}"
-                ) from None
+            self._authenticate(route, stream)
+            request = await self._receive(stream, spec)
             try:
                 reply = await self._bridge().call(spec.func, request, stream)
             except OvtrioError as exc:
@@ -202,6 +260,9 @@ async def serve(
     host: str,
     port: int,
     *,
+    ssl_context: ssl.SSLContext | None = None,
+    api_keys: tuple[str, ...] = (),
+    max_message_bytes: int = 1 << 30,
     task_status: trio.TaskStatus[GrpcEndpoint] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``table`` on host:port until cancelled; then drain and close.
@@ -218,7 +279,9 @@ async def serve(
 
     async with trio.open_nursery() as rpc_nursery:
         bridge = TrioBridge(token, rpc_nursery)
-        servable = _Servable(table, lambda: bridge)
+        servable = _Servable(
+            table, lambda: bridge, api_keys=api_keys, max_message_bytes=max_message_bytes
+        )
 
         async def amain() -> None:
             loop = asyncio.get_running_loop()
@@ -226,7 +289,7 @@ async def serve(
             server = _Server([servable])
             state["loop"], state["stop"], state["server"] = loop, stop, server
             try:
-                await server.start(host, port, reuse_address=True)
+                await server.start(host, port, reuse_address=True, ssl=ssl_context)
             except OSError as exc:
                 failure.append(exc)
                 token.run_sync_soon(started.set)

@@ -10,6 +10,7 @@ connection cancels the request all the way down to OpenVINO.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
@@ -19,7 +20,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ..dataplane import DataPlane
-from ..errors import InvalidUrl, OvtrioError, PayloadTooLarge, UnsupportedMethod
+from ..errors import (
+    InvalidUrl,
+    OvtrioError,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMethod,
+)
 from . import kserve, repository, tfs
 
 __all__ = ["create_app", "json_response"]
@@ -39,12 +46,33 @@ def error_response(exc: OvtrioError) -> Response:
     return json_response({"error": exc.message}, exc.http_status)
 
 
-def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> QuartTrio:
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+"""Answered without authentication (orchestrators probe them)."""
+
+
+def create_app(
+    dataplane: DataPlane, *, max_body_bytes: int, api_keys: tuple[str, ...] = ()
+) -> QuartTrio:
     app = QuartTrio("ovtrio")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["BODY_TIMEOUT"] = 300
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+
+    if api_keys:
+        accepted = [k.encode() for k in api_keys]
+
+        @app.before_request
+        async def _authenticate() -> None:
+            if request.path in OPEN_PATHS:
+                return
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            given = token.strip().encode()
+            if scheme.lower() != "bearer" or not any(
+                hmac.compare_digest(given, key) for key in accepted
+            ):
+                raise Unauthenticated("Missing or invalid API key (Authorization: Bearer <key>)")
 
     kserve.register(app, dataplane)
     tfs.register(app, dataplane)

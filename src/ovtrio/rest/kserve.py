@@ -90,7 +90,11 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
         body = await request.get_data(cache=False)
         assert isinstance(body, bytes)
         req = kserve_rest.decode_infer_request(
-            body, header_length, model_name=name, model_version=version or None
+            body,
+            header_length,
+            model_name=name,
+            model_version=version or None,
+            max_elements=dp.max_tensor_elements,
         )
         resp = await dp.infer(req, api="KServe", interface="REST")
         payload, json_length = kserve_rest.encode_infer_response(resp, req)

@@ -46,7 +46,11 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
         body = await request.get_data(cache=False)
         assert isinstance(body, bytes)
         req, fmt = tfs_rest.decode_predict(
-            body, model_name=name, model_version=mv.version, input_specs=mv.inputs
+            body,
+            model_name=name,
+            model_version=mv.version,
+            input_specs=mv.inputs,
+            max_elements=dp.max_tensor_elements,
         )
         resp = await dp.infer(req, api="TensorFlowServing", interface="REST")
         return Response(tfs_rest.encode_predict(resp, fmt), content_type="application/json")

@@ -1,0 +1,343 @@
+"""TLS, mutual TLS, API keys, limits, and abusive clients, against real server processes."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import h2.config
+import h2.connection
+import numpy as np
+import pytest
+import requests
+import tritonclient.grpc as grpcclient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from tritonclient.utils import InferenceServerException
+
+from tests import models
+from tests.e2e.conftest import Server, start_server
+
+pytestmark = pytest.mark.e2e
+
+KEY = "s3cret-key"
+
+
+def _cert(
+    subject: str, issuer_key, issuer_name, key, *, ca: bool, server: bool
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(path: Path, cert: x509.Certificate, key) -> tuple[Path, Path]:
+    path.with_suffix(".pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.with_suffix(".key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path.with_suffix(".pem"), path.with_suffix(".key")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("pki")
+    out: dict[str, Path] = {}
+    for ca_name in ("ca", "rogue_ca"):
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
+        ca_cert = _cert(ca_name, ca_key, name, ca_key, ca=True, server=False)
+        out[ca_name], _ = _write(d / ca_name, ca_cert, ca_key)
+        for leaf, is_server in (("server", True), ("client", False)):
+            if ca_name == "rogue_ca" and leaf == "server":
+                continue
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = _cert(leaf, ca_key, name, key, ca=False, server=is_server)
+            prefix = "" if ca_name == "ca" else "rogue_"
+            out[f"{prefix}{leaf}"], out[f"{prefix}{leaf}_key"] = _write(
+                d / f"{prefix}{leaf}", cert, key
+            )
+    return out
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory, pki: dict[str, Path]) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("secure")
+    models.add_model(root / "dummy")
+    keys = root / "keys.txt"
+    keys.write_text(f"other-key\n{KEY}\n")
+    server = start_server(
+        root,
+        [
+            "--model_name",
+            "dummy",
+            "--model_path",
+            str(root / "dummy"),
+            "--ssl_certificate",
+            str(pki["server"]),
+            "--ssl_key",
+            str(pki["server_key"]),
+            "--ssl_ca",
+            str(pki["ca"]),
+            "--api_key_file",
+            str(keys),
+        ],
+        wait_ready=False,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            r = requests.get(
+                f"https://127.0.0.1:{server.rest_port}/v2/health/ready",
+                verify=str(pki["ca"]),
+                cert=(str(pki["client"]), str(pki["client_key"])),
+                timeout=2,
+            )
+            if r.status_code == 200:
+                break
+        except requests.exceptions.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.2)
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+def _grpc(
+    server: Server, pki: dict[str, Path], who: str = "client"
+) -> grpcclient.InferenceServerClient:
+    prefix = "" if who == "client" else "rogue_"
+    return grpcclient.InferenceServerClient(
+        f"localhost:{server.grpc_port}",
+        ssl=True,
+        root_certificates=str(pki["ca"]),
+        private_key=str(pki[f"{prefix}client_key"]),
+        certificate_chain=str(pki[f"{prefix}client"]),
+    )
+
+
+def _input() -> grpcclient.InferInput:
+    inp = grpcclient.InferInput("b", [1, 10], "FP32")
+    inp.set_data_from_numpy(np.zeros((1, 10), np.float32))
+    return inp
+
+
+def test_grpc_mtls_and_api_key(secure: Server, pki: dict[str, Path]) -> None:
+    client = _grpc(secure, pki)
+    assert client.is_server_live()  # health is open
+    auth = {"authorization": f"Bearer {KEY}"}
+    out = client.infer("dummy", [_input()], headers=auth).as_numpy("a")
+    np.testing.assert_array_equal(out, np.ones((1, 10)))
+    with pytest.raises(InferenceServerException, match="UNAUTHENTICATED"):
+        client.infer("dummy", [_input()])
+    with pytest.raises(InferenceServerException, match="UNAUTHENTICATED"):
+        client.get_model_metadata("dummy", headers={"authorization": "Bearer wrong"})
+    rogue = _grpc(secure, pki, "rogue")
+    with pytest.raises(InferenceServerException):
+        rogue.is_server_live()
+
+
+def test_rest_mtls_and_api_key(secure: Server, pki: dict[str, Path]) -> None:
+    base = f"https://127.0.0.1:{secure.rest_port}"
+    cert = (str(pki["client"]), str(pki["client_key"]))
+    ca = str(pki["ca"])
+    assert requests.get(f"{base}/v2/health/live", verify=ca, cert=cert).status_code == 200
+    r = requests.get(f"{base}/v2/models/dummy", verify=ca, cert=cert)
+    assert r.status_code == 401
+    assert "API key" in r.json()["error"]
+    r = requests.get(
+        f"{base}/v2/models/dummy", verify=ca, cert=cert, headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert r.status_code == 200
+    # TLS 1.3 reports a refused client certificate after the handshake: a reset connection
+    with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+        requests.get(
+            f"{base}/v2/health/live",
+            verify=ca,
+            cert=(str(pki["rogue_client"]), str(pki["rogue_client_key"])),
+        )
+    with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+        requests.get(f"{base}/v2/health/live", verify=ca)  # no client certificate
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("limited")
+    models.add_model(root / "dummy")
+    server = start_server(
+        root,
+        [
+            "--model_name",
+            "dummy",
+            "--model_path",
+            str(root / "dummy"),
+            "--grpc_max_message_bytes",
+            "4096",
+            "--rest_max_body_bytes",
+            "4096",
+            "--max_tensor_elements",
+            "1000",
+            "--rest_read_timeout_s",
+            "2",
+            "--rest_idle_timeout_s",
+            "1",
+        ],
+    )
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+def test_limits(limited: Server) -> None:
+    client = grpcclient.InferenceServerClient(limited.grpc_url)
+    big = grpcclient.InferInput("b", [200, 10], "FP32")
+    big.set_data_from_numpy(np.zeros((200, 10), np.float32))
+    with pytest.raises(
+        InferenceServerException, match="RESOURCE_EXHAUSTED.*grpc_max_message_bytes"
+    ):
+        client.infer("dummy", [big])
+    r = requests.post(f"{limited.http}/v2/models/dummy/infer", data=b"x" * 5000)
+    assert r.status_code == 413
+    assert "4096" in r.json()["error"]
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "b",
+                    "shape": [1, 10**12],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 64},
+                }
+            ]
+        }
+    ).encode()
+    r = requests.post(
+        f"{limited.http}/v2/models/dummy/infer",
+        data=header + b"\0" * 64,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert r.status_code == 413
+    body = {"inputs": [{"name": "b", "shape": [101, 10], "datatype": "FP32", "data": [0] * 1010}]}
+    r = requests.post(f"{limited.http}/v2/models/dummy/infer", json=body)
+    assert r.status_code in (413, 400)  # body or element limit, whichever trips first
+    assert client.infer("dummy", [_input()]).as_numpy("a").shape == (1, 10)
+
+
+def _rss_kb(server: Server) -> int:
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_slow_and_idle_clients_do_not_starve_normal_ones(limited: Server) -> None:
+    slow = []
+    for _ in range(100):
+        s = socket.create_connection(("127.0.0.1", limited.rest_port))
+        s.sendall(b"POST /v2/models/dummy/infer HTTP/1.1\r\nHost: x\r\n")  # never finishes
+        slow.append(s)
+    idle = [socket.create_connection(("127.0.0.1", limited.rest_port)) for _ in range(200)]
+    try:
+        for _ in range(5):
+            r = requests.get(f"{limited.http}/v2/health/ready", timeout=10)
+            assert r.status_code == 200
+        time.sleep(3)  # past --rest_read_timeout_s: the server closed the silent connections
+        closed = 0
+        for s in slow:
+            s.settimeout(0.5)
+            try:
+                s.recv(1024)  # an answer (408/400) or the end of the stream: the server let go
+                closed += 1
+            except ConnectionResetError:
+                closed += 1
+            except TimeoutError:
+                pass  # still held open
+        assert closed > 50, f"only {closed} slow connections were closed"
+    finally:
+        for s in slow + idle:
+            s.close()
+
+
+def test_http2_rapid_reset_on_grpc_port(limited: Server) -> None:
+    before = _rss_kb(limited)
+    stop = threading.Event()
+    sent = [0]
+
+    def attack() -> None:
+        sock = socket.create_connection(("127.0.0.1", limited.grpc_port))
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        headers = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/inference.GRPCInferenceService/ModelInfer"),
+            (":authority", "localhost"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]
+        sock.setblocking(False)
+        try:
+            while not stop.is_set() and sent[0] < 20000:
+                stream_id = conn.get_next_available_stream_id()
+                conn.send_headers(stream_id, headers)
+                conn.reset_stream(stream_id)
+                sent[0] += 1
+                try:
+                    sock.sendall(conn.data_to_send())
+                except BlockingIOError:
+                    time.sleep(0.001)
+                try:
+                    data = sock.recv(65536)
+                    if data:
+                        conn.receive_data(data)
+                except BlockingIOError:
+                    pass
+        except (OSError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            sock.close()
+
+    attacker = threading.Thread(target=attack)
+    attacker.start()
+    try:
+        client = grpcclient.InferenceServerClient(limited.grpc_url)
+        for _ in range(20):
+            assert client.infer("dummy", [_input()], client_timeout=30).as_numpy("a").shape == (
+                1,
+                10,
+            )
+    finally:
+        stop.set()
+        attacker.join(30)
+    assert sent[0] > 100
+    assert _rss_kb(limited) - before < 300_000, "memory grew by more than 300 MB"
+    assert requests.get(f"{limited.http}/v2/health/live").status_code == 200
