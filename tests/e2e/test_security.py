@@ -6,7 +6,6 @@ import datetime
 import ipaddress
 import json
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ KEY = "s3cret-key"
 def _cert(
     subject: str, issuer_key, issuer_name, key, *, ca: bool, server: bool
 ) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
@@ -221,7 +220,7 @@ def test_limits(limited: Server) -> None:
     big = grpcclient.InferInput("b", [200, 10], "FP32")
     big.set_data_from_numpy(np.zeros((200, 10), np.float32))
     with pytest.raises(
-        InferenceServerException, match="RESOURCE_EXHAUSTED.*grpc_max_message_bytes"
+        InferenceServerException, match=r"RESOURCE_EXHAUSTED.*grpc_max_message_bytes"
     ):
         client.infer("dummy", [big])
     r = requests.post(f"{limited.http}/v2/models/dummy/infer", data=b"x" * 5000)
