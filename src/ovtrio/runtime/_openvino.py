@@ -314,7 +314,7 @@ class CompiledModel:
         except (RuntimeError, TypeError, ValueError) as exc:
             raise InferenceFailed(f"Internal inference error - {_first_line(exc)}") from exc
         try:
-            await call.event.wait()
+            await self._wait(req, call)
         except trio.Cancelled:
             if not call.event.is_set():
                 req.cancel()
@@ -331,6 +331,28 @@ class CompiledModel:
         if self.observer is not None:
             self.observer("inference", took / 1e9)
         return call.outputs
+
+    async def _wait(self, req: ov.InferRequest, call: _Call) -> None:
+        """Wait for the completion callback.
+
+        OpenVINO calls no callback when an inference *fails*, so while waiting the request is
+        checked now and then (``wait_for(0)`` does not block and raises the inference's error):
+        first after 50 ms, then at doubling intervals up to a second. Successful inferences
+        shorter than that are never polled.
+        """
+        interval = 0.05
+        while True:
+            with trio.move_on_after(interval):
+                await call.event.wait()
+                return
+            try:
+                req.wait_for(0)
+            except RuntimeError as exc:
+                if not call.event.is_set():
+                    call.error = exc
+                    call.event.set()
+                return
+            interval = min(interval * 2, 1.0)
 
     def _make_callback(
         self, req: ov.InferRequest, call: _Call, token: trio.lowlevel.TrioToken
