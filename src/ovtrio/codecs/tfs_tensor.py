@@ -65,6 +65,10 @@ _SHAPE: Final = "Invalid input shape"
 
 _BY_TFS: Final = {d.tfs: d for d in DATATYPES}
 
+MAX_REPEAT_BYTES: Final = 1 << 30
+"""Largest tensor TensorFlow's repeat-the-last-value rule may build (the default gRPC message
+limit): a few bytes of request must not make the server allocate gigabytes."""
+
 # datatype -> the typed TensorProto field TensorFlow reads for it
 _VAL_FIELD: Final = {
     "BOOL": "bool_val",
@@ -156,13 +160,18 @@ def _shape_of(t: tf_pb.TensorProto, name: str) -> list[int]:
 
 
 def tensor_to_array(
-    t: tf_pb.TensorProto, name: str, max_elements: int = 1 << 31
+    t: tf_pb.TensorProto,
+    name: str,
+    max_elements: int = 1 << 31,
+    max_repeat_bytes: int = MAX_REPEAT_BYTES,
 ) -> tuple[Datatype, np.ndarray[Any, Any]]:
     """Decode one TensorProto (an input named ``name``) into its datatype and array.
 
     Numeric arrays from ``tensor_content`` are zero-copy views of the message's bytes
     (read-only). The element count is checked against ``max_elements`` before anything is
-    allocated (PayloadTooLarge).
+    allocated (PayloadTooLarge), and so is the size of a tensor that fewer typed values than
+    elements would fill by repeating the last value, against ``max_repeat_bytes`` (8 bytes per
+    DT_STRING element).
     """
     dt = datatype_of_tfs(t.dtype, name)
     shape = _shape_of(t, name)
@@ -204,6 +213,13 @@ def tensor_to_array(
             f"{_VALUE_COUNT} - Expected: {count}; Actual: {n} (in {field}); input name: {name}"
         )
     # Fewer values than elements: TensorFlow repeats the last one.
+    size = count * (dt.itemsize or 8)
+    if size > max_repeat_bytes:
+        raise PayloadTooLarge(
+            f"Input tensor too large - {n} values in {field} would be repeated to fill {count}"
+            f" elements ({size} bytes); at most {max_repeat_bytes} bytes are built that way"
+            f"; input name: {name}"
+        )
     head = _typed_values(dt, field, values, name)
     out = np.empty(count, dtype=dt.numpy)
     out[:n] = head
@@ -294,7 +310,10 @@ def check_signature_name(signature_name: str) -> None:
 
 
 def decode_predict_request(
-    req: tfs_pb.PredictRequest, *, max_elements: int = 1 << 31
+    req: tfs_pb.PredictRequest,
+    *,
+    max_elements: int = 1 << 31,
+    max_repeat_bytes: int = MAX_REPEAT_BYTES,
 ) -> InferRequest:
     """Decode a TFS PredictRequest.
 
@@ -312,7 +331,7 @@ def decode_predict_request(
     version = spec.version or None
 
     inputs = [
-        Tensor(name, *tensor_to_array(proto, name, max_elements))
+        Tensor(name, *tensor_to_array(proto, name, max_elements, max_repeat_bytes))
         for name, proto in req.inputs.items()
     ]
     outputs: list[RequestedOutput] | None = None
