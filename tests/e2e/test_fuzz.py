@@ -30,7 +30,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -327,7 +326,10 @@ class Target:
             if status != 200:
                 return f"REST health: {status} {body[:200]!r}"
             status, body = self.rest.request(
-                "POST", "/v2/models/dummy/infer", GOOD_REST_BODY, {"Content-Type": "application/json"}
+                "POST",
+                "/v2/models/dummy/infer",
+                GOOD_REST_BODY,
+                {"Content-Type": "application/json"},
             )
             if status != 200 or json.loads(body)["outputs"][0]["data"] != [
                 v + 1 for v in GOOD_INPUT
@@ -354,8 +356,7 @@ class Target:
 
 def good_grpc_infer() -> bytes:
     req = service_pb2.ModelInferRequest(model_name="dummy")
-    tensor = req.inputs.add(name="b", datatype="FP32", shape=[1, 10])
-    del tensor
+    req.inputs.add(name="b", datatype="FP32", shape=[1, 10])
     req.raw_input_contents.append(np.asarray(GOOD_INPUT, np.float32).tobytes())
     return req.SerializeToString()
 
@@ -555,8 +556,14 @@ def kserve_plausible_body(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
             st.one_of(
                 st.lists(
                     st.fixed_dictionaries(
-                        {"name": st.one_of(st.sampled_from(["a", "sum", "diff", "out"]), json_leaves)},
-                        optional={"parameters": st.dictionaries(json_keys, json_leaves, max_size=2)},
+                        {
+                            "name": st.one_of(
+                                st.sampled_from(["a", "sum", "diff", "out"]), json_leaves
+                            )
+                        },
+                        optional={
+                            "parameters": st.dictionaries(json_keys, json_leaves, max_size=2)
+                        },
                     ),
                     max_size=3,
                 ),
@@ -688,9 +695,7 @@ def kserve_rest_binary_case(draw: st.DrawFn) -> RestCase:
             st.just(f" {length} "),
             st.just(str(len(body) + 1)),
             st.sampled_from([str(2**63), str(10**40)]),
-            st.text(
-                alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=6
-            ),
+            st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=6),
             st.none(),
         )
     )
@@ -898,7 +903,9 @@ def kserve_grpc_infer_case(draw: st.DrawFn) -> GrpcCase:
         req.model_name = draw(model_names)
     if draw(st.integers(0, 3)) == 0:
         req.model_version = draw(
-            st.one_of(st.sampled_from(["1", "2", "4", "0", "-1", " 1", "1.0", "99"]), st.text(max_size=6))
+            st.one_of(
+                st.sampled_from(["1", "2", "4", "0", "-1", " 1", "1.0", "99"]), st.text(max_size=6)
+            )
         )
     if draw(st.integers(0, 4)) == 0:
         req.id = draw(st.text(max_size=10))
@@ -929,16 +936,16 @@ def kserve_grpc_infer_case(draw: st.DrawFn) -> GrpcCase:
         if use_raw:
             blob = _numbers_blob(values, dt)
             if draw(st.integers(0, 3)) == 0:
-                blob = draw(st.one_of(st.binary(max_size=40), st.just(blob[:-1]), st.just(blob + b"\0")))
+                blob = draw(
+                    st.one_of(st.binary(max_size=40), st.just(blob[:-1]), st.just(blob + b"\0"))
+                )
             req.raw_input_contents.append(blob)
         elif raw_mode != "none":
             chosen = _CONTENTS_FIELD.get(dt, "fp32_contents")
             if draw(st.integers(0, 3)) == 0:
                 chosen = draw(st.sampled_from(sorted(_CONTENTS_VALUES)))
             if chosen == _CONTENTS_FIELD.get(dt) and draw(st.booleans()):
-                items: list[Any] = [
-                    v.encode() if isinstance(v, str) else v for v in values
-                ]
+                items: list[Any] = [v.encode() if isinstance(v, str) else v for v in values]
             else:
                 items = draw(st.lists(_CONTENTS_VALUES[chosen], max_size=8))
             getattr(tensor.contents, chosen).extend(items)
@@ -1169,7 +1176,9 @@ def url_case(draw: st.DrawFn) -> RestCase:
     method, template = draw(st.sampled_from(URL_TEMPLATES))
     if draw(st.integers(0, 5)) == 0:
         method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]))
-    path = template.replace("{m}", _encode_name(name, draw(st.sampled_from(["quote", "slashes", "everything"]))))
+    path = template.replace(
+        "{m}", _encode_name(name, draw(st.sampled_from(["quote", "slashes", "everything"])))
+    )
     body = GOOD_REST_BODY if "infer" in path else b'{"instances": [[1.0]]}'
     return RestCase(method, path, body if method == "POST" else b"", expect_not_found=True)
 
@@ -1177,7 +1186,22 @@ def url_case(draw: st.DrawFn) -> RestCase:
 @st.composite
 def grpc_name_case(draw: st.DrawFn) -> GrpcCase:
     name = draw(weird_names)
-    kind = draw(st.sampled_from(["metadata", "ready", "config", "stats", "infer", "load", "unload", "tfs_status", "tfs_metadata", "tfs_predict"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "metadata",
+                "ready",
+                "config",
+                "stats",
+                "infer",
+                "load",
+                "unload",
+                "tfs_status",
+                "tfs_metadata",
+                "tfs_predict",
+            ]
+        )
+    )
     msg: Any
     if kind == "metadata":
         method, msg = KSERVE + "ModelMetadata", service_pb2.ModelMetadataRequest(name=name)
@@ -1223,8 +1247,10 @@ def grpc_name_case(draw: st.DrawFn) -> GrpcCase:
     try:
         payload = msg.SerializeToString()
     except ValueError:  # a lone surrogate cannot be a protobuf string: send it as raw bytes
-        payload = b"\n" + _varint(len(name.encode("utf-8", "surrogatepass"))) + name.encode(
-            "utf-8", "surrogatepass"
+        payload = (
+            b"\n"
+            + _varint(len(name.encode("utf-8", "surrogatepass")))
+            + name.encode("utf-8", "surrogatepass")
         )
     return GrpcCase(method, payload, note=f"{kind} {name!r}", expect_not_found=True)
 
@@ -1374,13 +1400,18 @@ def test_traversal_names_over_grpc_are_not_found(target: Target) -> None:
         for method, msg in (
             (KSERVE + "ModelMetadata", service_pb2.ModelMetadataRequest(name=name)),
             (KSERVE + "ModelReady", service_pb2.ModelReadyRequest(name=name)),
-            (KSERVE + "RepositoryModelLoad", service_pb2.RepositoryModelLoadRequest(model_name=name)),
+            (
+                KSERVE + "RepositoryModelLoad",
+                service_pb2.RepositoryModelLoadRequest(model_name=name),
+            ),
         ):
             code, details = target.grpc_call(method, msg.SerializeToString())
             assert code == "NOT_FOUND", (method, name, code, details)
         status_req = get_model_status_pb2.GetModelStatusRequest()
         status_req.model_spec.name = name
-        code, details = target.grpc_call(MODEL_SERVICE + "GetModelStatus", status_req.SerializeToString())
+        code, details = target.grpc_call(
+            MODEL_SERVICE + "GetModelStatus", status_req.SerializeToString()
+        )
         assert code == "NOT_FOUND", (name, code, details)
 
 
@@ -1416,7 +1447,3 @@ def test_raw_socket_garbage(target: Target) -> None:
                 assert 400 <= status < 500, (data, reply[:300])
             assert b"Traceback" not in reply
     assert target.alive_problem() is None
-
-
-def _unused(_: Path) -> None:  # keep Path imported for type hints of fixtures
-    pass

@@ -36,6 +36,7 @@ from ..tensors import (
 
 __all__ = [
     "DEFAULT_SIGNATURE",
+    "MAX_REPEAT_BYTES",
     "PREDICT_METHOD",
     "SIGNATURE_DEF_MAP_TYPE_URL",
     "VersionStatus",
