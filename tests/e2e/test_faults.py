@@ -94,3 +94,45 @@ def test_sigterm_under_load_drains_then_exits_0(tmp_path: Path) -> None:
     assert results.count("ok") > 20
     assert set(results) <= {"ok", "StatusCode.UNAVAILABLE"}, set(results)
     assert "Traceback" not in server.log()
+
+
+def test_second_sigint_exits_at_once(tmp_path: Path) -> None:
+    models.slow_model(tmp_path / "slow")
+    server = start_server(
+        tmp_path,
+        [
+            "--model_name",
+            "slow",
+            "--model_path",
+            str(tmp_path / "slow"),
+            "--dynamic_batching",
+            "off",
+            "--plugin_config",
+            '{"NUM_STREAMS": 1}',
+        ],
+    )
+    results: list[object] = []
+
+    def call() -> None:
+        c = grpcclient.InferenceServerClient(server.grpc_url)
+        inp = grpcclient.InferInput("x", [12, 64], "FP32")  # about 6 s of convolutions
+        inp.set_data_from_numpy(np.ones((12, 64), np.float32))
+        try:
+            results.append(c.infer("slow", [inp], client_timeout=60))
+        except InferenceServerException as exc:
+            results.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    time.sleep(1.0)
+    server.proc.send_signal(signal.SIGINT)  # graceful: would wait for the inference
+    time.sleep(0.5)
+    assert server.proc.poll() is None
+    server.proc.send_signal(signal.SIGINT)  # at once
+    code = server.proc.wait(30)
+    worker.join(30)
+    assert code == 0, server.log()
+    assert "second signal" in server.log()
+    assert "Traceback" not in server.log()
+    # the server did not wait for the inference: the caller got an error, not the answer
+    assert isinstance(results[0], InferenceServerException), results
