@@ -21,6 +21,7 @@ The strategies and the senders are shared with ``scripts/fuzz`` (the long run), 
 from __future__ import annotations
 
 import base64
+import collections
 import http.client
 import json
 import math
@@ -280,6 +281,8 @@ class Target:
         )
         self._calls: dict[str, Callable[..., Any]] = {}
         self._log_offset = 0
+        self.recent: collections.deque[Case] = collections.deque(maxlen=8)
+        """The last cases sent (named when the server stops answering)."""
 
     @classmethod
     def of(cls, server: Server, timeout: float = 30.0) -> Target:
@@ -302,6 +305,7 @@ class Target:
         return "OK", ""
 
     def send(self, case: Case) -> Outcome:
+        self.recent.append(case)
         if isinstance(case, RestCase):
             try:
                 status, body = self.rest.request(
@@ -323,20 +327,33 @@ class Target:
             return f"the server exited with {self.server.proc.returncode}"
         try:
             status, body = self.rest.request("GET", "/v2/health/ready")
-            if status != 200:
-                return f"REST health: {status} {body[:200]!r}"
+        except (OSError, http.client.HTTPException) as exc:
+            return f"REST health check failed: {exc!r}"
+        if status != 200:
+            return f"REST health: {status} {body[:200]!r}"
+        started = time.monotonic()
+        try:
             status, body = self.rest.request(
                 "POST",
                 "/v2/models/dummy/infer",
                 GOOD_REST_BODY,
                 {"Content-Type": "application/json"},
             )
-            if status != 200 or json.loads(body)["outputs"][0]["data"] != [
-                v + 1 for v in GOOD_INPUT
-            ]:
-                return f"REST known-good inference: {status} {body[:200]!r}"
-        except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
-            return f"REST known-good requests failed: {exc!r}"
+        except (OSError, http.client.HTTPException) as exc:
+            took = time.monotonic() - started
+            self.rest.close()
+            try:  # the same on a new connection: is the server stuck, or that connection?
+                status, body = self.rest.request("POST", "/v2/models/dummy/infer", GOOD_REST_BODY)
+                again = f"on a new connection: {status}"
+            except (OSError, http.client.HTTPException) as exc2:
+                again = f"on a new connection: {exc2!r}"
+            return f"REST known-good inference failed after {took:.1f} s: {exc!r}; {again}"
+        try:
+            data = json.loads(body)["outputs"][0]["data"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            data = None
+        if status != 200 or data != [v + 1 for v in GOOD_INPUT]:
+            return f"REST known-good inference: {status} {body[:200]!r}"
         code, details = self.grpc_call(KSERVE + "ServerReady", b"")
         if code != "OK":
             return f"gRPC ServerReady: {code} {details}"
@@ -1323,7 +1340,8 @@ def check(target: Target, case: Case) -> None:
     _Counter.n += 1
     if _Counter.n % CHECK_EVERY == 0:
         problem = target.alive_problem()
-        assert problem is None, f"server broken after {case!r}: {problem}"
+        recent = "\n".join(repr(c) for c in target.recent)
+        assert problem is None, f"server broken: {problem}; the last cases sent:\n{recent}"
 
 
 @FUZZ
