@@ -402,7 +402,25 @@ class DataPlane:
                     f"Missing input with specific name - Required input: {spec.name}"
                 )
             by_name[spec.name] = _check_tensor(spec, tensor, mv)
-        return [by_name[s.name] for s in specs]
+            if spec.datatype.kserve == "BYTES" and tensor.data.size == 0:
+                # OpenVINO cannot take an empty string tensor (it crashes the process)
+                raise InvalidArgument(
+                    f"Invalid input shape - a BYTES input must have at least one element; "
+                    f"Actual: {list(tensor.shape)}; input name: {spec.name}"
+                )
+        arrays = [by_name[s.name] for s in specs]
+        if mv.batcher is not None and len(arrays) > 1:
+            # The batcher concatenates and splits along the batch axis of every input.
+            sizes = {
+                s.name: int(a.shape[ax])
+                for s, a, ax in zip(specs, arrays, mv.batcher.axes, strict=True)
+            }
+            if len(set(sizes.values())) > 1:
+                raise InvalidArgument(
+                    "Invalid input batch size - the inputs of one request must share their "
+                    f"batch size; got {sizes}"
+                )
+        return arrays
 
     @staticmethod
     def _select_outputs(

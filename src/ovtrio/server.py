@@ -29,6 +29,7 @@ from .grpc import serve as grpc_serve
 from .images import ImageOptions
 from .metrics import Metrics
 from .repository import ModelRegistry
+from .rest._hypercorn import contain_connection_errors
 from .rest.app import create_app
 from .runtime import ov_core
 
@@ -136,6 +137,7 @@ async def serve(
         await root.start(registry.run)
         grpc_endpoint: GrpcEndpoint | None = None
         if cfg.rest_port:
+            contain_connection_errors()
             app = create_app(
                 dataplane, max_body_bytes=cfg.rest_max_body_bytes, api_keys=cfg.api_keys
             )

@@ -26,8 +26,10 @@ from ..tensors import (
     Tensor,
     datatype,
 )
+from ._wire import check_wire_types
 
 __all__ = [
+    "check_wire_types",
     "decode_bytes_elements",
     "decode_infer_request",
     "decode_varints",
@@ -62,7 +64,7 @@ def parse_version(text: str) -> int | None:
     """KServe's string version: empty means the default version."""
     if not text:
         return None
-    if not (text.isascii() and text.isdigit()):
+    if not (isinstance(text, str) and text.isascii() and text.isdigit()):
         raise InvalidArgument("invalid model version format in request")
     return int(text)
 
@@ -154,6 +156,12 @@ def _count(shape: list[int], name: str) -> int:
             f"Invalid input shape - {count} elements exceed the limit of {MAX_ELEMENTS}; "
             f"input name: {name}"
         )
+    if count == 0 and math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        # numpy cannot even build an empty array of such a shape
+        raise InvalidArgument(
+            f"Invalid input shape - {shape} holds no elements, but its other dimensions "
+            f"multiply to more than {MAX_ELEMENTS}; input name: {name}"
+        )
     return count
 
 
@@ -238,6 +246,7 @@ def _has_contents(contents: Any) -> bool:
 
 
 def decode_infer_request(msg: raw_pb.ModelInferRequest | pb.ModelInferRequest) -> InferRequest:
+    check_wire_types(msg)
     raw = list(msg.raw_input_contents)
     inputs: list[Any] = list(msg.inputs)
     if not inputs:

@@ -249,6 +249,12 @@ def _decode_input(
             f"Input tensor too large - Expected: at most {max_elements} elements;"
             f" Actual: {count} elements; input name: {name}"
         )
+    if count == 0 and math.prod(d for d in shape if d) > max_elements:
+        # numpy cannot even build an empty array of such a shape
+        raise InvalidArgument(
+            f"Invalid input shape - {list(shape)} holds no elements, but its other dimensions"
+            f" multiply to more than {max_elements}; input name: {name}"
+        )
     parameters = _parameters(raw.get("parameters"), f"input {name}")
     has_size = "binary_data_size" in parameters
 

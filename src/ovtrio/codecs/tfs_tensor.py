@@ -33,6 +33,7 @@ from ..tensors import (
     Tensor,
     TensorSpec,
 )
+from .kserve_grpc import check_wire_types
 
 __all__ = [
     "DEFAULT_SIGNATURE",
@@ -182,6 +183,12 @@ def tensor_to_array(
             f"Input tensor too large - Expected: at most {max_elements} elements;"
             f" Actual: {count} elements; input name: {name}"
         )
+    if count == 0 and math.prod(d for d in shape if d) > max_elements:
+        # numpy cannot even build an empty array of such a shape
+        raise InvalidArgument(
+            f"{_SHAPE} - ({','.join(map(str, shape))}) holds no elements, but its other"
+            f" dimensions multiply to more than {max_elements}; input name: {name}"
+        )
     content = t.tensor_content
     if content:  # TensorFlow: tensor_content, when set, wins over the typed fields
         if dt.kserve == "BYTES":
@@ -322,6 +329,7 @@ def decode_predict_request(
     left in ``parameters["version_label"]`` for the caller to resolve. ``output_filter`` becomes
     the requested outputs (None: every output).
     """
+    check_wire_types(req)
     spec = req.model_spec
     if spec is None:
         raise InvalidArgument("model_spec missing in request")

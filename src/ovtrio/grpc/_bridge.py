@@ -35,6 +35,7 @@ import uvloop
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from ..codecs._wire import check_wire_types
 from ..errors import OvtrioError
 
 __all__ = ["GrpcEndpoint", "RpcTable", "TrioBridge", "serve"]
@@ -221,11 +222,17 @@ class _Servable:
         raw.connection.messages_received += 1
         raw.connection.last_message_received = time.monotonic()
         try:
-            return spec.request_type.FromString(data)
+            message = spec.request_type.FromString(data)
+            # betterproto2 does not check wire types: a varint where a message belongs
+            # decodes as an int; refuse such messages here, for every RPC.
+            check_wire_types(message)
+        except OvtrioError as exc:
+            raise _grpc_error(exc) from None
         except Exception as exc:  # undecodable message: the client's mistake
             raise GRPCError(
                 Status.INVALID_ARGUMENT, f"Cannot decode the request message: {exc}"
             ) from None
+        return message
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         mapping = {}

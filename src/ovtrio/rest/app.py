@@ -43,11 +43,36 @@ def json_response(
 
 
 def error_response(exc: OvtrioError) -> Response:
-    return json_response({"error": exc.message}, exc.http_status)
+    response = json_response({"error": exc.message}, exc.http_status)
+    if request and request.method in ("POST", "PUT", "PATCH"):
+        # The body may be unread (an answer before it arrived): hypercorn cannot reuse such a
+        # connection, so say so instead of leaving the client's next request hanging on it.
+        response.headers["Connection"] = "close"
+    return response
 
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 """Answered without authentication (orchestrators probe them)."""
+
+
+async def _drain_body() -> None:
+    """Read what is left of a request body before an early error answer.
+
+    hypercorn (0.18, HTTP/1.1) cannot serve the next request of a kept-alive connection when an
+    answer went out before the body arrived: the connection hangs. Reading the body (bounded by
+    MAX_CONTENT_LENGTH) first keeps the connection usable (found by the fuzz tests).
+    """
+    if request.method in ("POST", "PUT", "PATCH"):
+        try:
+            await request.get_data(cache=False)
+        except Exception:  # the error answer goes out anyway (with Connection: close)
+            pass
+
+
+class _HttpError(OvtrioError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.http_status = status
 
 
 def create_app(
@@ -58,6 +83,8 @@ def create_app(
     app.config["BODY_TIMEOUT"] = 300
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    # "/v2/models//ready" must not be redirected to "/v2/models/ready" (a model named "ready")
+    app.url_map.merge_slashes = False
 
     if api_keys:
         accepted = [k.encode() for k in api_keys]
@@ -88,10 +115,14 @@ def create_app(
 
     @app.errorhandler(OvtrioError)
     async def _ovtrio_error(exc: OvtrioError) -> Response:
+        if not isinstance(exc, PayloadTooLarge):
+            await _drain_body()
         return error_response(exc)
 
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
+        if not isinstance(exc, RequestEntityTooLarge):
+            await _drain_body()
         if isinstance(exc, MethodNotAllowed):
             return error_response(UnsupportedMethod("Unsupported method"))
         if isinstance(exc, NotFound):
@@ -100,11 +131,11 @@ def create_app(
             return error_response(
                 PayloadTooLarge(f"Request body exceeds the limit of {max_body_bytes} bytes")
             )
-        return json_response({"error": exc.description or exc.name}, exc.code or 400)
+        return error_response(_HttpError(exc.description or exc.name, exc.code or 400))
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:
         log.exception("unexpected error serving %s %s", request.method, request.path)
-        return json_response({"error": "Internal server error"}, 500)
+        return error_response(OvtrioError("Internal server error"))
 
     return app

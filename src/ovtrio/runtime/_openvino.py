@@ -284,17 +284,24 @@ class CompiledModel:
         if self.observer is not None:
             self.observer("wait", time.perf_counter() - waited_from)
         try:
-            req = self._free.pop()
+            holder = [self._free.pop()]
             try:
-                return await self._run(req, arrays)
+                return await self._run(holder, arrays)
             finally:
-                self._free.append(req)
+                self._free.append(holder[0])
         finally:
             self._sem.release()
 
+    def _renew(self, holder: list[ov.InferRequest]) -> None:
+        """Replace a request that was cancelled or failed: OpenVINO may answer the next
+        inference on it with stale shapes or data from the interrupted one (seen with
+        2026.4: another caller's rows after a cancel; a cached shape after a failure)."""
+        holder[0] = self.compiled.create_infer_request()
+
     async def _run(
-        self, req: ov.InferRequest, arrays: Sequence[np.ndarray[Any, Any]]
+        self, holder: list[ov.InferRequest], arrays: Sequence[np.ndarray[Any, Any]]
     ) -> list[np.ndarray[Any, Any]]:
+        req = holder[0]
         call = _Call()
         started = time.perf_counter_ns()
         token = trio.lowlevel.current_trio_token()
@@ -321,8 +328,10 @@ class CompiledModel:
                 self.cancelled += 1
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(_wait_idle, req)
+                self._renew(holder)
             raise
         if call.error is not None:
+            self._renew(holder)
             raise InferenceFailed(f"Internal inference error - {_first_line(call.error)}")
         assert call.outputs is not None
         self.completed += 1
@@ -367,7 +376,11 @@ class CompiledModel:
                 for i, is_string in enumerate(string_outputs):
                     t = req.get_output_tensor(i)
                     if is_string:
-                        outputs.append(np.array(t.bytes_data, dtype=object).reshape(tuple(t.shape)))
+                        shape = tuple(t.shape)
+                        if t.get_size() == 0:  # reading bytes_data of an empty tensor crashes
+                            outputs.append(np.empty(shape, dtype=object))
+                        else:
+                            outputs.append(np.array(t.bytes_data, dtype=object).reshape(shape))
                     else:
                         outputs.append(t.data.copy())
             except Exception as exc:  # surfaced to the caller as InferenceFailed

@@ -1,0 +1,58 @@
+"""Two fixes for hypercorn's trio worker (hypercorn 0.18), found by the fuzz tests.
+
+A client that closes or half-closes its connection while the server is answering a request
+whose body it has not read makes hypercorn's ``send_eof`` race with ``send_all``
+(``trio.BusyResourceError``). The exception leaves ``TCPServer.run``, reaches the nursery of
+``trio.serve_listeners`` and stops the whole REST server: the process exits. Found by the fuzz
+tests (``tests/e2e/test_fuzz.py``, "close race"). One broken connection must only end that
+connection, so:
+
+* ``TCPServer._close`` runs under the connection's send lock (unless the task closing already
+  holds it), so ``send_eof`` no longer races an answer being written;
+* ``TCPServer.run`` is wrapped to log and contain ordinary exceptions (cancellation, a
+  BaseException, still propagates).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from hypercorn.trio.tcp_server import TCPServer
+
+__all__ = ["contain_connection_errors"]
+
+log = logging.getLogger("hypercorn.error")
+
+_original_run: Callable[[Any], Awaitable[None]] | None = None
+
+
+def contain_connection_errors() -> None:
+    """Install the wrapper once (idempotent)."""
+    global _original_run
+    if _original_run is not None:
+        return
+    _original_run = TCPServer.run
+    original = _original_run
+
+    async def run(self: Any) -> None:
+        try:
+            await original(self)
+        except Exception as exc:  # contained: one connection's failure ends only that connection
+            log.debug("connection ended by an error: %r", exc)
+
+    TCPServer.run = run  # type: ignore[method-assign]
+
+    original_close = TCPServer._close
+
+    async def close(self: Any) -> None:
+        lock = self.send_lock
+        if lock.statistics().owner is trio.lowlevel.current_task():
+            await original_close(self)
+        else:
+            async with lock:
+                await original_close(self)
+
+    TCPServer._close = close  # type: ignore[method-assign]
