@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import hmac
 import logging
 import ssl
@@ -23,12 +24,13 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpclib.const
 import grpclib.server
+import grpclib.utils
 import hyperframe.frame
 import trio
 import uvloop
@@ -52,6 +54,23 @@ def _short_data_repr(data: bytes | None) -> str:
 # 600 KB tensor that is 1.2 MB of hex per request, about 5 % of the server's CPU under load
 # (py-spy, MobileNet over gRPC). Same output, computed from the first 10 bytes only.
 hyperframe.frame._raw_data_repr = _short_data_repr
+
+_deadline_start = grpclib.utils.DeadlineWrapper.start
+
+
+@contextlib.contextmanager
+def _deadline_start_marked(self: Any, deadline: Any) -> Iterator[None]:
+    # grpclib 0.4.9 raises for a deadline already past *before* marking the call cancelled,
+    # so the call is logged as "Timeout occurred" with a traceback and the client may get
+    # UNKNOWN instead of DEADLINE_EXCEEDED (found by scripts/soak with very short deadlines).
+    if not deadline.time_remaining():
+        self.cancelled = True
+        raise TimeoutError("Deadline exceeded")
+    with _deadline_start(self, deadline):
+        yield
+
+
+grpclib.utils.DeadlineWrapper.start = _deadline_start_marked  # type: ignore[method-assign]
 
 log = logging.getLogger(__name__)
 
