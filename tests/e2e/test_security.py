@@ -247,6 +247,17 @@ def test_limits(limited: Server) -> None:
     body = {"inputs": [{"name": "b", "shape": [101, 10], "datatype": "FP32", "data": [0] * 1010}]}
     r = requests.post(f"{limited.http}/v2/models/dummy/infer", json=body)
     assert r.status_code in (413, 400)  # body or element limit, whichever trips first
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(limited.grpc_url))
+    req = service_pb2.ModelInferRequest(model_name="dummy")
+    req.inputs.add(name="b", datatype="FP32", shape=[1, 10**12])
+    req.raw_input_contents.append(b"\0" * 64)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(req)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "max_tensor_elements" in info.value.details()
     assert client.infer("dummy", [_input()]).as_numpy("a").shape == (1, 10)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, PayloadTooLarge
 from ..grpc._generated import inference as pb
 from ..grpc._generated import inference_raw as raw_pb
 from ..tensors import (
@@ -145,16 +145,16 @@ def encode_bytes_elements(array: np.ndarray[Any, Any]) -> bytes:
     return b"".join(parts)
 
 
-def _count(shape: list[int], name: str) -> int:
+def _count(shape: list[int], name: str, limit: int = MAX_ELEMENTS) -> int:
     if any(d < 0 for d in shape):
         raise InvalidArgument(
             f"Invalid input shape - negative dimension in {shape}; input name: {name}"
         )
     count = math.prod(shape)
-    if count > MAX_ELEMENTS:
-        raise InvalidArgument(
-            f"Invalid input shape - {count} elements exceed the limit of {MAX_ELEMENTS}; "
-            f"input name: {name}"
+    if count > limit:
+        raise PayloadTooLarge(
+            f"Input tensor too large - {count} elements exceed the limit of {limit} "
+            f"(--max_tensor_elements); input name: {name}"
         )
     if count == 0 and math.prod(d for d in shape if d) > MAX_ELEMENTS:
         # numpy cannot even build an empty array of such a shape
@@ -245,7 +245,9 @@ def _has_contents(contents: Any) -> bool:
     return contents is not None and any(getattr(contents, f, None) for f in _ALL_FIELDS)
 
 
-def decode_infer_request(msg: raw_pb.ModelInferRequest | pb.ModelInferRequest) -> InferRequest:
+def decode_infer_request(
+    msg: raw_pb.ModelInferRequest | pb.ModelInferRequest, *, max_elements: int = MAX_ELEMENTS
+) -> InferRequest:
     check_wire_types(msg)
     raw = list(msg.raw_input_contents)
     inputs: list[Any] = list(msg.inputs)
@@ -266,7 +268,7 @@ def decode_infer_request(msg: raw_pb.ModelInferRequest | pb.ModelInferRequest) -
     for idx, tensor in enumerate(inputs):
         dt = datatype(tensor.datatype)
         shape = [int(d) for d in tensor.shape]
-        count = _count(shape, tensor.name)
+        count = _count(shape, tensor.name, max_elements)
         if raw:
             array = _from_raw(dt, raw[idx], shape, count, tensor.name)
         elif tensor.contents is not None:

@@ -128,7 +128,7 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
     ) -> pb.ModelInferResponse:
         if dp.shutting_down:
             raise Unavailable("Server is shutting down")
-        request = kserve_grpc.decode_infer_request(req)
+        request = kserve_grpc.decode_infer_request(req, max_elements=dp.max_tensor_elements)
         response = await dp.infer(request)
         return kserve_grpc.encode_infer_response(response)
 

@@ -34,7 +34,7 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         if dp.shutting_down:
             raise Unavailable("Server is shutting down")
         spec = _spec_of(req)
-        request = tfs_tensor.decode_predict_request(req)
+        request = tfs_tensor.decode_predict_request(req, max_elements=dp.max_tensor_elements)
         request.parameters.pop("version_label", None)
         request.model_version = version_of(spec)
         response = await dp.infer(request, api="TensorFlowServing", interface="gRPC")
