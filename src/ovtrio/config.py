@@ -263,6 +263,8 @@ class ServerConfig:
     """Accepted bearer tokens; empty = no authentication."""
     max_tensor_elements: int = 1 << 31
     """Largest element count one input may declare (checked before anything is allocated)."""
+    max_connections: int = 4096
+    """Open connections per port (REST and gRPC each); 0 = no limit."""
     rest_max_header_bytes: int = 64 * 1024
     """Largest REST request head."""
     rest_read_timeout_s: float = 60.0
@@ -950,6 +952,13 @@ def _build_parser() -> _Parser:
         "gRPC metadata); health endpoints stay open",
     )
     _add(g, "max_tensor_elements", "largest element count one input may declare", int, 1 << 31)
+    _add(
+        g,
+        "max_connections",
+        "open connections per port; more are closed at once; 0 = no limit",
+        int,
+        4096,
+    )
     _add(g, "rest_max_header_bytes", "largest REST request head", int, 64 * 1024)
     _add(g, "rest_read_timeout_s", "close a silent REST connection after this", float, 60.0)
     _add(g, "rest_idle_timeout_s", "close an idle keep-alive REST connection", float, 15.0)
@@ -1096,6 +1105,7 @@ def load(argv: Sequence[str]) -> ServerConfig:
         ssl_ca=_existing_file(ns.ssl_ca, "--ssl_ca"),
         api_keys=_api_keys(ns.api_key_file),
         max_tensor_elements=_int(ns.max_tensor_elements, "--max_tensor_elements", minimum=1),
+        max_connections=_int(ns.max_connections, "--max_connections"),
         rest_max_header_bytes=_int(
             ns.rest_max_header_bytes, "--rest_max_header_bytes", minimum=1024
         ),

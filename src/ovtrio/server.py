@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import resource
 import signal
 import ssl
 from typing import TYPE_CHECKING
@@ -41,8 +42,20 @@ __all__ = ["StartupError", "run", "serve"]
 log = logging.getLogger("ovtrio")
 
 
+def _raise_fd_limit() -> None:
+    """Let the process hold as many connections as --max_connections allows on both ports."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65536), hard))
+    except (ValueError, OSError):
+        pass
+
+
 def run(cfg: ServerConfig) -> int:
     """Run the server until a signal stops it. Returns the process exit code."""
+    _raise_fd_limit()
     try:
         trio.run(serve, cfg)
     except BaseException as exc:  # start-up failures become one log line
@@ -137,7 +150,7 @@ async def serve(
         await root.start(registry.run)
         grpc_endpoint: GrpcEndpoint | None = None
         if cfg.rest_port:
-            contain_connection_errors()
+            contain_connection_errors(cfg.max_connections)
             app = create_app(
                 dataplane, max_body_bytes=cfg.rest_max_body_bytes, api_keys=cfg.api_keys
             )
@@ -165,6 +178,7 @@ async def serve(
                         ssl_context=_grpc_ssl_context(cfg),
                         api_keys=cfg.api_keys,
                         max_message_bytes=cfg.grpc_max_message_bytes,
+                        max_connections=cfg.max_connections,
                     )
                 )
             except OSError as exc:

@@ -261,6 +261,32 @@ def test_limits(limited: Server) -> None:
     assert client.infer("dummy", [_input()]).as_numpy("a").shape == (1, 10)
 
 
+def test_connection_limit_per_port(limited: Server) -> None:
+    held = []
+    try:
+        for port in (limited.rest_port, limited.grpc_port):
+            for _ in range(450):  # the limit is 400 per port
+                held.append(socket.create_connection(("127.0.0.1", port)))
+        closed = 0
+        for s in held:
+            s.settimeout(0.2)
+            try:
+                if s.recv(1) == b"":
+                    closed += 1
+            except ConnectionResetError:
+                closed += 1
+            except TimeoutError:
+                pass
+        assert closed >= 2 * 40, f"only {closed} connections over the limit were closed"
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.5)  # the server notices the closed connections
+    assert requests.get(f"{limited.http}/v2/health/live", timeout=10).status_code == 200
+    client = grpcclient.InferenceServerClient(limited.grpc_url)
+    assert client.is_server_live()
+
+
 def _rss_kb(server: Server) -> int:
     for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -146,16 +146,40 @@ def _grpc_error(exc: OvtrioError) -> GRPCError:
     return GRPCError(Status(exc.grpc_status), exc.message)
 
 
+class _Refuse(asyncio.Protocol):
+    """Closes a connection beyond --max_connections at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 class _Server(grpclib.server.Server):
     """grpclib's Server with a drain-then-close shutdown (see module docstring)."""
 
-    def __init__(self, handlers: Collection[Any], **kwargs: Any) -> None:
+    def __init__(
+        self, handlers: Collection[Any], *, max_connections: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(handlers, **kwargs)
         self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._live: set[Any] = set()
+        self._max_connections = max_connections
 
     def _protocol_factory(self) -> Any:
+        if self._max_connections and len(self._live) >= self._max_connections:
+            log.warning(
+                "connection refused: %d connections are open (--max_connections)", len(self._live)
+            )
+            return _Refuse()
         protocol = super()._protocol_factory()
         self._protocols.add(protocol)
+        self._live.add(protocol)
+        lost = protocol.connection_lost
+
+        def connection_lost(exc: BaseException | None) -> None:
+            self._live.discard(protocol)
+            lost(exc)
+
+        protocol.connection_lost = connection_lost  # type: ignore[method-assign]
         return protocol
 
     def stop_listening(self) -> None:
@@ -304,6 +328,7 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     api_keys: tuple[str, ...] = (),
     max_message_bytes: int = 1 << 30,
+    max_connections: int = 0,
     task_status: trio.TaskStatus[GrpcEndpoint] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``table`` on host:port until cancelled; then drain and close.
@@ -327,7 +352,7 @@ async def serve(
         async def amain() -> None:
             loop = asyncio.get_running_loop()
             stop = asyncio.Event()
-            server = _Server([servable])
+            server = _Server([servable], max_connections=max_connections)
             state["loop"], state["stop"], state["server"] = loop, stop, server
             try:
                 await server.start(host, port, reuse_address=True, ssl=ssl_context)

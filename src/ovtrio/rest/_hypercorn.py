@@ -11,6 +11,9 @@ connection, so:
   holds it), so ``send_eof`` no longer races an answer being written;
 * ``TCPServer.run`` is wrapped to log and contain ordinary exceptions (cancellation, a
   BaseException, still propagates).
+
+The same wrapper enforces ``--max_connections``: a connection beyond the limit is closed at
+once (hypercorn has no such setting).
 """
 
 from __future__ import annotations
@@ -27,21 +30,33 @@ __all__ = ["contain_connection_errors"]
 log = logging.getLogger("hypercorn.error")
 
 _original_run: Callable[[Any], Awaitable[None]] | None = None
+_limit = [0, 0]
+"""[connections open now, the limit (0 = none)]."""
 
 
-def contain_connection_errors() -> None:
-    """Install the wrapper once (idempotent)."""
+def contain_connection_errors(max_connections: int = 0) -> None:
+    """Install the wrappers once (idempotent); ``max_connections`` 0 means no limit."""
     global _original_run
+    _limit[1] = max_connections
     if _original_run is not None:
         return
     _original_run = TCPServer.run
     original = _original_run
 
     async def run(self: Any) -> None:
+        if _limit[1] and _limit[0] >= _limit[1]:
+            log.warning(
+                "connection refused: %d connections are open (--max_connections)", _limit[0]
+            )
+            await self.stream.aclose()
+            return
+        _limit[0] += 1
         try:
             await original(self)
         except Exception as exc:  # contained: one connection's failure ends only that connection
             log.debug("connection ended by an error: %r", exc)
+        finally:
+            _limit[0] -= 1
 
     TCPServer.run = run  # type: ignore[method-assign]
 
