@@ -296,6 +296,10 @@ class CompiledModel:
         """Replace a request that was cancelled or failed: OpenVINO may answer the next
         inference on it with stale shapes or data from the interrupted one (seen with
         2026.4: another caller's rows after a cancel; a cached shape after a failure)."""
+        old = holder[0]
+        # The completion callback closes over the request: drop it, or the request (held by its
+        # own callback, through C++) would never be freed.
+        old.set_callback(_no_callback, None)
         holder[0] = self.compiled.create_infer_request()
 
     async def _run(
@@ -391,6 +395,10 @@ class CompiledModel:
                 pass
 
         return on_done
+
+
+def _no_callback(_userdata: Any) -> None:
+    return None
 
 
 def _finish(
