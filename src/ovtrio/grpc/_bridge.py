@@ -55,19 +55,26 @@ def _short_data_repr(data: bytes | None) -> str:
 # (py-spy, MobileNet over gRPC). Same output, computed from the first 10 bytes only.
 hyperframe.frame._raw_data_repr = _short_data_repr
 
-_deadline_start = grpclib.utils.DeadlineWrapper.start
-
 
 @contextlib.contextmanager
 def _deadline_start_marked(self: Any, deadline: Any) -> Iterator[None]:
-    # grpclib 0.4.9 raises for a deadline already past *before* marking the call cancelled,
-    # so the call is logged as "Timeout occurred" with a traceback and the client may get
-    # UNKNOWN instead of DEADLINE_EXCEEDED (found by scripts/soak with very short deadlines).
-    if not deadline.time_remaining():
+    # grpclib 0.4.9's DeadlineWrapper.start, except that a deadline already past marks the call
+    # cancelled before raising: grpclib then answers DEADLINE_EXCEEDED instead of logging
+    # "Timeout occurred" with a traceback and answering UNKNOWN (found by scripts/soak with
+    # deadlines of a few milliseconds). The remaining time is read once (no race).
+    timeout = deadline.time_remaining()
+    if not timeout:
         self.cancelled = True
         raise TimeoutError("Deadline exceeded")
-    with _deadline_start(self, deadline):
+
+    def expire() -> None:
+        self.cancel(TimeoutError("Deadline exceeded"))
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
         yield
+    finally:
+        timer.cancel()
 
 
 grpclib.utils.DeadlineWrapper.start = _deadline_start_marked  # type: ignore[method-assign]
