@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import trio
 
-from .errors import InferenceFailed, ResourceExhausted
+from .errors import ResourceExhausted
 
 if TYPE_CHECKING:
     from .config import BatchingConfig
@@ -105,8 +105,6 @@ class Batcher:
         self._rejected = 0
         self._infer_time = 0.0
         self._running: set[_Batch] = set()
-        self.wrong_shapes = 0
-        """Inferences whose outputs came back with the wrong number of rows (re-run)."""
 
     @classmethod
     def for_model(
@@ -284,7 +282,7 @@ class Batcher:
             try:
                 with batch.scope:
                     try:
-                        outputs = await self._infer_checked(arrays, total)
+                        outputs = await self.compiled.infer(arrays, expect_rows=total)
                     except Exception as exc:  # delivered to every caller of the batch
                         error = exc
             finally:
@@ -312,31 +310,6 @@ class Batcher:
                 m.event.set()
         finally:
             self._free.release()
-
-    async def _infer_checked(
-        self, arrays: list[np.ndarray[Any, Any]], total: int
-    ) -> list[np.ndarray[Any, Any]]:
-        """Infer, and make sure every output has ``total`` rows before anyone gets a share.
-
-        OpenVINO 2026.4 (CPU) can, after a cancelled inference, answer a later one in the
-        cancelled inference's shape: extra rows from another request (found by scripts/soak).
-        Such an answer is never split out: the inference runs once more, and if it is still
-        wrong the callers get INTERNAL.
-        """
-        for _attempt in range(2):
-            outputs = await self.compiled.infer(arrays)
-            if all(o.ndim == 0 or o.shape[0] == total for o in outputs):
-                return outputs
-            self.wrong_shapes += 1
-            log.warning(
-                "%s: OpenVINO answered %s rows for a batch of %d; running it again",
-                self.name,
-                [o.shape[0] for o in outputs if o.ndim],
-                total,
-            )
-        raise InferenceFailed(
-            "Internal inference error - the outputs do not match the batch size of the inputs"
-        )
 
     async def _round(self, arrays: list[np.ndarray[Any, Any]]) -> float:
         """Seconds to run one inference of ``arrays`` on every infer request concurrently."""

@@ -252,6 +252,8 @@ class CompiledModel:
         """Inferences cancelled inside OpenVINO."""
         self.waiting = 0
         """Callers waiting for a free infer request."""
+        self.wrong_shapes = 0
+        """Answers discarded because their row count did not match the batch."""
         self.compute_ns = 0
         """Wall time of completed inferences, from start_async to the completion."""
         try:
@@ -265,7 +267,9 @@ class CompiledModel:
     def busy(self) -> int:
         return self.nireq - len(self._free)
 
-    async def infer(self, arrays: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+    async def infer(
+        self, arrays: Sequence[np.ndarray[Any, Any]], expect_rows: int | None = None
+    ) -> list[np.ndarray[Any, Any]]:
         """Run one inference on arrays given in the order of ``self.inputs``.
 
         Returns output arrays (copies, owned by the caller) in the order of ``self.outputs``.
@@ -274,6 +278,11 @@ class CompiledModel:
         cancelled inside OpenVINO and the request goes back to the pool.
 
         Error handling: an OpenVINO error becomes ``InferenceFailed`` (INTERNAL / 500).
+
+        ``expect_rows``: the number of rows every output must have (the batch). OpenVINO 2026.4
+        (CPU) can answer in the shape of an earlier cancelled inference, with rows of another
+        request; such an answer is discarded, the request replaced and the inference run once
+        more on the new one, and a second wrong answer is ``InferenceFailed``.
         """
         self.waiting += 1
         waited_from = time.perf_counter()
@@ -286,7 +295,25 @@ class CompiledModel:
         try:
             holder = [self._free.pop()]
             try:
-                return await self._run(holder, arrays)
+                outputs = await self._run(holder, arrays)
+                if expect_rows is None or _rows_ok(outputs, expect_rows):
+                    return outputs
+                self.wrong_shapes += 1
+                log.warning(
+                    "OpenVINO answered %s rows for a batch of %d; running it again on a new "
+                    "infer request",
+                    [o.shape[0] for o in outputs if o.ndim],
+                    expect_rows,
+                )
+                self._renew(holder)
+                outputs = await self._run(holder, arrays)
+                if _rows_ok(outputs, expect_rows):
+                    return outputs
+                self._renew(holder)
+                raise InferenceFailed(
+                    "Internal inference error - the outputs do not match the batch size of "
+                    "the inputs"
+                )
             finally:
                 self._free.append(holder[0])
         finally:
@@ -395,6 +422,10 @@ class CompiledModel:
                 pass
 
         return on_done
+
+
+def _rows_ok(outputs: list[np.ndarray[Any, Any]], rows: int) -> bool:
+    return all(o.ndim == 0 or o.shape[0] == rows for o in outputs)
 
 
 def _no_callback(_userdata: Any) -> None:
