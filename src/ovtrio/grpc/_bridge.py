@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import binascii
 import contextlib
-import hmac
 import logging
 import ssl
 import struct
@@ -37,6 +36,7 @@ import uvloop
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from ..auth import bearer_ok
 from ..codecs._wire import check_wire_types
 from ..errors import OvtrioError
 
@@ -265,12 +265,7 @@ class _Servable:
         if not self._keys or route in OPEN_ROUTES:
             return
         metadata: Any = stream.metadata or {}
-        header = metadata.get("authorization", "")
-        if isinstance(header, bytes):
-            header = header.decode("latin-1")
-        scheme, _, token = str(header).partition(" ")
-        given = token.strip().encode()
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(given, k) for k in self._keys):
+        if not bearer_ok(metadata.get("authorization", ""), self._keys):
             raise GRPCError(
                 Status.UNAUTHENTICATED,
                 "Missing or invalid API key (metadata 'authorization: Bearer <key>')",

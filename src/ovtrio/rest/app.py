@@ -10,7 +10,6 @@ connection cancels the request all the way down to OpenVINO.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from ..auth import bearer_ok
 from ..dataplane import DataPlane
 from ..errors import (
     InvalidUrl,
@@ -93,12 +93,7 @@ def create_app(
         async def _authenticate() -> None:
             if request.path in OPEN_PATHS:
                 return
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            given = token.strip().encode()
-            if scheme.lower() != "bearer" or not any(
-                hmac.compare_digest(given, key) for key in accepted
-            ):
+            if not bearer_ok(request.headers.get("Authorization", ""), accepted):
                 raise Unauthenticated("Missing or invalid API key (Authorization: Bearer <key>)")
 
     kserve.register(app, dataplane)
