@@ -102,3 +102,15 @@ def broken_version(base: Path, version: int) -> Path:
     (vdir / "model.xml").write_text("<net>this is not a model</net>")
     (vdir / "model.bin").write_bytes(b"")
     return base
+
+
+def matmul_chain(width: int = 256, depth: int = 12, seed: int = 0) -> ov.Model:
+    """x (FP32 [-1, width]) through ``depth`` MatMul+ReLU layers: a dynamic-batch model long
+    enough (~0.1 ms per layer and row here) for a cancel to land in the middle of it."""
+    rng = np.random.default_rng(seed)
+    x = ops.parameter(ov.PartialShape([-1, width]), ov.Type.f32, name="x")
+    y: ov.Node = x
+    for _ in range(depth):
+        w = (rng.random((width, width)) * 0.01).astype(np.float32)
+        y = ops.relu(ops.matmul(y, ops.constant(w), False, False))
+    return ov.Model([_named(y, "y")], [x], "chain")

@@ -44,6 +44,8 @@ def _extra(st: VersionStatistics) -> dict[str, Any]:
     extra: dict[str, Any] = {
         "inferences_completed": st.inferences_completed,
         "inferences_cancelled": st.inferences_cancelled,
+        "inferences_abandoned": st.inferences_abandoned,
+        "repair_inferences": st.repair_inferences,
         "infer_requests": st.nireq,
         "queue_length": st.queue_length,
         "rejected": st.rejected,

@@ -232,6 +232,8 @@ class ModelVersion:
             last_inference_ms=self.stats.last_inference_ms,
             inferences_completed=compiled.completed if compiled else 0,
             inferences_cancelled=compiled.cancelled if compiled else 0,
+            inferences_abandoned=compiled.abandoned if compiled else 0,
+            repair_inferences=compiled.repairs if compiled else 0,
             compute_ns=compiled.compute_ns if compiled else 0,
             nireq=compiled.nireq if compiled else 0,
             queue_length=compiled.waiting if compiled else 0,
@@ -262,6 +264,10 @@ class VersionStatistics:
     """OpenVINO inferences that ran to completion (a batch counts once)."""
     inferences_cancelled: int
     """OpenVINO inferences cancelled while running."""
+    inferences_abandoned: int
+    """Inferences run to completion after their callers left (cancelling was not safe)."""
+    repair_inferences: int
+    """Small inferences run after a cancel to re-align OpenVINO's shape state."""
     compute_ns: int
     """Wall time of the completed OpenVINO inferences."""
     nireq: int

@@ -6,11 +6,26 @@ worker thread). ``CompiledModel`` owns the compiled model and its own pool of
 ``start_async`` and hands the completion back to trio, so the event loop never blocks on
 inference.
 
-Cancellation: if the awaiting task is cancelled while OpenVINO computes, the request is
-cancelled with ``InferRequest.cancel()``. OpenVINO fires no callback for a cancelled request,
-so this module waits for the request to become idle (in a worker thread, shielded, which
-takes a few milliseconds) and puts it back in the pool itself. ``AsyncInferQueue`` is not
-used because one cancel breaks it for good.
+Cancellation: if the awaiting task is cancelled while OpenVINO computes, the inference is
+cancelled with ``InferRequest.cancel()`` when that is safe, and otherwise left to finish with
+its result discarded ("abandoned"). OpenVINO 2026.4's CPU plugin keeps per-node shape state in
+the stream's graph: an inference cancelled half way leaves nodes whose output memory has the
+cancelled shape while they remember the shape of the inference before it, and the next
+inference *with that earlier shape* on the same stream is answered in the cancelled shape,
+holding the cancelled inference's rows (another client's data; scripts/ov_cancel_bug.py shows
+it standalone). Hence:
+
+* static input shapes: no shape state, always cancelled;
+* dynamic input shapes on one stream with no other inference in flight: the pool is held,
+  the inference cancelled, and a small *repair* inference (one or two rows of the cancelled
+  input, in a shape different from the last completed one) re-aligns every node before any
+  other inference may start;
+* otherwise (several streams, other inferences queued behind it, or an unknown last shape):
+  abandoned, because nothing can steer a repair to the right stream in time.
+
+OpenVINO fires no callback for a cancelled request, so this module waits for the request to
+become idle (in a worker thread, shielded, which takes a few milliseconds) and replaces it.
+``AsyncInferQueue`` is not used because one cancel breaks it for good.
 """
 
 from __future__ import annotations
@@ -256,10 +271,21 @@ class CompiledModel:
         """Answers discarded because their row count did not match the batch."""
         self.compute_ns = 0
         """Wall time of completed inferences, from start_async to the completion."""
+        self.abandoned = 0
+        """Inferences whose callers left but which ran to completion (see the module doc)."""
+        self.repairs = 0
+        """Repair inferences run after a cancel of a dynamic-shape inference."""
+        streams: int | None
         try:
-            self.streams = int(compiled.get_property("NUM_STREAMS"))
+            streams = int(compiled.get_property("NUM_STREAMS"))
         except (RuntimeError, TypeError, ValueError):
-            self.streams = 1
+            streams = None
+        self.streams = streams or 1
+        self._one_stream = streams == 1
+        self._static = all(-1 not in spec.shape for spec in inputs)
+        self._last_shapes: tuple[tuple[int, ...], ...] | None = _FRESH
+        """Input shapes of the last inference that completed; ``_FRESH`` before the first
+        one (a fresh graph re-infers every shape), None when unknown (after a failure)."""
         self.observer: Callable[[str, float], None] | None = None
         """Metrics hook: ("wait", seconds waited for a request) and ("inference", seconds)."""
 
@@ -330,7 +356,10 @@ class CompiledModel:
         holder[0] = self.compiled.create_infer_request()
 
     async def _run(
-        self, holder: list[ov.InferRequest], arrays: Sequence[np.ndarray[Any, Any]]
+        self,
+        holder: list[ov.InferRequest],
+        arrays: Sequence[np.ndarray[Any, Any]],
+        counted: bool = True,
     ) -> list[np.ndarray[Any, Any]]:
         req = holder[0]
         call = _Call()
@@ -355,22 +384,91 @@ class CompiledModel:
             await self._wait(req, call)
         except trio.Cancelled:
             if not call.event.is_set():
-                req.cancel()
-                self.cancelled += 1
                 with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(_wait_idle, req)
-                self._renew(holder)
+                    await self._stop(holder, call, arrays)
             raise
         if call.error is not None:
+            self._last_shapes = None
             self._renew(holder)
             raise InferenceFailed(f"Internal inference error - {_first_line(call.error)}")
         assert call.outputs is not None
+        self._last_shapes = tuple(a.shape for a in arrays)
+        if not counted:
+            return call.outputs
         self.completed += 1
         took = time.perf_counter_ns() - started
         self.compute_ns += took
         if self.observer is not None:
             self.observer("inference", took / 1e9)
         return call.outputs
+
+    async def _stop(
+        self, holder: list[ov.InferRequest], call: _Call, arrays: Sequence[np.ndarray[Any, Any]]
+    ) -> None:
+        """The caller of a running inference left: cancel it, or abandon it (module doc).
+
+        Runs shielded; returns once the request in ``holder`` may serve the next caller.
+        """
+        req = holder[0]
+        if self._static:
+            req.cancel()
+            self.cancelled += 1
+            await trio.to_thread.run_sync(_wait_idle, req)
+            self._renew(holder)
+            return
+        repair = self._repair_inputs(arrays)
+        if repair is None:
+            self.abandoned += 1
+            await self._wait(req, call)
+            if call.error is not None:
+                self._last_shapes = None
+                self._renew(holder)
+            else:
+                self._last_shapes = tuple(a.shape for a in arrays)
+                self.completed += 1
+            return
+        # Exclusive: no other inference may start on the stream before the repair has run.
+        others = self.nireq - 1
+        for _ in range(others):
+            self._sem.acquire_nowait()
+        try:
+            req.cancel()
+            self.cancelled += 1
+            await trio.to_thread.run_sync(_wait_idle, req)
+            self._renew(holder)
+            if repair:
+                self.repairs += 1
+                try:
+                    await self._run(holder, repair, counted=False)
+                except InferenceFailed:
+                    log.warning("the repair inference after a cancel failed", exc_info=True)
+        finally:
+            for _ in range(others):
+                self._sem.release()
+
+    def _repair_inputs(
+        self, arrays: Sequence[np.ndarray[Any, Any]]
+    ) -> list[np.ndarray[Any, Any]] | None:
+        """Inputs of a repair inference after cancelling one on ``arrays``; ``[]`` when none
+        is needed (same shapes as the last completed inference), ``None`` when cancelling is
+        not safe (several streams, other inferences in flight, last shapes unknown)."""
+        last = self._last_shapes
+        if not self._one_stream or self.busy != 1 or last is None:
+            return None
+        shapes = tuple(a.shape for a in arrays)
+        if last is _FRESH or shapes == last:
+            # Nothing ran yet: every node not reached still re-infers any shape, so none is
+            # stale, and the shape the next repair must avoid is the cancelled one.
+            self._last_shapes = shapes
+            return []
+        for rows in (1, 2):
+            sliced = [
+                a if ax is None or a.ndim == 0 else np.take(a, range(min(rows, a.shape[ax])), ax)
+                for a, ax in zip(arrays, self.batch_index, strict=True)
+            ]
+            if tuple(a.shape for a in sliced) != last:
+                return sliced
+        return list(arrays)  # cannot happen: one and two rows cannot both equal ``last``
 
     async def _wait(self, req: ov.InferRequest, call: _Call) -> None:
         """Wait for the completion callback.
@@ -422,6 +520,9 @@ class CompiledModel:
                 pass
 
         return on_done
+
+
+_FRESH: tuple[tuple[int, ...], ...] = ()
 
 
 def _rows_ok(outputs: list[np.ndarray[Any, Any]], rows: int) -> bool:
