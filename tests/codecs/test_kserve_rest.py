@@ -13,6 +13,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.http._utils import _get_inference_request
 
+from ovtrio.codecs import kserve_rest
 from ovtrio.codecs.kserve_rest import (
     HEADER_LENGTH,
     decode_infer_request,
@@ -73,6 +74,17 @@ def assert_tensor_equal(actual: Array, expected: Array) -> None:
 
 
 # One sample per datatype, shape (2, 3), extremes of each range. JSON-safe (BYTES is UTF-8).
+
+
+@pytest.fixture(autouse=True, params=["orjson", "simdjson"])
+def json_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs twice: small headers go through orjson, large ones through simdjson's
+    numeric fast path (kserve_rest.LARGE_JSON); both must give the same answers and errors."""
+    if request.param == "simdjson":
+        monkeypatch.setattr(kserve_rest, "LARGE_JSON", 0)
+    return str(request.param)
+
+
 SAMPLES: dict[str, Array] = {
     "BOOL": arr("BOOL", [True, False, True, False, False, True], (2, 3)),
     "UINT8": arr("UINT8", [0, 1, 255, 7, 128, 254], (2, 3)),
