@@ -265,8 +265,12 @@ class ServerConfig:
     """Largest element count one input may declare (checked before anything is allocated)."""
     max_connections: int = 4096
     """Open connections per port (REST and gRPC each); 0 = no limit."""
+    grpc_max_concurrent_streams: int = 100
+    """Calls one gRPC connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)."""
     rest_max_header_bytes: int = 64 * 1024
     """Largest REST request head."""
+    rest_max_json_depth: int = 1024
+    """Deepest nesting of arrays/objects in a REST JSON body."""
     rest_read_timeout_s: float = 60.0
     """A REST connection silent for this long is closed (slow clients)."""
     rest_idle_timeout_s: float = 15.0
@@ -959,7 +963,22 @@ def _build_parser() -> _Parser:
         int,
         4096,
     )
+    _add(
+        g,
+        "grpc_max_concurrent_streams",
+        "calls one gRPC connection may have open at once (HTTP/2 MAX_CONCURRENT_STREAMS); "
+        "clients queue the rest",
+        int,
+        100,
+    )
     _add(g, "rest_max_header_bytes", "largest REST request head", int, 64 * 1024)
+    _add(
+        g,
+        "rest_max_json_depth",
+        "deepest nesting of arrays/objects in a REST JSON body (at most 1024, the parsers' own)",
+        int,
+        1024,
+    )
     _add(g, "rest_read_timeout_s", "close a silent REST connection after this", float, 60.0)
     _add(g, "rest_idle_timeout_s", "close an idle keep-alive REST connection", float, 15.0)
 
@@ -1106,8 +1125,17 @@ def load(argv: Sequence[str]) -> ServerConfig:
         api_keys=_api_keys(ns.api_key_file),
         max_tensor_elements=_int(ns.max_tensor_elements, "--max_tensor_elements", minimum=1),
         max_connections=_int(ns.max_connections, "--max_connections"),
+        grpc_max_concurrent_streams=_int(
+            ns.grpc_max_concurrent_streams,
+            "--grpc_max_concurrent_streams",
+            minimum=1,
+            maximum=2**31 - 1,
+        ),
         rest_max_header_bytes=_int(
             ns.rest_max_header_bytes, "--rest_max_header_bytes", minimum=1024
+        ),
+        rest_max_json_depth=_int(
+            ns.rest_max_json_depth, "--rest_max_json_depth", minimum=2, maximum=1024
         ),
         rest_read_timeout_s=_positive_seconds(ns.rest_read_timeout_s, "--rest_read_timeout_s"),
         rest_idle_timeout_s=_positive_seconds(ns.rest_idle_timeout_s, "--rest_idle_timeout_s"),

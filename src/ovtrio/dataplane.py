@@ -122,11 +122,14 @@ class DataPlane:
         metrics: Metrics | None = None,
         *,
         max_tensor_elements: int = 1 << 31,
+        max_json_depth: int = 1024,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
         self.max_tensor_elements = max_tensor_elements
         """Largest element count an input may declare; transports pass it to the codecs."""
+        self.max_json_depth = max_json_depth
+        """Deepest nesting of a REST JSON body; the REST transport passes it to the codecs."""
         self.image_options = image_options or ImageOptions()
         self.image_limiter = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
         """Encoded images decode in worker threads, at most one per core at a time."""

@@ -143,6 +143,7 @@ async def serve(
         ImageOptions(color_order=cfg.image_color_order, max_pixels=cfg.image_max_pixels),
         metrics,
         max_tensor_elements=cfg.max_tensor_elements,
+        max_json_depth=cfg.rest_max_json_depth,
     )
     stop = trio.Event()
     async with trio.open_nursery() as root:
@@ -179,6 +180,7 @@ async def serve(
                         api_keys=cfg.api_keys,
                         max_message_bytes=cfg.grpc_max_message_bytes,
                         max_connections=cfg.max_connections,
+                        max_streams=cfg.grpc_max_concurrent_streams,
                     )
                 )
             except OSError as exc:

@@ -10,9 +10,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
+import h2.events
+import h2.settings
 import numpy as np
 import pytest
 import requests
@@ -205,6 +208,10 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "4096",
             "--max_tensor_elements",
             "1000",
+            "--rest_max_json_depth",
+            "6",
+            "--grpc_max_concurrent_streams",
+            "4",
             "--rest_read_timeout_s",
             "2",
             "--rest_idle_timeout_s",
@@ -259,6 +266,20 @@ def test_limits(limited: Server) -> None:
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "max_tensor_elements" in info.value.details()
     assert client.infer("dummy", [_input()]).as_numpy("a").shape == (1, 10)
+
+
+def test_json_depth_limit(limited: Server) -> None:
+    deep = [[[[[[0.0] * 10]]]]]  # data nested 6 deep: 9 levels with the header
+    body = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": deep}]}
+    r = requests.post(f"{limited.http}/v2/models/dummy/infer", json=body)
+    assert r.status_code == 400, r.text
+    assert "--rest_max_json_depth" in r.json()["error"]
+    r = requests.post(f"{limited.http}/v1/models/dummy:predict", json={"instances": deep})
+    assert r.status_code == 400, r.text
+    assert "--rest_max_json_depth" in r.json()["error"]
+    body["inputs"][0]["data"] = [[0.0] * 10]  # 5 levels: served
+    r = requests.post(f"{limited.http}/v2/models/dummy/infer", json=body)
+    assert r.status_code == 200, r.text
 
 
 def test_connection_limit_per_port(limited: Server) -> None:
@@ -377,3 +398,39 @@ def test_http2_rapid_reset_on_grpc_port(limited: Server) -> None:
     assert sent[0] > 100
     assert _rss_kb(limited) - before < 300_000, "memory grew by more than 300 MB"
     assert requests.get(f"{limited.http}/v2/health/live").status_code == 200
+
+
+def test_grpc_stream_limit_is_announced_and_clients_queue(limited: Server) -> None:
+    sock = socket.create_connection(("127.0.0.1", limited.grpc_port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    announced: list[int] = []
+    try:
+        deadline = time.monotonic() + 10
+        while not announced and time.monotonic() < deadline:
+            for event in conn.receive_data(sock.recv(65536)):
+                if isinstance(event, h2.events.RemoteSettingsChanged):
+                    setting = event.changed_settings.get(
+                        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
+                    )
+                    if setting is not None and setting.new_value != 100:
+                        announced.append(setting.new_value)
+            sock.sendall(conn.data_to_send())  # ACK the settings
+    finally:
+        sock.close()
+    assert announced == [4]
+    # a client with more calls than that on one connection queues them: all are answered
+    client = grpcclient.InferenceServerClient(limited.grpc_url)
+    results: list[Any] = []
+    done = threading.Semaphore(0)
+
+    def callback(result: Any, error: Any) -> None:
+        results.append(error if error is not None else result.as_numpy("a").shape)
+        done.release()
+
+    for _ in range(16):
+        client.async_infer("dummy", [_input()], callback)
+    for _ in range(16):
+        assert done.acquire(timeout=60)
+    assert results == [(1, 10)] * 16

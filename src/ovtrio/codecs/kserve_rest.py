@@ -31,8 +31,9 @@ import numpy as np
 import orjson
 import simdjson
 
-from ..errors import InvalidArgument, JsonInvalid, OvtrioError, PayloadTooLarge
+from ..errors import InvalidArgument, OvtrioError, PayloadTooLarge
 from ..tensors import Datatype, InferRequest, InferResponse, RequestedOutput, Tensor, datatype
+from ._json import PARSER_DEPTH, check_depth, not_json
 
 __all__ = [
     "HEADER_LENGTH",
@@ -81,17 +82,18 @@ def decode_infer_request(
     model_name: str,
     model_version: int | None,
     max_elements: int = 1 << 31,
+    max_depth: int = PARSER_DEPTH,
 ) -> InferRequest:
     """Decode a KServe v2 REST infer request body.
 
     ``header_length`` is the ``Inference-Header-Content-Length`` header (its raw string or an
     int), None when absent: then the whole body is JSON and no input can be binary.
     ``max_elements`` bounds every input's element count; it is checked before anything is
-    allocated for the input (PayloadTooLarge).
+    allocated for the input (PayloadTooLarge). ``max_depth`` bounds the JSON's nesting.
     """
     view = memoryview(body).cast("B") if isinstance(body, memoryview) else memoryview(body)
     json_end = _json_length(header_length, len(view))
-    doc = _load_json(view[:json_end])
+    doc = _load_json(view[:json_end], max_depth)
     if not isinstance(doc, dict):
         raise InvalidArgument(_NOT_AN_OBJECT)
 
@@ -127,9 +129,10 @@ def decode_infer_request(
     )
 
 
-def _load_json(view: memoryview) -> Any:
+def _load_json(view: memoryview, max_depth: int) -> Any:
     """The JSON header as Python objects; in a large one, flat ``data`` arrays of inputs stay
     simdjson arrays wrapped in ``_Numbers`` (module doc)."""
+    check_depth(view, max_depth)
     top: Any = None
     if len(view) >= LARGE_JSON:
         try:
@@ -140,7 +143,7 @@ def _load_json(view: memoryview) -> Any:
         try:
             return orjson.loads(view)
         except orjson.JSONDecodeError as exc:
-            raise JsonInvalid(f"The file is not valid json - Error: {exc}") from None
+            raise not_json(exc, max_depth) from None
     if not isinstance(top, simdjson.Object):
         return _plain(top)
     doc: dict[str, Any] = {}

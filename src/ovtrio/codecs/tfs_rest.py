@@ -29,8 +29,9 @@ from typing import Any, Final, Literal
 import numpy as np
 import orjson
 
-from ..errors import InvalidArgument, JsonInvalid, OvtrioError, PayloadTooLarge
+from ..errors import InvalidArgument, OvtrioError, PayloadTooLarge
 from ..tensors import Datatype, InferRequest, InferResponse, Tensor, TensorSpec, datatype
+from ._json import PARSER_DEPTH, check_depth, not_json
 from .tfs_tensor import check_signature_name
 
 __all__ = ["Format", "decode_predict", "encode_predict"]
@@ -71,15 +72,17 @@ def decode_predict(
     model_version: int | None,
     input_specs: Sequence[TensorSpec],
     max_elements: int = 1 << 31,
+    max_depth: int = PARSER_DEPTH,
 ) -> tuple[InferRequest, Format]:
     """Decode a TFS REST predict body; returns the request and its format (for the response).
 
     ``input_specs`` give each input's datatype (numbers are read in it) and, for unnamed
     forms, the one input's name. Inputs the model does not have are passed through (numbers
     as INT32/FP32, like OVMS) for the data plane to report. ``max_elements`` bounds every
-    input's element count (PayloadTooLarge), checked before any array is built.
+    input's element count (PayloadTooLarge), checked before any array is built; ``max_depth``
+    bounds the JSON's nesting.
     """
-    doc = _parse(body)
+    doc = _parse(body, max_depth)
     if not isinstance(doc, dict):
         raise InvalidArgument(_NOT_AN_OBJECT)
     signature = doc.get("signature_name", "")
@@ -102,7 +105,8 @@ def decode_predict(
     return request, fmt
 
 
-def _parse(body: bytes | bytearray | memoryview) -> Any:
+def _parse(body: bytes | bytearray | memoryview, max_depth: int) -> Any:
+    check_depth(body, max_depth)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -114,7 +118,7 @@ def _parse(body: bytes | bytearray | memoryview) -> Any:
                 return json.loads(raw)
             except (ValueError, RecursionError):
                 pass
-        raise JsonInvalid(f"The file is not valid json - Error: {exc}") from None
+        raise not_json(exc, max_depth) from None
 
 
 def _is_b64(value: Any) -> bool:

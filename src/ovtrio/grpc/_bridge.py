@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import grpclib.const
 import grpclib.server
 import grpclib.utils
+import h2.settings
 import hyperframe.frame
 import trio
 import uvloop
@@ -185,16 +186,25 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
+_H2_DEFAULT_STREAMS = 100
+
+
 class _Server(grpclib.server.Server):
     """grpclib's Server with a drain-then-close shutdown (see module docstring)."""
 
     def __init__(
-        self, handlers: Collection[Any], *, max_connections: int = 0, **kwargs: Any
+        self,
+        handlers: Collection[Any],
+        *,
+        max_connections: int = 0,
+        max_streams: int = 100,
+        **kwargs: Any,
     ) -> None:
         super().__init__(handlers, **kwargs)
         self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
         self._live: set[Any] = set()
         self._max_connections = max_connections
+        self._max_streams = max_streams
 
     def _protocol_factory(self) -> Any:
         if self._max_connections and len(self._live) >= self._max_connections:
@@ -205,13 +215,23 @@ class _Server(grpclib.server.Server):
         protocol = super()._protocol_factory()
         self._protocols.add(protocol)
         self._live.add(protocol)
-        lost = protocol.connection_lost
+        lost, made = protocol.connection_lost, protocol.connection_made
+        streams = self._max_streams
+
+        def connection_made(transport: asyncio.BaseTransport) -> None:
+            made(transport)
+            if streams != _H2_DEFAULT_STREAMS:  # h2's initial SETTINGS announce 100
+                protocol.connection._connection.update_settings(
+                    {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: streams}
+                )
+                protocol.connection.flush()
 
         def connection_lost(exc: BaseException | None) -> None:
             self._live.discard(protocol)
             lost(exc)
 
         protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+        protocol.connection_made = connection_made  # type: ignore[method-assign]
         return protocol
 
     def stop_listening(self) -> None:
@@ -356,6 +376,7 @@ async def serve(
     api_keys: tuple[str, ...] = (),
     max_message_bytes: int = 1 << 30,
     max_connections: int = 0,
+    max_streams: int = _H2_DEFAULT_STREAMS,
     task_status: trio.TaskStatus[GrpcEndpoint] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``table`` on host:port until cancelled; then drain and close.
@@ -379,7 +400,7 @@ async def serve(
         async def amain() -> None:
             loop = asyncio.get_running_loop()
             stop = asyncio.Event()
-            server = _Server([servable], max_connections=max_connections)
+            server = _Server([servable], max_connections=max_connections, max_streams=max_streams)
             state["loop"], state["stop"], state["server"] = loop, stop, server
             try:
                 await server.start(host, port, reuse_address=True, ssl=ssl_context)

@@ -95,6 +95,7 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
             model_name=name,
             model_version=version or None,
             max_elements=dp.max_tensor_elements,
+            max_depth=dp.max_json_depth,
         )
         resp = await dp.infer(req, api="KServe", interface="REST")
         payload, json_length = kserve_rest.encode_infer_response(resp, req)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import orjson
 from quart import Response, request
 from quart_trio import QuartTrio
 
 from ..codecs import tfs_tensor
+from ..codecs._json import loads as json_loads
 from ..dataplane import DataPlane
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, JsonInvalid
 
 __all__ = ["register"]
 
@@ -31,12 +31,13 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
     @app.post("/v2/repository/index")
     async def index() -> Response:
         body = await request.get_data(cache=False)
+        assert isinstance(body, bytes)
         ready = False
         if body and body.strip():
             try:
-                doc = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidArgument(f"The file is not valid json - Error: {exc}") from None
+                doc = json_loads(body, dp.max_json_depth)
+            except JsonInvalid as exc:  # the repository extension answers 400
+                raise InvalidArgument(exc.message) from None
             if not isinstance(doc, dict):
                 raise InvalidArgument("Request body should be JSON object")
             ready = bool(doc.get("ready", False))

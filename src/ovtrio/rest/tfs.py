@@ -51,6 +51,7 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
             model_version=mv.version,
             input_specs=mv.inputs,
             max_elements=dp.max_tensor_elements,
+            max_depth=dp.max_json_depth,
         )
         resp = await dp.infer(req, api="TensorFlowServing", interface="REST")
         return Response(tfs_rest.encode_predict(resp, fmt), content_type="application/json")
