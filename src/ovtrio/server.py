@@ -16,7 +16,7 @@ import math
 import resource
 import signal
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .repository import ModelRegistry
 from .rest._hypercorn import contain_connection_errors
 from .rest.app import create_app
+from .rest.fast import FastPath
 from .runtime import ov_core
 
 if TYPE_CHECKING:
@@ -152,8 +153,13 @@ async def serve(
         grpc_endpoint: GrpcEndpoint | None = None
         if cfg.rest_port:
             contain_connection_errors(cfg.max_connections)
-            app = create_app(
-                dataplane, max_body_bytes=cfg.rest_max_body_bytes, api_keys=cfg.api_keys
+            app: Any = FastPath(  # an ASGI app; hypercorn's types want TypedDict scopes
+                create_app(  # type: ignore[arg-type]
+                    dataplane, max_body_bytes=cfg.rest_max_body_bytes, api_keys=cfg.api_keys
+                ),
+                dataplane,
+                max_body_bytes=cfg.rest_max_body_bytes,
+                api_keys=cfg.api_keys,
             )
             try:
                 await root.start(

@@ -553,6 +553,13 @@ def test_http_errors(kserve_server: Server) -> None:
     assert r.status_code == 400 and r.json() == {"error": "Invalid request URL"}
     r = requests.delete(f"{kserve_server.http}/v2/models/dummy")
     assert r.status_code == 406 and r.json() == {"error": "Unsupported method"}
+    # the infer route (served in front of Quart, rest/fast.py) answers the same way
+    for method in ("GET", "PUT", "DELETE"):
+        r = requests.request(method, url, data=b"{}")
+        assert r.status_code == 406 and r.json() == {"error": "Unsupported method"}, method
+    assert requests.head(f"{kserve_server.http}/v2/health/live").status_code == 200
+    r = requests.post(url.replace("/infer", "/versions/x/infer"), data=b"{}")
+    assert r.status_code == 400 and r.json() == {"error": "Invalid request URL"}
     r = requests.post(
         url,
         data=b'{"inputs":[{"name":"b","shape":[1,10],"datatype":"FP32"}]}',

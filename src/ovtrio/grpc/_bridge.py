@@ -57,6 +57,15 @@ def _short_data_repr(data: bytes | None) -> str:
 hyperframe.frame._raw_data_repr = _short_data_repr
 
 
+def _short_frame_repr(self: hyperframe.frame.Frame) -> str:
+    return f"{type(self).__name__}(stream_id={self.stream_id}, flags={sorted(self.flags)})"
+
+
+# And h2 does so for every frame even though its logger discards it (``trace``): the full repr
+# (flags, then every field) cost ~3 % of the gRPC thread's samples on a tiny model.
+hyperframe.frame.Frame.__repr__ = _short_frame_repr  # type: ignore[method-assign]
+
+
 @contextlib.contextmanager
 def _deadline_start_marked(self: Any, deadline: Any) -> Iterator[None]:
     # grpclib 0.4.9's DeadlineWrapper.start, except that a deadline already past marks the call
@@ -187,6 +196,7 @@ class _Refuse(asyncio.Protocol):
 
 
 _H2_DEFAULT_STREAMS = 100
+_MAX_FRAME_SIZE = 1 << 20
 
 
 class _Server(grpclib.server.Server):
@@ -220,11 +230,16 @@ class _Server(grpclib.server.Server):
 
         def connection_made(transport: asyncio.BaseTransport) -> None:
             made(transport)
-            if streams != _H2_DEFAULT_STREAMS:  # h2's initial SETTINGS announce 100
-                protocol.connection._connection.update_settings(
-                    {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: streams}
-                )
-                protocol.connection.flush()
+            # h2's initial SETTINGS announce 100 streams and 16 KiB frames; larger frames cut
+            # the per-frame Python work of a 600 KB tensor by ~35x (+15 % req/s, MobileNet
+            # over gRPC at 4 clients). Clients use them once they have acknowledged this.
+            changes: dict[h2.settings.SettingCodes | int, int] = {
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: _MAX_FRAME_SIZE
+            }
+            if streams != _H2_DEFAULT_STREAMS:
+                changes[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = streams
+            protocol.connection._connection.update_settings(changes)
+            protocol.connection.flush()
 
         def connection_lost(exc: BaseException | None) -> None:
             self._live.discard(protocol)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Response, request
+from quart import Response
 from quart_trio import QuartTrio
 
-from ..codecs import kserve_rest, kserve_stats, triton_config
+from ..codecs import kserve_stats, triton_config
 from ..dataplane import DataPlane, ModelMetadata
-from ..errors import InvalidArgument, NotFound, Unavailable
+from ..errors import NotFound, Unavailable
 from ..tensors import TensorSpec
 
 __all__ = ["metadata_json", "register"]
@@ -75,35 +75,4 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
             {"model_stats": [kserve_stats.statistics_json(n, st) for n, st in stats]}
         )
 
-    @app.post("/v2/models/<name>/infer")
-    @app.post("/v2/models/<name>/versions/<int:version>/infer")
-    async def infer(name: str, version: int | None = None) -> Response:
-        header = request.headers.get(INFERENCE_HEADER)
-        header_length: int | None = None
-        if header is not None:
-            try:
-                header_length = int(header)
-            except ValueError:
-                raise InvalidArgument(
-                    f"{INFERENCE_HEADER} header is not an integer: {header!r}"
-                ) from None
-        body = await request.get_data(cache=False)
-        assert isinstance(body, bytes)
-        req = kserve_rest.decode_infer_request(
-            body,
-            header_length,
-            model_name=name,
-            model_version=version or None,
-            max_elements=dp.max_tensor_elements,
-            max_depth=dp.max_json_depth,
-        )
-        resp = await dp.infer(req, api="KServe", interface="REST")
-        payload, json_length = kserve_rest.encode_infer_response(resp, req)
-        if json_length is None:
-            return Response(payload, status=200, content_type="application/json")
-        return Response(
-            payload,
-            status=200,
-            content_type="application/octet-stream",
-            headers={INFERENCE_HEADER: str(json_length)},
-        )
+    # POST /v2/models/<name>[/versions/<n>]/infer: rest/fast.py (in front of this app)
