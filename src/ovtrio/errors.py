@@ -23,7 +23,13 @@ answers a client's mistake with UNKNOWN or 500, ovtrio uses the InvalidArgument 
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
+    "MSG_CONTENT_SIZE",
+    "MSG_NOT_AN_OBJECT",
+    "MSG_PARSE_INPUT",
+    "MSG_VALUE_COUNT",
     "FailedPrecondition",
     "GrpcStatus",
     "InferenceFailed",
@@ -40,6 +46,14 @@ __all__ = [
     "Unimplemented",
     "UnsupportedMethod",
 ]
+
+
+# OVMS' status messages (src/status.cpp) that more than one codec answers with; details follow
+# as "<message> - <details>". Messages used in one place are defined there.
+MSG_NOT_AN_OBJECT: Final = "Request body should be JSON object"
+MSG_PARSE_INPUT: Final = "Could not parse input content. Not valid ndarray detected"
+MSG_VALUE_COUNT: Final = "Invalid number of values in tensor proto container"
+MSG_CONTENT_SIZE: Final = "Invalid content size of tensor proto"
 
 
 class GrpcStatus:

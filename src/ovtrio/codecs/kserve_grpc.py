@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgument, PayloadTooLarge
+from ..errors import MSG_CONTENT_SIZE, InvalidArgument, PayloadTooLarge
 from ..grpc._generated import inference as pb
 from ..grpc._generated import inference_raw as raw_pb
 from ..tensors import (
@@ -116,21 +116,21 @@ def decode_bytes_elements(blob: bytes, count: int, name: str) -> np.ndarray[Any,
     for i in range(count):
         if offset + 4 > len(blob):
             raise InvalidArgument(
-                f"Invalid content size of tensor proto - BYTES input {name} has fewer than "
+                f"{MSG_CONTENT_SIZE} - BYTES input {name} has fewer than "
                 f"{count} length-prefixed elements"
             )
         (n,) = _LEN.unpack_from(blob, offset)
         offset += 4
         if offset + n > len(blob):
             raise InvalidArgument(
-                f"Invalid content size of tensor proto - element {i} of BYTES input {name} "
+                f"{MSG_CONTENT_SIZE} - element {i} of BYTES input {name} "
                 f"declares {n} bytes but only {len(blob) - offset} remain"
             )
         out[i] = bytes(view[offset : offset + n])
         offset += n
     if offset != len(blob):
         raise InvalidArgument(
-            f"Invalid content size of tensor proto - BYTES input {name} has "
+            f"{MSG_CONTENT_SIZE} - BYTES input {name} has "
             f"{len(blob) - offset} bytes after its {count} elements"
         )
     return out
@@ -173,7 +173,7 @@ def _from_raw(
     expected = count * dt.itemsize
     if len(blob) != expected:
         raise InvalidArgument(
-            f"Invalid content size of tensor proto - Expected: {expected} bytes; "
+            f"{MSG_CONTENT_SIZE} - Expected: {expected} bytes; "
             f"Actual: {len(blob)} bytes; input name: {name}"
         )
     return np.frombuffer(blob, dt.numpy).reshape(shape)
@@ -199,7 +199,7 @@ def _from_contents(
         items = list(value)
         if len(items) != count:
             raise InvalidArgument(
-                f"Invalid content size of tensor proto - Expected: {count} values; "
+                f"{MSG_CONTENT_SIZE} - Expected: {count} values; "
                 f"Actual: {len(items)} values; input name: {name}"
             )
         arr = np.empty(count, dtype=object)
@@ -235,7 +235,7 @@ def _from_contents(
             values = wide.astype(dt.numpy)
     if values.size != count:
         raise InvalidArgument(
-            f"Invalid content size of tensor proto - Expected: {count} values; "
+            f"{MSG_CONTENT_SIZE} - Expected: {count} values; "
             f"Actual: {values.size} values; input name: {name}"
         )
     return values.reshape(shape)
@@ -277,7 +277,7 @@ def decode_infer_request(
             array = np.empty(shape, dtype=dt.numpy)
         else:
             raise InvalidArgument(
-                f"Invalid content size of tensor proto - Expected: {count} values; "
+                f"{MSG_CONTENT_SIZE} - Expected: {count} values; "
                 f"Actual: 0 values; input name: {tensor.name}"
             )
         tensors.append(Tensor(tensor.name, dt, array))

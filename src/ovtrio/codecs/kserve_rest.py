@@ -31,6 +31,10 @@ import numpy as np
 import orjson
 import simdjson
 
+from ..errors import MSG_CONTENT_SIZE as _CONTENT_SIZE
+from ..errors import MSG_NOT_AN_OBJECT as _NOT_AN_OBJECT
+from ..errors import MSG_PARSE_INPUT as _PARSE_INPUT
+from ..errors import MSG_VALUE_COUNT as _VALUE_COUNT
 from ..errors import InvalidArgument, OvtrioError, PayloadTooLarge
 from ..tensors import Datatype, InferRequest, InferResponse, RequestedOutput, Tensor, datatype
 from ._json import PARSER_DEPTH, check_depth, not_json
@@ -48,10 +52,8 @@ HEADER_LENGTH: Final = "Inference-Header-Content-Length"
 # OVMS messages (src/status.cpp); details follow as "<base> - <details>".
 _HEADER_INVALID: Final = "Inference-Header-Content-Length header is invalid and couldn't be parsed"
 _HEADER_EXCEEDED: Final = "Inference-Header-Content-Length header exceeds actual payload length"
-_NOT_AN_OBJECT: Final = "Request body should be JSON object"
 _NO_INPUTS: Final = "Invalid JSON structure, missing inputs"
 _INPUT_NOT_AN_OBJECT: Final = "Invalid JSON structure. One of inputs is not a JSON object."
-_PARSE_INPUT: Final = "Could not parse input content. Not valid ndarray detected"
 _PARSE_OUTPUT: Final = "Could not parse output content."
 _PARSE_PARAMETERS: Final = "Could not parse request parameters"
 _UNSUPPORTED_PRECISION: Final = "Could not parse input content. Unsupported data precision detected"
@@ -60,8 +62,6 @@ _BUFFER_EXCEEDED: Final = (
     "Received buffer size is smaller than binary_data_size parameter indicates"
 )
 _BOTH_DATA: Final = "Request contains values both in binary data and in content value"
-_VALUE_COUNT: Final = "Invalid number of values in tensor proto container"
-_CONTENT_SIZE: Final = "Invalid content size of tensor proto"
 
 _MAX_RANK: Final = 32  # numpy 1.x's limit (2.x allows 64)
 _PREFIX: Final = struct.Struct("<I")

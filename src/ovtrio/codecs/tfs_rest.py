@@ -29,6 +29,8 @@ from typing import Any, Final, Literal
 import numpy as np
 import orjson
 
+from ..errors import MSG_NOT_AN_OBJECT as _NOT_AN_OBJECT
+from ..errors import MSG_PARSE_INPUT as _PARSE_INPUT
 from ..errors import InvalidArgument, OvtrioError, PayloadTooLarge
 from ..tensors import Datatype, InferRequest, InferResponse, Tensor, TensorSpec, datatype
 from ._json import PARSER_DEPTH, check_depth, not_json
@@ -39,7 +41,6 @@ __all__ = ["Format", "decode_predict", "encode_predict"]
 Format = Literal["row", "column"]
 
 # OVMS messages (src/status.cpp); details follow as "<base> - <details>".
-_NOT_AN_OBJECT: Final = "Request body should be JSON object"
 _UNKNOWN_ORDER: Final = "Invalid JSON structure. Could not detect row or column format"
 _INSTANCES_NOT_AN_ARRAY: Final = "Invalid JSON structure. Nonamed instance is not an array."
 _NAMED_INSTANCE_NOT_AN_OBJECT: Final = (
@@ -48,7 +49,6 @@ _NAMED_INSTANCE_NOT_AN_OBJECT: Final = (
 _NO_INSTANCES: Final = "Invalid JSON structure. Missing instances in row format"
 _NO_INPUTS: Final = "Invalid JSON structure. Missing inputs in column format"
 _PARSE_INSTANCE: Final = "Could not parse instance content. Not valid ndarray detected"
-_PARSE_INPUT: Final = "Could not parse input content. Not valid ndarray detected"
 _BATCH_DIFFER: Final = "Invalid JSON structure. Request inputs have different batch sizes"
 _BASE64: Final = "Decode Base64 to string error"
 

@@ -19,6 +19,8 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from ..errors import MSG_CONTENT_SIZE as _CONTENT_SIZE
+from ..errors import MSG_VALUE_COUNT as _VALUE_COUNT
 from ..errors import FailedPrecondition, InvalidArgument, PayloadTooLarge
 from ..grpc._generated import tensorflow as tf_pb
 from ..grpc._generated.google.protobuf import Any as AnyProto
@@ -60,8 +62,6 @@ PREDICT_METHOD: Final = "tensorflow/serving/predict"
 SIGNATURE_DEF_MAP_TYPE_URL: Final = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
 
 # OVMS messages (src/status.cpp); details follow as "<base> - <details>".
-_CONTENT_SIZE: Final = "Invalid content size of tensor proto"
-_VALUE_COUNT: Final = "Invalid number of values in tensor proto container"
 _PRECISION: Final = "Invalid input precision"
 _SHAPE: Final = "Invalid input shape"
 

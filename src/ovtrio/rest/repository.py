@@ -8,7 +8,7 @@ from quart_trio import QuartTrio
 from ..codecs import tfs_tensor
 from ..codecs._json import loads as json_loads
 from ..dataplane import DataPlane
-from ..errors import InvalidArgument, JsonInvalid
+from ..errors import MSG_NOT_AN_OBJECT, InvalidArgument, JsonInvalid
 
 __all__ = ["register"]
 
@@ -39,7 +39,7 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
             except JsonInvalid as exc:  # the repository extension answers 400
                 raise InvalidArgument(exc.message) from None
             if not isinstance(doc, dict):
-                raise InvalidArgument("Request body should be JSON object")
+                raise InvalidArgument(MSG_NOT_AN_OBJECT)
             ready = bool(doc.get("ready", False))
         return json_response(dp.repository_index(ready))
 
