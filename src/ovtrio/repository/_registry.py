@@ -545,6 +545,14 @@ class ModelRegistry:
     async def get_available(self, name: str, version: int | None) -> ModelVersion:
         """The version to infer with; waits up to LOADING_WAIT_S for a LOADING one."""
         model = self.get_model(name)
+        # the usual case first, without a cancel scope (a deadline per request costs)
+        if version is None or version == 0:
+            mv = model.default_version()
+        else:
+            mv = model.versions.get(version)
+            mv = mv if mv is not None and mv.available else None
+        if mv is not None:
+            return mv
         with trio.move_on_after(LOADING_WAIT_S):
             while True:
                 if version is None or version == 0:
