@@ -5,7 +5,9 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 
-__all__ = ["bearer_ok"]
+from .errors import Unauthenticated
+
+__all__ = ["bearer_ok", "require_bearer"]
 
 
 def bearer_ok(header: str | bytes, keys: Sequence[bytes]) -> bool:
@@ -15,3 +17,9 @@ def bearer_ok(header: str | bytes, keys: Sequence[bytes]) -> bool:
     scheme, _, token = header.partition(" ")
     given = token.strip().encode()
     return scheme.lower() == "bearer" and any(hmac.compare_digest(given, k) for k in keys)
+
+
+def require_bearer(header: str | bytes, keys: Sequence[bytes]) -> None:
+    """Raise Unauthenticated (401) unless ``header`` carries one of ``keys`` (REST)."""
+    if not bearer_ok(header, keys):
+        raise Unauthenticated("Missing or invalid API key (Authorization: Bearer <key>)")

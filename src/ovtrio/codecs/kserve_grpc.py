@@ -29,7 +29,6 @@ from ..tensors import (
 from ._wire import check_wire_types
 
 __all__ = [
-    "check_wire_types",
     "decode_bytes_elements",
     "decode_infer_request",
     "decode_varints",

@@ -35,7 +35,7 @@ from ..tensors import (
     Tensor,
     TensorSpec,
 )
-from .kserve_grpc import check_wire_types
+from ._wire import check_wire_types
 
 __all__ = [
     "DEFAULT_SIGNATURE",

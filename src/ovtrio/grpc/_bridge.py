@@ -207,7 +207,7 @@ class _Server(grpclib.server.Server):
         handlers: Collection[Any],
         *,
         max_connections: int = 0,
-        max_streams: int = 100,
+        max_streams: int = _H2_DEFAULT_STREAMS,
         **kwargs: Any,
     ) -> None:
         super().__init__(handlers, **kwargs)

@@ -18,13 +18,12 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from ..auth import bearer_ok
+from ..auth import require_bearer
 from ..dataplane import DataPlane
 from ..errors import (
     InvalidUrl,
     OvtrioError,
     PayloadTooLarge,
-    Unauthenticated,
     UnsupportedMethod,
 )
 from . import kserve, repository, tfs
@@ -91,10 +90,8 @@ def create_app(
 
         @app.before_request
         async def _authenticate() -> None:
-            if request.path in OPEN_PATHS:
-                return
-            if not bearer_ok(request.headers.get("Authorization", ""), accepted):
-                raise Unauthenticated("Missing or invalid API key (Authorization: Bearer <key>)")
+            if request.path not in OPEN_PATHS:
+                require_bearer(request.headers.get("Authorization", ""), accepted)
 
     kserve.register(app, dataplane)
     tfs.register(app, dataplane)

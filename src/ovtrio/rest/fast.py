@@ -1,12 +1,12 @@
-"""A thin ASGI path for the hot REST routes, in front of the Quart application.
+"""A thin ASGI path for the hot REST route, in front of the Quart application.
 
-``/v2/models/{name}[/versions/{n}]/infer`` (POST; other methods 406 as OVMS) and
-``GET /v2/health/{live,ready}`` are served here without Quart's request and response objects,
-routing and context machinery; everything else goes to the Quart app unchanged (HEAD of the
-health routes included). Behaviour is the Quart app's: the same codec and data plane, errors as
-``{"error": ...}`` with the class's status and ``Connection: close`` after a POST error, the body
-limit (413), the bearer-token check, and a client that disconnects cancels its inference (the
-body is read first, then the inference runs beside a task waiting for ``http.disconnect``).
+``/v2/models/{name}[/versions/{n}]/infer`` (POST; other methods 406 as OVMS) is served here
+without Quart's request and response objects, routing and context machinery; everything else
+goes to the Quart app unchanged. Behaviour is the Quart app's: the same codec and data plane,
+errors as ``{"error": ...}`` with the class's status and ``Connection: close`` after a POST
+error, the body limit (413), the bearer-token check (``auth.require_bearer``), and a client that
+disconnects cancels its inference (the body is read first, then the inference runs beside a
+task waiting for ``http.disconnect``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import orjson
 import trio
 
-from ..auth import bearer_ok
+from ..auth import require_bearer
 from ..codecs import kserve_rest
 from ..dataplane import DataPlane
 from ..errors import (
@@ -27,7 +26,6 @@ from ..errors import (
     OvtrioError,
     PayloadTooLarge,
     Unauthenticated,
-    Unavailable,
     UnsupportedMethod,
 )
 
@@ -68,28 +66,18 @@ class FastPath:
                     await _drain(receive, self.max_body)
                     await _error(send, UnsupportedMethod("Unsupported method"), post=False)
                 return
-            if method == "GET" and path in ("/v2/health/live", "/v2/health/ready"):
-                await self._health(path, send)
-                return
         await self.app(scope, receive, send)
-
-    async def _health(self, path: str, send: Send) -> None:
-        if path == "/v2/health/live":
-            await _respond(send, 200, orjson.dumps({"live": True}), _JSON)
-        elif self.dp.ready():
-            await _respond(send, 200, orjson.dumps({"ready": True}), _JSON)
-        else:
-            await _error(send, Unavailable("Server is not ready"), post=False)
 
     async def _infer(
         self, match: re.Match[str], scope: Scope, receive: Receive, send: Send
     ) -> None:
         try:
-            if self.keys and not bearer_ok(
-                (_header(scope, b"authorization") or b"").decode("latin-1"), self.keys
-            ):
-                await _drain(receive, self.max_body)
-                raise Unauthenticated("Missing or invalid API key (Authorization: Bearer <key>)")
+            if self.keys:
+                try:
+                    require_bearer(_header(scope, b"authorization") or b"", self.keys)
+                except Unauthenticated:
+                    await _drain(receive, self.max_body)
+                    raise
             body = await _read_body(scope, receive, self.max_body)
             if body is None:
                 return  # the client left before its body arrived
@@ -227,4 +215,4 @@ async def _error(send: Send, exc: OvtrioError, *, post: bool) -> None:
     headers = list(_JSON)
     if post:
         headers.append((b"connection", b"close"))
-    await _respond(send, exc.http_status, orjson.dumps({"error": exc.message}), headers)
+    await _respond(send, exc.http_status, kserve_rest.encode_error(exc.message), headers)

@@ -14,8 +14,6 @@ from ..tensors import TensorSpec
 
 __all__ = ["metadata_json", "register"]
 
-INFERENCE_HEADER = "Inference-Header-Content-Length"
-
 
 def _tensor_json(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": spec.datatype.kserve, "shape": list(spec.shape)}
