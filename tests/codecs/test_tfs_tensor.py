@@ -36,6 +36,7 @@ from ovtrio.grpc._generated import tensorflow as tf_pb
 from ovtrio.grpc._generated.tensorflow import error as tf_error
 from ovtrio.grpc._generated.tensorflow import serving as tfs_pb
 from ovtrio.tensors import DATATYPES, InferResponse, Tensor, TensorSpec, datatype
+from tests.wire import key, ld, varint
 
 Array = np.ndarray[Any, Any]
 DT = tf_pb.DataType
@@ -411,27 +412,6 @@ def test_content_is_zero_copy() -> None:
 # ---------------------------------------------------------------------------------------------
 # hand-written wire bytes: packed and unpacked repeated fields
 # ---------------------------------------------------------------------------------------------
-
-
-def varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative int32/int64: ten-byte two's complement
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def key(field: int, wire: int) -> bytes:
-    return varint(field << 3 | wire)
-
-
-def ld(field: int, payload: bytes) -> bytes:
-    return key(field, 2) + varint(len(payload)) + payload
 
 
 def wire_tensor(dtype: int, shape: list[int], body: bytes) -> bytes:

@@ -49,7 +49,9 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
 )
 from tritonclient.grpc import service_pb2
 
+from tests import models
 from tests.e2e.conftest import Server, build_repository, start_server
+from tests.wire import varint
 
 pytestmark = pytest.mark.e2e
 
@@ -57,21 +59,7 @@ pytestmark = pytest.mark.e2e
 # What the repository of build_repository serves
 # ---------------------------------------------------------------------------------------------
 
-DATATYPES = [
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-]
+DATATYPES = list(models.OV_TYPES)  # the identity models build_repository serves
 NUMPY = {
     "BOOL": np.dtype("?"),
     "UINT8": np.dtype("<u1"),
@@ -981,19 +969,6 @@ def tfs_rest_case(draw: st.DrawFn) -> RestCase:
 # ---------------------------------------------------------------------------------------------
 
 
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _protobuf_fields(children: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
     one = st.tuples(
         st.integers(1, 12),
@@ -1005,15 +980,15 @@ def _protobuf_fields(children: st.SearchStrategy[bytes]) -> st.SearchStrategy[by
     def encode(fields: list[tuple[int, int, int, bytes]]) -> bytes:
         out = bytearray()
         for number, wire, value, payload in fields:
-            out += _varint((number << 3) | wire)
+            out += varint((number << 3) | wire)
             if wire == 0:
-                out += _varint(value)
+                out += varint(value)
             elif wire == 1:
                 out += struct.pack("<Q", value)
             elif wire == 5:
                 out += struct.pack("<I", value & 0xFFFFFFFF)
             elif wire == 2:
-                out += _varint(len(payload)) + payload
+                out += varint(len(payload)) + payload
         return bytes(out)
 
     return st.lists(one, max_size=6).map(encode)

@@ -14,24 +14,12 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from tests import models
 from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.e2e
 
-NUMERIC = [
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-]
+NUMERIC = [dt for dt in models.OV_TYPES if dt != "BYTES"]
 NP = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,

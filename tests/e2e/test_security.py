@@ -91,19 +91,21 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+def _dummy_server(root: Path, flags: list[str], **kwargs: Any) -> Server:
+    """A server of its own on the dummy model (``root/dummy``), with ``flags``."""
+    models.add_model(root / "dummy")
+    args = ["--model_name", "dummy", "--model_path", str(root / "dummy"), *flags]
+    return start_server(root, args, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory, pki: dict[str, Path]) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("secure")
-    models.add_model(root / "dummy")
     keys = root / "keys.txt"
     keys.write_text(f"other-key\n{KEY}\n")
-    server = start_server(
+    server = _dummy_server(
         root,
         [
-            "--model_name",
-            "dummy",
-            "--model_path",
-            str(root / "dummy"),
             "--ssl_certificate",
             str(pki["server"]),
             "--ssl_key",
@@ -193,15 +195,9 @@ def test_rest_mtls_and_api_key(secure: Server, pki: dict[str, Path]) -> None:
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("limited")
-    models.add_model(root / "dummy")
-    server = start_server(
-        root,
+    server = _dummy_server(
+        tmp_path_factory.mktemp("limited"),
         [
-            "--model_name",
-            "dummy",
-            "--model_path",
-            str(root / "dummy"),
             "--grpc_max_message_bytes",
             "4096",
             "--rest_max_body_bytes",
