@@ -6,12 +6,15 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2
 
 from ovtrio.codecs import kserve_grpc
-from ovtrio.errors import InvalidArgument
+from ovtrio.errors import InvalidArgument, PayloadTooLarge
 from ovtrio.grpc.kserve import InferRequestWire
 from ovtrio.tensors import InferResponse, Tensor, datatype
+from tests.models import OV_TYPES
 
 VARINT_CASES = [
     ("INT32", "int_contents", [0, 1, -1, 2**31 - 1, -(2**31)]),
@@ -115,6 +118,44 @@ def test_encode_response_always_raw() -> None:
     assert msg.raw_output_contents[1] == struct.pack("<I", 2) + b"xy"
 
 
+RESPONSE_CASES = [
+    (name, shape) for name in sorted(OV_TYPES) for shape in ((2, 3), (0, 4), (1,), (300, 1))
+]
+
+
+@pytest.mark.parametrize(
+    ("dt", "shape"), RESPONSE_CASES, ids=[f"{d}-{s}" for d, s in RESPONSE_CASES]
+)
+def test_encode_response_matches_protobuf(dt: str, shape: tuple[int, ...]) -> None:
+    """The hand-written encoder writes what protobuf itself writes, byte for byte."""
+    row = datatype(dt)
+    count = int(np.prod(shape))
+    if dt == "BYTES":
+        data = np.array([b"v%d" % i for i in range(count)], dtype=object).reshape(shape)
+        raw = b"".join(struct.pack("<I", len(x)) + x for x in data.reshape(-1))
+    else:
+        data = (np.arange(count) % 7).astype(row.numpy).reshape(shape)
+        raw = data.astype(row.numpy.newbyteorder("<")).tobytes()
+    for version, rid in ((1, ""), (2**40, "req-\u00e9")):
+        resp = InferResponse("m\u00f6del", version, [Tensor("out", row, data)], id=rid)
+        ref = service_pb2.ModelInferResponse(
+            model_name="m\u00f6del", model_version=str(version), id=rid
+        )
+        ref.outputs.add(name="out", datatype=dt, shape=list(shape))
+        ref.raw_output_contents.append(raw)
+        assert bytes(kserve_grpc.encode_infer_response(resp)) == ref.SerializeToString()
+
+
+def test_encode_response_negative_dims_and_many_outputs() -> None:
+    outputs = [Tensor(f"o{i}", datatype("FP32"), np.zeros((1, i), np.float32)) for i in range(3)]
+    msg = service_pb2.ModelInferResponse.FromString(
+        bytes(kserve_grpc.encode_infer_response(InferResponse("m", 1, outputs)))
+    )
+    assert [list(o.shape) for o in msg.outputs] == [[1, 0], [1, 1], [1, 2]]
+    assert [len(r) for r in msg.raw_output_contents] == [0, 4, 8]
+    assert kserve_grpc._varint(-1) == b"\xff" * 9 + b"\x01"  # int64 -1, as protobuf writes it
+
+
 @pytest.mark.parametrize(("text", "expected"), [("", None), ("0", 0), ("12", 12)])
 def test_parse_version(text: str, expected: int | None) -> None:
     assert kserve_grpc.parse_version(text) == expected
@@ -124,3 +165,84 @@ def test_parse_version(text: str, expected: int | None) -> None:
 def test_parse_version_invalid(text: str) -> None:
     with pytest.raises(InvalidArgument, match="invalid model version format"):
         kserve_grpc.parse_version(text)
+
+
+# --- the hand-written request parser against betterproto2 --------------------------------------
+
+_DATATYPES = sorted(OV_TYPES)
+_dims = st.lists(st.integers(min_value=-3, max_value=5) | st.just(2**62), max_size=4)
+
+
+@st.composite
+def _requests(draw: st.DrawFn) -> bytes:
+    req = service_pb2.ModelInferRequest(
+        model_name=draw(st.text(max_size=8)),
+        model_version=draw(st.sampled_from(["", "1", "07", "x"])),
+        id=draw(st.text(max_size=4)),
+    )
+    for i in range(draw(st.integers(0, 3))):
+        t = req.inputs.add(
+            name=draw(st.sampled_from([f"in{i}", "in0", ""])),
+            datatype=draw(st.sampled_from([*_DATATYPES, "FP99", ""])),
+            shape=draw(_dims),
+        )
+        if draw(st.integers(0, 9)) == 0:
+            t.contents.fp32_contents.extend([1.0, 2.0])
+        if draw(st.integers(0, 9)) == 0:
+            t.parameters["p"].int64_param = 3
+    for _ in range(draw(st.integers(0, 3))):
+        req.raw_input_contents.append(draw(st.binary(max_size=24)))
+    for name in draw(st.lists(st.sampled_from(["out", "o2", ""]), max_size=2)):
+        req.outputs.add(name=name)
+    if draw(st.integers(0, 9)) == 0:
+        req.parameters["q"].bool_param = True
+    wire = req.SerializeToString()
+    cut = draw(st.sampled_from(["whole", "truncate", "flip"]))
+    if cut == "truncate" and wire:
+        wire = wire[: draw(st.integers(0, len(wire) - 1))]
+    elif cut == "flip" and wire:
+        at = draw(st.integers(0, len(wire) - 1))
+        wire = wire[:at] + bytes([wire[at] ^ draw(st.integers(1, 255))]) + wire[at + 1 :]
+    return wire
+
+
+def _outcome(msg: object) -> object:
+    try:
+        req = kserve_grpc.decode_infer_request(msg, max_elements=1000)  # type: ignore[arg-type]
+    except InvalidArgument as exc:
+        return ("error", type(exc).__name__, str(exc))
+    except PayloadTooLarge as exc:
+        return ("error", type(exc).__name__, str(exc))
+    return (
+        req.model_name,
+        req.model_version,
+        req.id,
+        req.parameters,
+        None if req.outputs is None else [(o.name, o.parameters) for o in req.outputs],
+        [(t.name, t.datatype.kserve, t.data.shape, t.data.tobytes()) for t in req.inputs],
+    )
+
+
+@settings(max_examples=600, deadline=None)
+@given(_requests())
+def test_fast_parse_reads_what_betterproto_reads(wire: bytes) -> None:
+    """Every message the hand-written parser accepts decodes exactly as through betterproto2;
+    it hands every other one (parameters, contents, damaged bytes) to betterproto2."""
+    fast = kserve_grpc.parse_infer_request(wire)
+    if fast is None:
+        return
+    slow = InferRequestWire.parse_betterproto(wire)
+    assert _outcome(fast) == _outcome(slow)
+
+
+def test_fast_parse_takes_the_common_request_and_leaves_the_rest() -> None:
+    plain = _request("FP32", "fp32_contents", [])
+    req = service_pb2.ModelInferRequest(model_name="m", raw_input_contents=[b"\0" * 8])
+    req.inputs.add(name="x", datatype="FP32", shape=[1, 2])
+    req.outputs.add(name="y")
+    fast = kserve_grpc.parse_infer_request(req.SerializeToString())
+    assert fast is not None
+    assert (fast.inputs[0].shape, fast.outputs[0].name) == ([1, 2], "y")
+    assert kserve_grpc.parse_infer_request(plain) is None  # parameters: betterproto2's job
+    assert kserve_grpc.parse_infer_request(b"\x0a\x02\xff\xfe") is None  # invalid UTF-8
+    assert kserve_grpc.parse_infer_request(b"\x0a\x05ab") is None  # truncated

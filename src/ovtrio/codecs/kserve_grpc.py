@@ -26,15 +26,17 @@ from ..tensors import (
     Tensor,
     datatype,
 )
-from ._wire import check_wire_types
+from ._wire import Checked, check_wire_types
 
 __all__ = [
+    "EncodedResponse",
     "decode_bytes_elements",
     "decode_infer_request",
     "decode_varints",
     "encode_bytes_elements",
     "encode_infer_response",
     "parameters_to_dict",
+    "parse_infer_request",
     "parse_version",
 ]
 
@@ -98,7 +100,7 @@ def decode_varints(buf: bytes) -> np.ndarray[Any, np.dtype[np.uint64]]:
     return np.bitwise_or.reduceat(vals, starts)
 
 
-def decode_bytes_elements(blob: bytes, count: int, name: str) -> np.ndarray[Any, Any]:
+def decode_bytes_elements(blob: bytes | memoryview, count: int, name: str) -> np.ndarray[Any, Any]:
     """``<uint32 LE length><bytes>`` repeated ``count`` times, exactly filling ``blob``.
 
     One exception, for the clients OVMS documents (Java, Go, C++ examples send a file's bytes
@@ -165,7 +167,7 @@ def _count(shape: list[int], name: str, limit: int = MAX_ELEMENTS) -> int:
 
 
 def _from_raw(
-    dt: Datatype, blob: bytes, shape: list[int], count: int, name: str
+    dt: Datatype, blob: bytes | memoryview, shape: list[int], count: int, name: str
 ) -> np.ndarray[Any, Any]:
     if dt.kserve == "BYTES":
         return decode_bytes_elements(blob, count, name).reshape(shape)
@@ -244,11 +246,157 @@ def _has_contents(contents: Any) -> bool:
     return contents is not None and any(getattr(contents, f, None) for f in _ALL_FIELDS)
 
 
+class _Bail(Exception):
+    """The message is not one ``parse_infer_request`` reads: betterproto2 parses it."""
+
+
+class WireInput:
+    """An InferInputTensor without parameters or contents (what clients send with raw data)."""
+
+    __slots__ = ("datatype", "name", "shape")
+    contents = None
+    parameters: dict[str, Any] = {}  # read only, never filled
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.datatype = ""
+        self.shape: list[int] = []
+
+
+class WireOutput:
+    """An InferRequestedOutputTensor without parameters."""
+
+    __slots__ = ("name",)
+    parameters: dict[str, Any] = {}  # read only, never filled
+
+    def __init__(self) -> None:
+        self.name = ""
+
+
+class WireInferRequest(Checked):
+    """A ModelInferRequest read by ``parse_infer_request``: the attributes
+    ``decode_infer_request`` reads, as betterproto2 would have set them."""
+
+    __slots__ = ("id", "inputs", "model_name", "model_version", "outputs", "raw_input_contents")
+    parameters: dict[str, Any] = {}  # read only, never filled
+
+    def __init__(self) -> None:
+        self.model_name = ""
+        self.model_version = ""
+        self.id = ""
+        self.inputs: list[WireInput] = []
+        self.outputs: list[WireOutput] = []
+        self.raw_input_contents: list[memoryview] = []
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    byte = data[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    value, shift = byte & 0x7F, 7
+    while True:
+        pos += 1
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos + 1
+        shift += 7
+        if shift > 63:
+            raise _Bail
+
+
+def _span(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """(start, stop) of the length-delimited value at ``pos``."""
+    size, pos = _read_varint(data, pos)
+    stop = pos + size
+    if stop > end:
+        raise _Bail
+    return pos, stop
+
+
+def _input(data: bytes, pos: int, end: int) -> WireInput:
+    tensor = WireInput()
+    while pos < end:
+        key, pos = _read_varint(data, pos)
+        if key == 0x18:  # shape, one unpacked varint
+            dim, pos = _read_varint(data, pos)
+            tensor.shape.append(dim - (1 << 64) if dim >> 63 else dim)
+            continue
+        if key & 7 != 2:
+            raise _Bail
+        start, pos = _span(data, pos, end)
+        if key == 0x0A:
+            tensor.name = data[start:pos].decode()
+        elif key == 0x12:
+            tensor.datatype = data[start:pos].decode()
+        elif key == 0x1A:  # shape, packed
+            while start < pos:
+                dim, start = _read_varint(data, start)
+                tensor.shape.append(dim - (1 << 64) if dim >> 63 else dim)
+            if start != pos:
+                raise _Bail
+        else:  # parameters, contents, unknown fields
+            raise _Bail
+    return tensor
+
+
+def _output(data: bytes, pos: int, end: int) -> WireOutput:
+    output = WireOutput()
+    while pos < end:
+        key, pos = _read_varint(data, pos)
+        if key != 0x0A:  # parameters, unknown fields, other wire types
+            raise _Bail
+        start, pos = _span(data, pos, end)
+        output.name = data[start:pos].decode()
+    return output
+
+
+def parse_infer_request(data: bytes) -> WireInferRequest | None:
+    """Read a ModelInferRequest as clients send it with raw contents; None for anything else.
+
+    About 8x faster than betterproto2 for a small request (which spends ~35 us on reflection)
+    and without copying ``raw_input_contents`` (memoryviews of ``data``). Anything beyond
+    names, datatypes, shapes, requested outputs and raw contents (parameters,
+    InferTensorContents, unknown fields, another wire type, a malformed or truncated value,
+    invalid UTF-8) returns None: the caller then parses with betterproto2, so every such
+    message is read, or refused, exactly as before.
+    """
+    req = WireInferRequest()
+    view = memoryview(data)
+    end = len(data)
+    pos = 0
+    try:
+        while pos < end:
+            key, pos = _read_varint(data, pos)
+            if key & 7 != 2:
+                return None
+            start, pos = _span(data, pos, end)
+            if key == 0x3A:
+                req.raw_input_contents.append(view[start:pos])
+            elif key == 0x2A:
+                req.inputs.append(_input(data, start, pos))
+            elif key == 0x32:
+                req.outputs.append(_output(data, start, pos))
+            elif key == 0x0A:
+                req.model_name = data[start:pos].decode()
+            elif key == 0x12:
+                req.model_version = data[start:pos].decode()
+            elif key == 0x1A:
+                req.id = data[start:pos].decode()
+            else:  # parameters, unknown fields
+                return None
+    except (_Bail, IndexError, UnicodeDecodeError):
+        return None
+    return req
+
+
 def decode_infer_request(
-    msg: raw_pb.ModelInferRequest | pb.ModelInferRequest, *, max_elements: int = MAX_ELEMENTS
+    msg: WireInferRequest | raw_pb.ModelInferRequest | pb.ModelInferRequest,
+    *,
+    max_elements: int = MAX_ELEMENTS,
 ) -> InferRequest:
     check_wire_types(msg)
-    raw = list(msg.raw_input_contents)
+    raw: list[bytes | memoryview] = list(msg.raw_input_contents)
     inputs: list[Any] = list(msg.inputs)
     if not inputs:
         raise InvalidArgument("Invalid number of inputs - Expected: at least 1; Actual: 0")
@@ -295,23 +443,77 @@ def decode_infer_request(
     )
 
 
-def encode_infer_response(resp: InferResponse) -> pb.ModelInferResponse:
-    outputs = []
-    raw = []
+class EncodedResponse:
+    """A ModelInferResponse already in wire format: grpclib sends ``SerializeToString()``.
+
+    The hot path's reply is written here rather than by betterproto2, whose generic
+    serializer cost ~65 us for a four-float answer (~5 us here). Only the fields the codec
+    fills are written, in field order, as protobuf does.
+    """
+
+    __slots__ = ("wire",)
+
+    def __init__(self, wire: bytes) -> None:
+        self.wire = wire
+
+    def SerializeToString(self) -> bytes:  # the name grpclib's codec calls
+        return self.wire
+
+    def __bytes__(self) -> bytes:
+        return self.wire
+
+
+def _varint(value: int) -> bytes:
+    value &= 0xFFFF_FFFF_FFFF_FFFF  # int64: a negative value is ten bytes of two's complement
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(parts: list[Any], key: int, payload: Any, size: int) -> None:
+    """Append a length-delimited field (key < 16: one byte) to ``parts``."""
+    parts.append(bytes((key,)))
+    parts.append(_varint(size))
+    parts.append(payload)
+
+
+def _text(parts: list[Any], key: int, text: str) -> None:
+    if text:  # proto3: an empty string is not sent
+        data = text.encode()
+        _field(parts, key, data, len(data))
+
+
+# keys: field number << 3 | wire type 2 (length-delimited)
+_K_MODEL_NAME, _K_MODEL_VERSION, _K_ID, _K_OUTPUTS, _K_RAW = 0x0A, 0x12, 0x1A, 0x2A, 0x32
+_K_NAME, _K_DATATYPE, _K_SHAPE = 0x0A, 0x12, 0x1A
+
+
+def encode_infer_response(resp: InferResponse) -> EncodedResponse:
+    parts: list[Any] = []
+    _text(parts, _K_MODEL_NAME, resp.model_name)
+    _text(parts, _K_MODEL_VERSION, str(resp.model_version))
+    _text(parts, _K_ID, resp.id)
+    contents: list[Any] = []
     for t in resp.outputs:
-        outputs.append(
-            pb.ModelInferResponseInferOutputTensor(
-                name=t.name, datatype=t.datatype.kserve, shape=list(t.shape)
-            )
-        )
+        tensor: list[Any] = []
+        _text(tensor, _K_NAME, t.name)
+        _text(tensor, _K_DATATYPE, t.datatype.kserve)
+        if t.shape:
+            shape = b"".join(_varint(d) for d in t.shape)
+            _field(tensor, _K_SHAPE, shape, len(shape))
+        body = b"".join(tensor)
+        _field(parts, _K_OUTPUTS, body, len(body))
         if t.datatype.kserve == "BYTES":
-            raw.append(encode_bytes_elements(t.data))
+            contents.append(encode_bytes_elements(t.data))
         else:
-            raw.append(np.ascontiguousarray(t.data, dtype=t.datatype.numpy).tobytes())
-    return pb.ModelInferResponse(
-        model_name=resp.model_name,
-        model_version=str(resp.model_version),
-        id=resp.id,
-        outputs=outputs,
-        raw_output_contents=raw,
-    )
+            contents.append(
+                np.ascontiguousarray(t.data, dtype=t.datatype.numpy).reshape(-1).view(np.uint8)
+            )
+    for data in contents:
+        _field(parts, _K_RAW, data, len(data))
+    return EncodedResponse(b"".join(parts))

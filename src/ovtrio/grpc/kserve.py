@@ -37,6 +37,8 @@ _BLOB_FIELDS = (
 class InferRequestWire:
     """What grpclib decodes ModelInferRequest with (it calls ``FromString``).
 
+    Requests as clients usually send them (raw contents, no parameters) are read by
+    ``kserve_grpc.parse_infer_request``; the others by betterproto2, as follows.
     The shadow ``inference_raw`` message reads typed contents as one packed blob each (fast).
     A sender that does not pack its repeated scalars (legal, but rare) makes the shadow parse
     fail or yield non-bytes values: then the message is parsed again with the typed class,
@@ -44,7 +46,16 @@ class InferRequestWire:
     """
 
     @staticmethod
-    def FromString(data: bytes) -> raw_pb.ModelInferRequest | pb.ModelInferRequest:
+    def FromString(
+        data: bytes,
+    ) -> kserve_grpc.WireInferRequest | raw_pb.ModelInferRequest | pb.ModelInferRequest:
+        fast = kserve_grpc.parse_infer_request(data)
+        if fast is not None:
+            return fast
+        return InferRequestWire.parse_betterproto(data)
+
+    @staticmethod
+    def parse_betterproto(data: bytes) -> raw_pb.ModelInferRequest | pb.ModelInferRequest:
         try:
             msg = raw_pb.ModelInferRequest.FromString(data)
         except Exception:  # re-parsed below; a truly broken message fails there
@@ -124,8 +135,9 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         return pb.RepositoryModelUnloadResponse()
 
     async def model_infer(
-        req: raw_pb.ModelInferRequest | pb.ModelInferRequest, _stream: Any
-    ) -> pb.ModelInferResponse:
+        req: kserve_grpc.WireInferRequest | raw_pb.ModelInferRequest | pb.ModelInferRequest,
+        _stream: Any,
+    ) -> kserve_grpc.EncodedResponse:
         if dp.shutting_down:
             raise Unavailable("Server is shutting down")
         request = kserve_grpc.decode_infer_request(req, max_elements=dp.max_tensor_elements)
@@ -159,5 +171,5 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         SERVICE + "RepositoryModelUnload": RpcSpec(
             repository_unload, pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse
         ),
-        SERVICE + "ModelInfer": RpcSpec(model_infer, InferRequestWire, pb.ModelInferResponse),
+        SERVICE + "ModelInfer": RpcSpec(model_infer, InferRequestWire, kserve_grpc.EncodedResponse),
     }
