@@ -37,6 +37,7 @@ import uvloop
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from .._inbox import TrioInbox
 from ..auth import bearer_ok
 from ..codecs._wire import check_wire_types
 from ..errors import OvtrioError
@@ -135,7 +136,7 @@ class TrioBridge:
     """Runs trio functions from the asyncio thread; asyncio cancellation becomes trio's."""
 
     def __init__(self, token: trio.lowlevel.TrioToken, nursery: trio.Nursery) -> None:
-        self.token = token
+        self.inbox = TrioInbox(token)
         self.nursery = nursery
 
     async def call(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -169,7 +170,7 @@ class TrioBridge:
                     pass  # loop already closed
 
         try:
-            self.token.run_sync_soon(self.nursery.start_soon, runner)
+            self.inbox.run_sync_soon(self.nursery.start_soon, runner)
         except trio.RunFinishedError:
             raise GRPCError(Status.UNAVAILABLE, "Server is shutting down") from None
         try:
@@ -178,7 +179,7 @@ class TrioBridge:
             # Client cancel or deadline. FIFO order on the trio side means the cancel may run
             # before the task enters its scope; trio handles cancel-before-enter.
             try:
-                self.token.run_sync_soon(scope.cancel)
+                self.inbox.run_sync_soon(scope.cancel)
             except trio.RunFinishedError:
                 pass
             raise

@@ -41,6 +41,7 @@ import numpy as np
 import openvino as ov
 import trio
 
+from .._inbox import TrioInbox
 from ..config import Dim, ModelConfig, ShapeSpec
 from ..errors import InferenceFailed
 from ..tensors import TensorSpec, datatype_of_ov
@@ -286,8 +287,17 @@ class CompiledModel:
         self._last_shapes: tuple[tuple[int, ...], ...] | None = _FRESH
         """Input shapes of the last inference that completed; ``_FRESH`` before the first
         one (a fresh graph re-infers every shape), None when unknown (after a failure)."""
+        self._inbox: TrioInbox | None = None
         self.observer: Callable[[str, float], None] | None = None
         """Metrics hook: ("wait", seconds waited for a request) and ("inference", seconds)."""
+
+    def _inbox_for_this_run(self) -> TrioInbox:
+        """The completion callbacks' way into trio (one per trio run: tests run several)."""
+        token = trio.lowlevel.current_trio_token()
+        inbox = self._inbox
+        if inbox is None or inbox.token is not token:
+            inbox = self._inbox = TrioInbox(token)
+        return inbox
 
     @property
     def busy(self) -> int:
@@ -364,8 +374,7 @@ class CompiledModel:
         req = holder[0]
         call = _Call()
         started = time.perf_counter_ns()
-        token = trio.lowlevel.current_trio_token()
-        req.set_callback(self._make_callback(req, call, token), None)
+        req.set_callback(self._make_callback(req, call, self._inbox_for_this_run()), None)
         try:
             # Copied into the request's own input tensors (not shared: OpenVINO may compute in
             # place on input memory, and the arrays may be read-only views of a message).
@@ -498,7 +507,7 @@ class CompiledModel:
             interval = min(interval * 2, 1.0)
 
     def _make_callback(
-        self, req: ov.InferRequest, call: _Call, token: trio.lowlevel.TrioToken
+        self, req: ov.InferRequest, call: _Call, inbox: TrioInbox
     ) -> Callable[[Any], None]:
         string_outputs = self._string_outputs
 
@@ -520,7 +529,7 @@ class CompiledModel:
             except Exception as exc:  # surfaced to the caller as InferenceFailed
                 error, outputs = exc, None
             try:
-                token.run_sync_soon(_finish, call, outputs, error)
+                inbox.run_sync_soon(_finish, call, outputs, error)
             except trio.RunFinishedError:
                 pass
 
