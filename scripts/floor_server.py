@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""The transports alone: what a request costs before ovtrio does anything (scripts/bench --peer).
+
+Serves KServe ModelInfer for the bench's ``tiny`` model with a canned answer, no decoding,
+no trio bridge, no OpenVINO: over gRPC with grpclib exactly as ovtrio configures it
+(``ovtrio.grpc._bridge._Server``, its patches, a uvloop loop on its own thread) and over REST
+with hypercorn's trio worker (h11) and a bare ASGI function. Whatever these cost per request
+is a floor under ovtrio's own cost on the same transport.
+
+Usage: floor_server.py GRPC_PORT REST_PORT
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import grpclib.const
+import numpy as np
+import trio
+import uvloop
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from ovtrio.codecs.kserve_grpc import EncodedResponse, encode_infer_response
+from ovtrio.grpc._bridge import _Server
+from ovtrio.tensors import InferResponse, Tensor, datatype
+
+OUTPUT = Tensor("y", datatype("FP32"), np.zeros((1, 4), np.float32))
+GRPC_REPLY = encode_infer_response(InferResponse("tiny", 1, [OUTPUT]))
+_HEADER = json.dumps(
+    {
+        "model_name": "tiny",
+        "model_version": "1",
+        "outputs": [
+            {
+                "name": "y",
+                "datatype": "FP32",
+                "shape": [1, 4],
+                "parameters": {"binary_data_size": 16},
+            }
+        ],
+    }
+).encode()
+REST_BODY = _HEADER + OUTPUT.data.tobytes()
+REST_HEADERS = [
+    (b"content-type", b"application/octet-stream"),
+    (b"inference-header-content-length", str(len(_HEADER)).encode()),
+    (b"content-length", str(len(REST_BODY)).encode()),
+]
+
+
+class _Raw:
+    """grpclib's codec calls FromString: the request is left undecoded."""
+
+    @staticmethod
+    def FromString(data: bytes) -> bytes:
+        return data
+
+
+class _Servable:
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        async def infer(stream: Any) -> None:
+            await stream.recv_message()
+            await stream.send_message(GRPC_REPLY)
+
+        return {
+            "/inference.GRPCInferenceService/ModelInfer": grpclib.const.Handler(
+                infer, grpclib.const.Cardinality.UNARY_UNARY, _Raw, EncodedResponse
+            )
+        }
+
+
+def grpc_thread(port: int) -> None:
+    async def main() -> None:
+        server = _Server([_Servable()])
+        await server.start("127.0.0.1", port, reuse_address=True)
+        await server.wait_closed()
+
+    uvloop.run(main())
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": REST_HEADERS})
+    await send({"type": "http.response.body", "body": REST_BODY})
+
+
+def main() -> None:
+    grpc_port, rest_port = int(sys.argv[1]), int(sys.argv[2])
+    threading.Thread(target=grpc_thread, args=(grpc_port,), daemon=True).start()
+    config = Config()
+    config.bind = [f"127.0.0.1:{rest_port}"]
+    config.accesslog = None
+    trio.run(serve, app, config)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()
