@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .config import BatchingConfig
     from .runtime import CompiledModel
 
-__all__ = ["Batcher", "BatcherStatistics"]
+__all__ = ["Batcher", "BatcherStatistics", "why_not_batchable"]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class Batcher:
         """
         if cfg.mode == "off" or cfg.max_batch_size <= 1:
             return None
-        reason = _why_not_batchable(compiled)
+        reason = why_not_batchable(compiled)
         if reason:
             if cfg.mode == "on":
                 log.warning("%s version %d: dynamic batching refused: %s", name, version, reason)
@@ -372,7 +372,9 @@ class Batcher:
         )
 
 
-def _why_not_batchable(compiled: CompiledModel) -> str:
+def why_not_batchable(compiled: CompiledModel) -> str:
+    """Why the model's requests cannot be batched ("" when they can: every input has a
+    dynamic batch axis and every output a dynamic first dimension, its batch)."""
     if not compiled.inputs:
         return "the model has no inputs"
     for spec, ax in zip(compiled.inputs, compiled.batch_index, strict=True):

@@ -219,7 +219,15 @@ def _outcome(msg: object) -> object:
         req.id,
         req.parameters,
         None if req.outputs is None else [(o.name, o.parameters) for o in req.outputs],
-        [(t.name, t.datatype.kserve, t.data.shape, t.data.tobytes()) for t in req.inputs],
+        [
+            (
+                t.name,
+                t.datatype.kserve,
+                t.data.shape,
+                t.data.tolist() if t.data.dtype == object else t.data.tobytes(),
+            )
+            for t in req.inputs
+        ],
     )
 
 

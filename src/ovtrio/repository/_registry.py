@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import trio
 
-from ..batching import Batcher, BatcherStatistics
+from ..batching import Batcher, BatcherStatistics, why_not_batchable
 from ..config import BatchingConfig, ConfigError, ModelConfig, parse_config_json
 from ..errors import (
     MODEL_NOT_FOUND,
@@ -69,6 +69,9 @@ class ModelVersion:
         self.error_message = ""
         self.compiled: CompiledModel | None = None
         self.batcher: Batcher | None = None
+        self._check_rows = False
+        """Outputs are batch-first (a batchable model served without the batcher): answers
+        are checked to have as many rows as the inputs."""
         self._changed = trio.Event()
         self._unload = trio.Event()
         self._in_flight = 0
@@ -138,6 +141,7 @@ class ModelVersion:
             task_status.started(False)
             return
         batcher = Batcher.for_model(cfg.name, self.version, self.compiled, cfg.batching)
+        self._check_rows = not why_not_batchable(self.compiled)
         if batcher is not None:
             try:
                 await batcher.warm_up()
@@ -206,7 +210,17 @@ class ModelVersion:
                             f"Model {self.model.name} is overloaded: its queue of {limit} "
                             "requests is full; retry later"
                         )
-                    result = await compiled.infer(arrays)
+                    rows = None
+                    if self._check_rows:
+                        # against OpenVINO's stale shapes after a cancel (runtime module doc),
+                        # as for the batcher's batches; only when the inputs agree on the batch
+                        sizes = {
+                            a.shape[ax]
+                            for a, ax in zip(arrays, compiled.batch_index, strict=True)
+                            if ax is not None
+                        }
+                        rows = sizes.pop() if len(sizes) == 1 else None
+                    result = await compiled.infer(arrays, expect_rows=rows)
             ok = True
             return result
         finally:
