@@ -14,6 +14,11 @@ connection, so:
 
 The same wrapper enforces ``--max_connections``: a connection beyond the limit is closed at
 once (hypercorn has no such setting).
+
+And one tuning: hypercorn reads a connection 64 KiB at a time, and every read goes through h11
+and an ASGI message; a 600 KB tensor body took ten rounds. ``_RECV_BYTES`` reads 120 KiB: the
+buffer of every read is allocated at that size first, and from glibc's mmap threshold (128 KiB)
+on that is an mmap per read (256 KiB: MobileNet-style bodies +7 % req/s, small requests -5 %).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import hypercorn.trio.tcp_server
 import trio
 from hypercorn.trio.tcp_server import TCPServer
 
@@ -30,6 +36,7 @@ __all__ = ["contain_connection_errors"]
 log = logging.getLogger("hypercorn.error")
 
 _original_run: Callable[[Any], Awaitable[None]] | None = None
+_RECV_BYTES = 120 << 10
 _limit = [0, 0]
 """[connections open now, the limit (0 = none)]."""
 
@@ -42,6 +49,7 @@ def contain_connection_errors(max_connections: int = 0) -> None:
         return
     _original_run = TCPServer.run
     original = _original_run
+    hypercorn.trio.tcp_server.MAX_RECV = _RECV_BYTES
 
     async def run(self: Any) -> None:
         if _limit[1] and _limit[0] >= _limit[1]:
