@@ -254,3 +254,14 @@ def test_fast_parse_takes_the_common_request_and_leaves_the_rest() -> None:
     assert kserve_grpc.parse_infer_request(plain) is None  # parameters: betterproto2's job
     assert kserve_grpc.parse_infer_request(b"\x0a\x02\xff\xfe") is None  # invalid UTF-8
     assert kserve_grpc.parse_infer_request(b"\x0a\x05ab") is None  # truncated
+
+
+def test_fast_parse_leaves_overlong_varints_to_betterproto() -> None:
+    # shape [2**64 + 1] as a ten-byte varint (bits beyond 64): not the fast parser's to judge
+    dim = b"\x81" + b"\x80" * 8 + b"\x02"
+    tensor = b"\x0a\x01x\x12\x04FP32\x1a" + bytes([len(dim)]) + dim
+    wire = b"\x2a" + bytes([len(tensor)]) + tensor
+    assert kserve_grpc.parse_infer_request(wire) is None
+    ok = b"\x2a\x0d\x0a\x01x\x12\x04FP32\x1a\x02\x02\x03"  # shape [2, 3]
+    parsed = kserve_grpc.parse_infer_request(ok)
+    assert parsed is not None and parsed.inputs[0].shape == [2, 3]

@@ -299,6 +299,8 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         byte = data[pos]
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
+            if value >> 64:  # beyond 64 bits: betterproto2 decides what that means
+                raise _Bail
             return value, pos + 1
         shift += 7
         if shift > 63:
