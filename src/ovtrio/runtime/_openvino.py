@@ -258,9 +258,12 @@ class CompiledModel:
         if nireq <= 0:
             nireq = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.nireq = max(1, nireq)
-        self._free = [compiled.create_infer_request() for _ in range(self.nireq)]
-        self._sem = trio.Semaphore(self.nireq)
         self._string_outputs = [o.datatype.kserve == "BYTES" for o in outputs]
+        self._slots: dict[int, list[Any]] = {}
+        """id(request) -> [the _Call of the inference running on it, its TrioInbox]: what
+        the request's completion callback, set once, delivers to."""
+        self._free = [self._new_request() for _ in range(self.nireq)]
+        self._sem = trio.Semaphore(self.nireq)
         self._string_inputs = [i.datatype.kserve == "BYTES" for i in inputs]
         self.completed = 0
         """Inferences that ran to completion (tests count these to prove cancellation)."""
@@ -363,7 +366,17 @@ class CompiledModel:
         # The completion callback closes over the request: drop it, or the request (held by its
         # own callback, through C++) would never be freed.
         old.set_callback(_no_callback, None)
-        holder[0] = self.compiled.create_infer_request()
+        self._slots.pop(id(old), None)
+        holder[0] = self._new_request()
+
+    def _new_request(self) -> ov.InferRequest:
+        """An infer request with its completion callback (set once: setting it per inference
+        cost ~10 us)."""
+        req = self.compiled.create_infer_request()
+        slot: list[Any] = [None, None]
+        self._slots[id(req)] = slot
+        req.set_callback(self._make_callback(req), slot)
+        return req
 
     async def _run(
         self,
@@ -374,7 +387,8 @@ class CompiledModel:
         req = holder[0]
         call = _Call()
         started = time.perf_counter_ns()
-        req.set_callback(self._make_callback(req, call, self._inbox_for_this_run()), None)
+        slot = self._slots[id(req)]
+        slot[0], slot[1] = call, self._inbox_for_this_run()
         try:
             # Copied into the request's own input tensors (not shared: OpenVINO may compute in
             # place on input memory, and the arrays may be read-only views of a message).
@@ -506,12 +520,13 @@ class CompiledModel:
                 return
             interval = min(interval * 2, 1.0)
 
-    def _make_callback(
-        self, req: ov.InferRequest, call: _Call, inbox: TrioInbox
-    ) -> Callable[[Any], None]:
+    def _make_callback(self, req: ov.InferRequest) -> Callable[[list[Any]], None]:
         string_outputs = self._string_outputs
 
-        def on_done(_userdata: Any) -> None:  # OpenVINO thread
+        def on_done(slot: list[Any]) -> None:  # OpenVINO thread
+            # The next inference on ``req`` starts only after this one's _finish ran (or after
+            # ``req`` was replaced), so the slot still holds this inference's call.
+            call, inbox = slot
             outputs: list[np.ndarray[Any, Any]] | None = None
             error: BaseException | None = None
             try:
