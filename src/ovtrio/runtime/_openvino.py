@@ -525,8 +525,10 @@ class CompiledModel:
 
         def on_done(slot: list[Any]) -> None:  # OpenVINO thread
             # The next inference on ``req`` starts only after this one's _finish ran (or after
-            # ``req`` was replaced), so the slot still holds this inference's call.
+            # ``req`` was replaced), so the slot still holds this inference's call. Emptied
+            # here: it would otherwise keep the call's outputs alive until the next inference.
             call, inbox = slot
+            slot[0] = None
             outputs: list[np.ndarray[Any, Any]] | None = None
             error: BaseException | None = None
             try:
