@@ -147,6 +147,7 @@ class ModelVersion:
                 await batcher.warm_up()
             except OvtrioError as exc:
                 log.error("%s version %d failed its warm-up: %s", cfg.name, self.version, exc)
+                self.compiled.close()
                 self.compiled = None
                 self._set_state(ModelState.LOADING, "UNKNOWN", f"warm-up failed: {exc}")
                 task_status.started(False)
@@ -172,6 +173,8 @@ class ModelVersion:
                     await self._idle.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            if self.compiled is not None:
+                self.compiled.close()
             self.compiled = None
             self.batcher = None
             if self.state is not ModelState.END:

@@ -262,6 +262,7 @@ class CompiledModel:
         self._slots: dict[int, list[Any]] = {}
         """id(request) -> [the _Call of the inference running on it, its TrioInbox]: what
         the request's completion callback, set once, delivers to."""
+        self._closed = False
         self._free = [self._new_request() for _ in range(self.nireq)]
         self._sem = trio.Semaphore(self.nireq)
         self._string_inputs = [i.datatype.kserve == "BYTES" for i in inputs]
@@ -354,7 +355,10 @@ class CompiledModel:
                     "the inputs"
                 )
             finally:
-                self._free.append(holder[0])
+                if self._closed:
+                    self._drop(holder[0])
+                else:
+                    self._free.append(holder[0])
         finally:
             self._sem.release()
 
@@ -362,11 +366,9 @@ class CompiledModel:
         """Replace a request that was cancelled or failed: OpenVINO may answer the next
         inference on it with stale shapes or data from the interrupted one (seen with
         2026.4: another caller's rows after a cancel; a cached shape after a failure)."""
-        old = holder[0]
         # The completion callback closes over the request: drop it, or the request (held by its
-        # own callback, through C++) would never be freed.
-        old.set_callback(_no_callback, None)
-        self._slots.pop(id(old), None)
+        # own callback, through C++) would never be freed (see ``close``).
+        self._drop(holder[0])
         holder[0] = self._new_request()
 
     def _new_request(self) -> ov.InferRequest:
@@ -377,6 +379,23 @@ class CompiledModel:
         self._slots[id(req)] = slot
         req.set_callback(self._make_callback(req), slot)
         return req
+
+    def close(self) -> None:
+        """Let OpenVINO free the compiled model once its requests are idle.
+
+        Each request holds its completion callback in C++, and the callback holds the request:
+        a cycle Python's collector cannot see, which kept every unloaded version's compiled
+        model (and its memory) alive. Dropping the callbacks breaks it: now for the requests
+        in the pool, for a request still in use (a caller cancelled at shutdown, finishing
+        shielded) when it comes back."""
+        self._closed = True
+        for req in self._free:
+            self._drop(req)
+        self._free.clear()
+
+    def _drop(self, req: ov.InferRequest) -> None:
+        req.set_callback(_no_callback, None)
+        self._slots.pop(id(req), None)
 
     async def _run(
         self,
@@ -527,7 +546,7 @@ class CompiledModel:
             # The next inference on ``req`` starts only after this one's _finish ran (or after
             # ``req`` was replaced), so the slot still holds this inference's call. Emptied
             # here: it would otherwise keep the call's outputs alive until the next inference.
-            call, inbox = slot
+            call, inbox = slot[0], slot[1]
             slot[0] = None
             outputs: list[np.ndarray[Any, Any]] | None = None
             error: BaseException | None = None
