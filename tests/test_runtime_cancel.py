@@ -101,8 +101,8 @@ def test_answers_after_cancels_are_right(
 
 
 def test_cancels_on_a_fresh_graph(reference: tuple[ov.Core, ov.Model, Any]) -> None:
-    """Before its first inference a graph has no shape to go stale: the first cancel needs no
-    repair, a second one (another shape) does, and the first shape then answers right."""
+    """Cancels on a fresh graph: without a repair after the first one, a later inference of
+    the cancelled shape came back in the shape run after it (~2 % of these scenarios)."""
     core, model, ref = reference
     rng = random.Random(7)
     wrong: list[str] = []
@@ -114,7 +114,7 @@ def test_cancels_on_a_fresh_graph(reference: tuple[ov.Core, ov.Model, Any]) -> N
         first, second = rng.sample([32, 64, 128, 256], 2)
         # the stale case needs the first cancel to land later in the graph than the second
         for rows, late in ((first, 1.0), (second, 0.3)):
-            with trio.move_on_after((0.2 + rng.random()) * late * 0.003):
+            with trio.move_on_after(rng.random() * late * 0.006):
                 await cm.infer([np.ones((rows, WIDTH), np.float32)])
         for rows in (first, second, first):
             x = np.full((rows, WIDTH), 0.5, np.float32)
@@ -125,8 +125,9 @@ def test_cancels_on_a_fresh_graph(reference: tuple[ov.Core, ov.Model, Any]) -> N
                 wrong.append(f"{first} then {second} cancelled: rows {rows} answered {y.shape}")
         assert cm.abandoned == 0
         cancelled += cm.cancelled
+        cm.close()
 
-    for _ in range(60):
+    for _ in range(150):
         trio.run(main)
     assert cancelled > 0
     assert not wrong, wrong[:5]

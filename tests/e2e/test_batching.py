@@ -112,6 +112,13 @@ def expect_cancelled_in_openvino(server: Server, model: str, before: dict[str, A
     assert stats(server, model)["ovtrio"]["inferences_completed"] == before["inferences_completed"]
 
 
+def settle(server: Server, model: str) -> None:
+    """Wait until the model's pool is free: a repair inference after an earlier test's cancel
+    (runtime/_openvino.py) may still hold it, and a call queued behind it is cancelled while
+    queued, not inside OpenVINO."""
+    assert isinstance(Call(server, model).join(), np.ndarray)
+
+
 def slow_input(value: float = 1.0) -> grpcclient.InferInput:
     inp = grpcclient.InferInput("x", [1, SLOW], "FP32")
     inp.set_data_from_numpy(np.full((1, SLOW), value, np.float32))
@@ -198,6 +205,7 @@ def test_tiny_off_runs_without_batcher(server: Server) -> None:
 
 
 def test_deadline_cancels_the_running_openvino_request(server: Server) -> None:
+    settle(server, "slow_direct")
     before = stats(server, "slow_direct")["ovtrio"]
     call = Call(server, "slow_direct", client_timeout=0.3)
     result = call.join()
@@ -210,6 +218,7 @@ def test_deadline_cancels_the_running_openvino_request(server: Server) -> None:
 def test_client_cancel_cancels_the_running_openvino_request(server: Server, model: str) -> None:
     """Dynamic shapes (slow_direct: one stream, one request) get a repair inference after the
     cancel when the shape differs from the last one run; static shapes never need one."""
+    settle(server, model)
     before = stats(server, model)["ovtrio"]
     call = AsyncCall(server, model)
     time.sleep(0.3)
@@ -222,6 +231,7 @@ def test_client_cancel_cancels_the_running_openvino_request(server: Server, mode
 
 
 def test_rest_disconnect_cancels_the_running_openvino_request(server: Server) -> None:
+    settle(server, "slow_direct")
     before = stats(server, "slow_direct")["ovtrio"]
     body = json.dumps(
         {"inputs": [{"name": "x", "shape": [1, SLOW], "datatype": "FP32", "data": [1.0] * SLOW}]}
