@@ -491,8 +491,6 @@ class CompiledModel:
                     await self._run(holder, repair, counted=False)
                 except InferenceFailed:
                     log.warning("the repair inference after a cancel failed", exc_info=True)
-            else:
-                self._last_shapes = tuple(a.shape for a in arrays)
         finally:
             for _ in range(others):
                 self._sem.release()
@@ -502,9 +500,9 @@ class CompiledModel:
     ) -> list[np.ndarray[Any, Any]] | None:
         """Inputs of the repair inference after cancelling one on ``arrays``: 1-3 rows of
         them, in shapes that are neither the cancelled one nor the last completed one; ``[]``
-        when none is needed (the cancelled shapes equal the last completed ones); None when
-        cancelling is not safe (several streams, other inferences in flight, last shapes
-        unknown, an empty batch to take rows from).
+        when none is needed (the cancelled shapes equal the last completed ones, which stay
+        the last ones); None when cancelling is not safe (several streams, other inferences in
+        flight, last shapes unknown, an empty batch to take rows from, no batch axis to vary).
 
         Also on a fresh graph: a cancel there without a repair answered a later inference of
         the cancelled shape in the shape of the inference run after it (106 of 4,345 tries of
