@@ -12,7 +12,6 @@ Usage: floor_server.py GRPC_PORT REST_PORT
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from pathlib import Path
@@ -26,30 +25,20 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from ovtrio.codecs import kserve_rest
 from ovtrio.codecs.kserve_grpc import EncodedResponse, encode_infer_response
 from ovtrio.grpc._bridge import _Server
-from ovtrio.tensors import InferResponse, Tensor, datatype
+from ovtrio.tensors import InferRequest, InferResponse, Tensor, datatype
 
-OUTPUT = Tensor("y", datatype("FP32"), np.zeros((1, 4), np.float32))
-GRPC_REPLY = encode_infer_response(InferResponse("tiny", 1, [OUTPUT]))
-_HEADER = json.dumps(
-    {
-        "model_name": "tiny",
-        "model_version": "1",
-        "outputs": [
-            {
-                "name": "y",
-                "datatype": "FP32",
-                "shape": [1, 4],
-                "parameters": {"binary_data_size": 16},
-            }
-        ],
-    }
-).encode()
-REST_BODY = _HEADER + OUTPUT.data.tobytes()
+ANSWER = InferResponse("tiny", 1, [Tensor("y", datatype("FP32"), np.zeros((1, 4), np.float32))])
+GRPC_REPLY = encode_infer_response(ANSWER)
+# ovtrio's REST codec, binary outputs (tritonclient's default)
+REST_BODY, _JSON_LENGTH = kserve_rest.encode_infer_response(
+    ANSWER, InferRequest("tiny", None, [], parameters={"binary_data_output": True})
+)
 REST_HEADERS = [
     (b"content-type", b"application/octet-stream"),
-    (b"inference-header-content-length", str(len(_HEADER)).encode()),
+    (b"inference-header-content-length", str(_JSON_LENGTH).encode()),
     (b"content-length", str(len(REST_BODY)).encode()),
 ]
 
