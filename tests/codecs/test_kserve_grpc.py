@@ -209,9 +209,7 @@ def _requests(draw: st.DrawFn) -> bytes:
 def _outcome(msg: object) -> object:
     try:
         req = kserve_grpc.decode_infer_request(msg, max_elements=1000)  # type: ignore[arg-type]
-    except InvalidArgument as exc:
-        return ("error", type(exc).__name__, str(exc))
-    except PayloadTooLarge as exc:
+    except (InvalidArgument, PayloadTooLarge) as exc:
         return ("error", type(exc).__name__, str(exc))
     return (
         req.model_name,
