@@ -44,6 +44,11 @@ __all__ = ["Batcher", "BatcherStatistics", "why_not_batchable"]
 
 log = logging.getLogger(__name__)
 
+PIPELINE_FROM_S = 1e-3
+"""Batch-1 inferences at least this long keep the whole pool running even when batched (see
+``Batcher._limit_in_flight``): above the ~0.3-1 ms a completion takes to reach the next
+start through Python, a stream's idle time costs more than a bigger next batch gains."""
+
 
 @dataclass(frozen=True, slots=True)
 class BatcherStatistics:
@@ -97,6 +102,8 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._has_work = trio.Event()
         self._free = trio.Semaphore(compiled.nireq)
+        self.in_flight = compiled.nireq
+        """Most batches computing at once (``_limit_in_flight``)."""
         self._batches = 0
         self._requests = 0
         self._hist: dict[int, int] = {}
@@ -311,6 +318,25 @@ class Batcher:
         finally:
             self._free.release()
 
+    def _limit_in_flight(self, inference_s: float | None) -> None:
+        """Most batches running at once, set once the warm-up has chosen the sizes (before
+        the batcher task starts). ``inference_s``: one batch-1 inference's time, if timed.
+
+        The whole pool (one inference queued behind each running one, see
+        ``POOL_PER_OPTIMAL``) when batch size 1 is the only size or when an inference takes
+        ``PIPELINE_FROM_S`` or more: a stream would idle for the round trip through Python
+        between two inferences. OpenVINO's optimal number for a fast model batched in sizes
+        above 1: the requests arriving while those run make the next batch bigger, which pays
+        more (tiny model, 64 clients: 644 us of server CPU per request with 2 batches in
+        flight on 2 streams, 672 with 4 over gRPC; 1085 against 1217 over REST).
+        """
+        pipeline = len(self.allowed) == 1 or (
+            inference_s is not None and inference_s >= PIPELINE_FROM_S
+        )
+        limit = self.compiled.nireq if pipeline else self.compiled.optimal
+        self._free = trio.Semaphore(limit)
+        self.in_flight = limit
+
     async def _round(self, arrays: list[np.ndarray[Any, Any]]) -> float:
         """Seconds to run one inference of ``arrays`` on every infer request concurrently."""
         t0 = time.perf_counter()
@@ -334,6 +360,7 @@ class Batcher:
                 sizes.append(b)
                 b *= 2
             self.allowed = tuple(sizes)  # other dims dynamic: cannot warm, allow all
+            self._limit_in_flight(None)
             return
         per_sample: dict[int, float] = {}
         b = 1
@@ -364,6 +391,7 @@ class Batcher:
             ):
                 allowed.append(size)
         self.allowed = tuple(allowed)
+        self._limit_in_flight(per_sample[1] * self.compiled.optimal)
         log.info(
             "%s: batch sizes %s (per-sample ms: %s)",
             self.name,

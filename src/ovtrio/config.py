@@ -928,7 +928,7 @@ def _build_parser() -> _Parser:
         doc="latest 1",
         metavar="JSON",
     )
-    _add(g, "nireq", "infer-request pool size; 0 = OpenVINO's optimal", int, doc="0")
+    _add(g, "nireq", "infer-request pool size; 0 = twice OpenVINO's optimal", int, doc="0")
     _add(g, "target_device", "CPU, GPU, NPU, AUTO, HETERO:..., MULTI:...", doc="CPU")
     _add(
         g,
