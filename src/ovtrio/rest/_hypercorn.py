@@ -15,7 +15,14 @@ connection, so:
 The same wrapper enforces ``--max_connections``: a connection beyond the limit is closed at
 once (hypercorn has no such setting).
 
-And one tuning: hypercorn reads a connection 64 KiB at a time, and every read goes through h11
+Two tunings. hypercorn writes an HTTP/1.1 answer in three socket writes: the status line and
+headers, the body, and the end of the message (empty for a ``content-length`` body, written
+anyway). Each write on loopback also runs the client's side of TCP and wakes it, and releases
+the GIL: 3.3 writes of 1.4 KB per MobileNet-style answer took 75 us of CPU and 240 us of the
+trio thread's time each. ``_coalesce`` holds the headers until the body is there and writes
+nothing empty: one write per answer.
+
+And hypercorn reads a connection 64 KiB at a time, and every read goes through h11
 and an ASGI message; a 600 KB tensor body took ten rounds. ``_RECV_BYTES`` reads 120 KiB: the
 buffer of every read is allocated at that size first, and from glibc's mmap threshold (128 KiB)
 on that is an mmap per read (256 KiB: MobileNet-style bodies +7 % req/s, small requests -5 %).
@@ -27,8 +34,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import h11
 import hypercorn.trio.tcp_server
 import trio
+from hypercorn.events import RawData
+from hypercorn.protocol.events import Body, EndBody, Response
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
 
 __all__ = ["contain_connection_errors"]
@@ -79,3 +90,37 @@ def contain_connection_errors(max_connections: int = 0) -> None:
                 await original_close(self)
 
     TCPServer._close = close  # type: ignore[method-assign]
+    _coalesce()
+
+
+def _coalesce() -> None:
+    """One socket write per answer: the headers wait for the body (module doc)."""
+    original_stream_send = H11Protocol.stream_send
+
+    async def send_h11_event(self: Any, event: Any) -> None:
+        held = getattr(self, "_ovtrio_held", b"")
+        try:
+            data = self.connection.send(event)
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            data = b""
+        if isinstance(event, h11.Response):
+            self._ovtrio_held = held + data
+            return
+        if held:
+            self._ovtrio_held = b""
+            data = held + data
+        if data:
+            await self.send(RawData(data=data))
+
+    async def stream_send(self: Any, event: Any) -> None:
+        if not isinstance(event, (Response, Body, EndBody)):
+            held = getattr(self, "_ovtrio_held", b"")
+            if held:  # the stream ends without a body: the headers go now
+                self._ovtrio_held = b""
+                await self.send(RawData(data=held))
+        await original_stream_send(self, event)
+
+    H11Protocol._send_h11_event = send_h11_event  # type: ignore[method-assign]
+    H11Protocol.stream_send = stream_send  # type: ignore[method-assign]
