@@ -4,7 +4,8 @@
 Serves KServe ModelInfer for the bench's ``tiny`` model with a canned answer, no decoding,
 no trio bridge, no OpenVINO: over gRPC with grpclib exactly as ovtrio configures it
 (``ovtrio.grpc._bridge._Server``, its patches, a uvloop loop on its own thread) and over REST
-with hypercorn's trio worker (h11) and a bare ASGI function. Whatever these cost per request
+with hypercorn's trio worker (h11) as ovtrio configures it (``ovtrio.rest._hypercorn``: one
+write per answer, 120 KiB reads) and a bare ASGI function. Whatever these cost per request
 is a floor under ovtrio's own cost on the same transport.
 
 Usage: floor_server.py GRPC_PORT REST_PORT
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from ovtrio.codecs import kserve_rest
 from ovtrio.codecs.kserve_grpc import EncodedResponse, encode_infer_response
 from ovtrio.grpc._bridge import _Server
+from ovtrio.rest._hypercorn import contain_connection_errors
 from ovtrio.tensors import InferRequest, InferResponse, Tensor, datatype
 
 ANSWER = InferResponse("tiny", 1, [Tensor("y", datatype("FP32"), np.zeros((1, 4), np.float32))])
@@ -91,6 +93,7 @@ def main() -> None:
     config = Config()
     config.bind = [f"127.0.0.1:{rest_port}"]
     config.accesslog = None
+    contain_connection_errors()
     trio.run(serve, app, config)  # type: ignore[arg-type]
 
 
