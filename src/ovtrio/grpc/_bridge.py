@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpclib.const
+import grpclib.protocol
 import grpclib.server
 import grpclib.utils
+import h2.connection
 import h2.settings
 import hyperframe.frame
 import trio
@@ -114,6 +116,39 @@ def _accept_releasing(self: Any, stream: Any, headers: Any, release_stream: Any)
 
 
 grpclib.server.Handler.accept = _accept_releasing  # type: ignore[method-assign]
+
+_first_settings: dict[h2.settings.SettingCodes, int] | None = None
+"""Set by ``_Server`` (on grpclib's thread) while grpclib makes a server connection."""
+
+
+class _H2Connection(h2.connection.H2Connection):
+    """h2's connection whose first SETTINGS frame carries ovtrio's stream and frame limits.
+
+    They used to follow in a second SETTINGS frame, after h2's first one had announced 100
+    streams: a grpcio client that queued its calls meanwhile could then open none of them
+    on that connection, ever (tests/e2e/test_security.py's 16 calls over a limit of 4 hung
+    in ~1 of 50 tries; found by its flaking). Values of the first frame apply at once, as
+    h2 applies its own defaults.
+    """
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config=config)
+        settings = _first_settings
+        if settings is None or self.config.client_side:
+            return
+        self.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: _H2_DEFAULT_STREAMS,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.DEFAULT_MAX_HEADER_LIST_SIZE,
+                **settings,
+            },
+        )
+        self.max_inbound_frame_size = self.local_settings.max_frame_size
+        self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
+
+
+grpclib.protocol.H2Connection = _H2Connection  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
 
@@ -230,17 +265,18 @@ class _Server(grpclib.server.Server):
         streams = self._max_streams
 
         def connection_made(transport: asyncio.BaseTransport) -> None:
-            made(transport)
-            # h2's initial SETTINGS announce 100 streams and 16 KiB frames; larger frames cut
-            # the per-frame Python work of a 600 KB tensor by ~35x (+15 % req/s, MobileNet
-            # over gRPC at 4 clients). Clients use them once they have acknowledged this.
-            changes: dict[h2.settings.SettingCodes | int, int] = {
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: _MAX_FRAME_SIZE
+            # h2 would announce 100 streams and 16 KiB frames; larger frames cut the
+            # per-frame Python work of a 600 KB tensor by ~35x (+15 % req/s, MobileNet over
+            # gRPC at 4 clients). In the first SETTINGS frame (see _H2Connection).
+            global _first_settings
+            _first_settings = {
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: _MAX_FRAME_SIZE,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: streams,
             }
-            if streams != _H2_DEFAULT_STREAMS:
-                changes[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = streams
-            protocol.connection._connection.update_settings(changes)
-            protocol.connection.flush()
+            try:
+                made(transport)
+            finally:
+                _first_settings = None
 
         def connection_lost(exc: BaseException | None) -> None:
             self._live.discard(protocol)
