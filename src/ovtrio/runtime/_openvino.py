@@ -241,8 +241,9 @@ POOL_PER_OPTIMAL = 2
 """Default pool: this many infer requests per one OpenVINO calls optimal. A completed
 inference reaches Python through its callback, the GIL and trio before the next one can start
 on its request; with one request per stream, that stream idles meanwhile. A second request per
-stream, already started, keeps it computing: MobileNet-style, 4 clients, 227 -> 245 req/s
-(gRPC), tiny without batching, 4 clients, 1200 -> 1381 req/s (scripts/bench; README)."""
+stream, already started, keeps it computing. Unbatched, 4 clients: MobileNet-style 227 -> 245
+req/s over gRPC (perf_analyzer), tiny 1200 -> 1381 req/s (tritonclient); in-process
+AsyncInferQueue gains too (312 -> 336/s), so scripts/bench measures both pool sizes."""
 
 
 class CompiledModel:
