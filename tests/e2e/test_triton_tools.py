@@ -3,18 +3,15 @@ tritonclient's protobuf classes) and perf_analyzer driving ovtrio over gRPC and 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc import model_config_pb2
 
+from tests import perf_analyzer
 from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.e2e
@@ -71,24 +68,9 @@ def test_statistics_grpc_and_rest_agree(kserve_server: Server) -> None:
 
 
 def _perf_analyzer() -> tuple[str, dict[str, str]]:
-    binary = shutil.which("perf_analyzer") or str(Path(sys.executable).parent / "perf_analyzer")
-    if not os.path.exists(binary):
-        pytest.skip("perf_analyzer is not installed (it ships inside tritonclient==2.41.0)")
-    env = dict(os.environ)
-    try:
-        import nvidia.cuda_runtime  # type: ignore[import-not-found]
-
-        lib = Path(next(iter(nvidia.cuda_runtime.__path__))) / "lib"
-        env["LD_LIBRARY_PATH"] = f"{lib}:{env.get('LD_LIBRARY_PATH', '')}"
-    except ImportError:
-        pass
-    probe = subprocess.run(["ldd", binary], capture_output=True, text=True, env=env)
-    missing = [line.split()[0] for line in probe.stdout.splitlines() if "not found" in line]
-    if missing:
-        pytest.skip(
-            f"perf_analyzer cannot start, missing libraries: {', '.join(missing)} "
-            "(Debian libb64-0d; PyPI nvidia-cuda-runtime-cu12)"
-        )
+    binary, env, why = perf_analyzer.find()
+    if binary is None:
+        pytest.skip(why)
     return binary, env
 
 
