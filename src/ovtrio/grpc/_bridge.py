@@ -235,6 +235,51 @@ _H2_DEFAULT_STREAMS = 100
 _MAX_FRAME_SIZE = 1 << 20
 
 
+class _CorkedTransport:
+    """The socket's transport, with the writes of one event-loop turn sent as one.
+
+    grpclib writes a reply's headers, message and trailers separately: three system calls,
+    each of which also runs the receiving side of loopback TCP and wakes the client. Here
+    they go out together at the end of the turn (``call_soon``), one ``writelines``, as do
+    the replies of other streams finished in the same turn (tiny model, 64 gRPC clients:
+    server CPU per request 470 -> 406 us, 508 -> 489 us in two 8-run A/Bs; one client's
+    latency unchanged). ``close`` sends what is pending first.
+    """
+
+    __slots__ = ("_chunks", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._chunks.append(data)
+        if len(self._chunks) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        chunks = self._chunks
+        if not chunks:
+            return
+        self._chunks = []
+        if self._transport.is_closing():
+            return
+        if len(chunks) == 1:
+            self._transport.write(chunks[0])
+        else:
+            self._transport.writelines(chunks)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _Server(grpclib.server.Server):
     """grpclib's Server with a drain-then-close shutdown (see module docstring)."""
 
@@ -273,8 +318,9 @@ class _Server(grpclib.server.Server):
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: _MAX_FRAME_SIZE,
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: streams,
             }
+            corked = _CorkedTransport(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
             try:
-                made(transport)
+                made(corked)  # type: ignore[arg-type]
             finally:
                 _first_settings = None
 
