@@ -5,8 +5,8 @@ without Quart's request and response objects, routing and context machinery; eve
 goes to the Quart app unchanged. Behaviour is the Quart app's: the same codec and data plane,
 errors as ``{"error": ...}`` with the class's status and ``Connection: close`` after a POST
 error, the body limit (413), the bearer-token check (``auth.require_bearer``), and a client that
-disconnects cancels its inference (the body is read first, then the inference runs beside a
-task waiting for ``http.disconnect``).
+disconnects cancels its inference (the body is read first, then the inference runs in a cancel
+scope that hypercorn's ``http.disconnect`` cancels: ``_hypercorn.DisconnectHook``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ..errors import (
     Unauthenticated,
     UnsupportedMethod,
 )
+from ._hypercorn import DISCONNECT_HOOK, DisconnectHook
 
 __all__ = ["FastPath"]
 
@@ -100,11 +101,18 @@ class FastPath:
                 max_elements=self.dp.max_tensor_elements,
                 max_depth=self.dp.max_json_depth,
             )
-            resp = await _unless_disconnected(
-                receive, lambda: self.dp.infer(req, api="KServe", interface="REST")
-            )
-            if resp is None:
+            # Without hypercorn's hook (another ASGI server) a disconnect is not noticed.
+            hook = scope.get("extensions", {}).get(DISCONNECT_HOOK) or DisconnectHook()
+            if hook.fired:
                 return  # the client left: nothing to answer
+            with trio.CancelScope() as cancel:
+                hook.scope = cancel
+                try:
+                    resp = await self.dp.infer(req, api="KServe", interface="REST")
+                finally:
+                    hook.scope = None
+            if cancel.cancelled_caught:
+                return
             payload, json_length = kserve_rest.encode_infer_response(resp, req)
         except OvtrioError as exc:
             await _error(send, exc, post=True)
@@ -165,37 +173,6 @@ async def _drain(receive: Receive, limit: int) -> None:
         size += len(message.get("body", b""))
         if not message.get("more_body", False):
             return
-
-
-async def _unless_disconnected(receive: Receive, work: Callable[[], Awaitable[Any]]) -> Any:
-    """``await work()``; cancelled when the client disconnects first (then None)."""
-    outcome: list[Any] = []
-
-    async with trio.open_nursery() as nursery:
-
-        async def run() -> None:
-            try:
-                outcome.append(await work())
-            except Exception as exc:  # re-raised below, outside the nursery's group
-                outcome.append(_Failed(exc))
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(run)
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                nursery.cancel_scope.cancel()
-                break
-    if outcome and isinstance(outcome[0], _Failed):
-        raise outcome[0].exc
-    return outcome[0] if outcome else None
-
-
-class _Failed:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: Exception) -> None:
-        self.exc = exc
 
 
 async def _respond(
