@@ -430,3 +430,47 @@ def test_grpc_stream_limit_is_announced_and_clients_queue(limited: Server) -> No
     for _ in range(16):
         assert done.acquire(timeout=60)
     assert results == [(1, 10)] * 16
+
+
+def _get_live(sock: socket.socket) -> bytes:
+    """One keep-alive GET /v2/health/live on ``sock``; the answer's bytes."""
+    sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        answer += chunk
+    return answer
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True once the server closes ``sock`` (EOF or reset) within ``seconds``."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_rest_idle_timeout_closes_idle_keep_alive_connections(tmp_path: Path) -> None:
+    """--rest_idle_timeout_s closes a connection idle that long (from its start and after an
+    answer), and only when idle: requests closer together keep it open. The read timeout is
+    far away, so only the idle timer can close these connections."""
+    server = _dummy_server(tmp_path, ["--rest_idle_timeout_s", "2", "--rest_read_timeout_s", "60"])
+    try:
+        fresh = socket.create_connection(("127.0.0.1", server.rest_port))
+        used = socket.create_connection(("127.0.0.1", server.rest_port))
+        started = time.monotonic()
+        for _ in range(8):  # 8 requests 0.5 s apart: 4 s in use, never 2 s idle
+            assert _get_live(used).startswith(b"HTTP/1.1 200")
+            time.sleep(0.5)
+        assert time.monotonic() - started > 3.5
+        assert _closed_within(fresh, 30), "an idle connection was never closed"
+        assert _closed_within(used, 30), "a connection idle after its answer was never closed"
+        for sock in (fresh, used):
+            sock.close()
+    finally:
+        assert server.stop() == 0, server.log()
