@@ -151,8 +151,11 @@ class Batcher:
         )
 
     # -- the caller's side --------------------------------------------------------------------
-    async def submit(self, arrays: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
-        """Queue one request (arrays in model input order) and wait for its outputs."""
+    async def submit(
+        self, arrays: Sequence[np.ndarray[Any, Any]], *, inline: bool = False
+    ) -> list[np.ndarray[Any, Any]]:
+        """Queue one request (arrays in model input order) and wait for its outputs.
+        ``inline``: see ``CompiledModel.infer`` (for a request that runs alone)."""
         if len(self._queue) >= self.cfg.max_queue_size:
             self._rejected += 1
             raise ResourceExhausted(
@@ -172,7 +175,7 @@ class Batcher:
             solo = _Batch([pending])
             pending.batch = solo
             try:
-                await self._run_batch(solo, scoped=False)
+                await self._run_batch(solo, scoped=False, inline=inline)
             except trio.Cancelled:
                 self._cancelled_running += 1
                 raise
@@ -270,7 +273,7 @@ class Batcher:
             m.batch = batch
         return batch
 
-    async def _run_batch(self, batch: _Batch, *, scoped: bool = True) -> None:
+    async def _run_batch(self, batch: _Batch, *, scoped: bool = True, inline: bool = False) -> None:
         """``scoped``: run the inference in ``batch.scope``, which cancels it once every caller
         left. Not for a batch of one run in its caller's task: that caller's own cancellation
         reaches it directly (and a cancel scope costs ~5 us)."""
@@ -293,7 +296,9 @@ class Batcher:
             try:
                 with batch.scope if scoped else contextlib.nullcontext():
                     try:
-                        outputs = await self.compiled.infer(arrays, expect_rows=total)
+                        outputs = await self.compiled.infer(
+                            arrays, expect_rows=total, inline=inline
+                        )
                     except Exception as exc:  # delivered to every caller of the batch
                         error = exc
             finally:

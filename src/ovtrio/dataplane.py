@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +138,16 @@ class DataPlane:
         """Inference requests being served (graceful shutdown waits for 0)."""
         self._idle = trio.Event()
         self._idle.set()
+        self.transports: list[Callable[[], int]] = []
+        """Each transport's count of requests it holds (received, not yet answered; any
+        route). Empty when no transport registered: then ``in_flight`` stands in."""
+
+    def sole_request(self) -> bool:
+        """Whether the request being served is the only one in the server, from its
+        arrival at a transport to its answer (``CompiledModel.infer(inline=...)``)."""
+        if not self.transports:
+            return self.in_flight <= 1
+        return sum(count() for count in self.transports) <= 1
 
     async def wait_idle(self) -> None:
         """Return once no inference request is in flight."""
@@ -345,7 +355,7 @@ class DataPlane:
         mv = await self.registry.get_available(request.model_name, request.model_version)
         await self._decode_images(mv, request)
         arrays = self.validate(mv, request)
-        outputs = await mv.infer(arrays)
+        outputs = await mv.infer(arrays, inline=self.sole_request())
         return InferResponse(
             model_name=request.model_name,
             model_version=mv.version,

@@ -153,7 +153,7 @@ async def serve(
         grpc_endpoint: GrpcEndpoint | None = None
         if cfg.rest_port:
             contain_connection_errors(cfg.max_connections)
-            app: Any = FastPath(  # an ASGI app; hypercorn's types want TypedDict scopes
+            fast = FastPath(
                 create_app(  # type: ignore[arg-type]
                     dataplane, max_body_bytes=cfg.rest_max_body_bytes, api_keys=cfg.api_keys
                 ),
@@ -161,6 +161,8 @@ async def serve(
                 max_body_bytes=cfg.rest_max_body_bytes,
                 api_keys=cfg.api_keys,
             )
+            dataplane.transports.append(lambda: fast.active)
+            app: Any = fast  # an ASGI app; hypercorn's types want TypedDict scopes
             try:
                 await root.start(
                     lambda task_status: hypercorn_serve(
@@ -191,6 +193,7 @@ async def serve(
                 )
             except OSError as exc:
                 raise StartupError(str(exc)) from None
+            dataplane.transports.append(grpc_endpoint.active)
         log.info(
             "ovtrio %s serving: gRPC %s, REST %s",
             __version__,

@@ -201,6 +201,42 @@ def test_tiny_off_runs_without_batcher(server: Server) -> None:
     assert "allowed_batch_sizes" not in st["ovtrio"]
 
 
+def _tiny_calls(server: Server, client: grpcclient.InferenceServerClient, n: int) -> None:
+    for i in range(n):
+        data = np.full((1, 4), float(i), np.float32)
+        inp = grpcclient.InferInput("b", [1, 4], "FP32")
+        inp.set_data_from_numpy(data)
+        np.testing.assert_array_equal(client.infer("tiny_off", [inp]).as_numpy("a"), data + 1)
+
+
+def test_the_sole_request_of_a_fast_model_runs_inline_and_only_then(server: Server) -> None:
+    """A fast model's inference runs synchronously in trio's thread only while its request
+    is the only one in the server (runtime ``CompiledModel.infer(inline=...)``): one gRPC
+    client's requests do; with a request to another model in flight they do not; a slow
+    model's never do."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    _tiny_calls(server, client, 20)  # past INLINE_AFTER completed inferences
+    before = stats(server, "tiny_off")["ovtrio"]["inferences_inline"]
+    _tiny_calls(server, client, 10)
+    assert stats(server, "tiny_off")["ovtrio"]["inferences_inline"] == before + 10
+
+    settle(server, "slow_batched")
+    slow = AsyncCall(server, "slow_batched", 3.0)
+    wait_for(lambda: stats(server, "slow_batched")["ovtrio"]["running_batches"] == [1], "slow")
+    before = stats(server, "tiny_off")["ovtrio"]["inferences_inline"]
+    _tiny_calls(server, client, 5)
+    assert stats(server, "tiny_off")["ovtrio"]["inferences_inline"] == before
+    # the slow request was in the server all along (else this test proved nothing)
+    assert stats(server, "slow_batched")["ovtrio"]["running_batches"] == [1]
+    assert slow.done.wait(120)
+    np.testing.assert_array_equal(slow.result, np.full((1, SLOW), 3.0, np.float32))
+
+    _tiny_calls(server, client, 5)
+    assert stats(server, "tiny_off")["ovtrio"]["inferences_inline"] == before + 5
+    for name in ("slow_direct", "slow_batched", "slow_static", "slow_two_streams"):
+        assert stats(server, name)["ovtrio"]["inferences_inline"] == 0
+
+
 # -- cancellation -----------------------------------------------------------------------------
 
 

@@ -46,6 +46,7 @@ def _extra(st: VersionStatistics) -> dict[str, Any]:
         "inferences_cancelled": st.inferences_cancelled,
         "inferences_abandoned": st.inferences_abandoned,
         "repair_inferences": st.repair_inferences,
+        "inferences_inline": st.inferences_inline,
         "infer_requests": st.nireq,
         "queue_length": st.queue_length,
         "rejected": st.rejected,

@@ -378,6 +378,8 @@ class _Servable:
         self._bridge = bridge_ref
         self._keys = [k.encode() for k in api_keys]
         self._max = max_message_bytes
+        self.active = 0
+        """RPCs being handled. Written on grpclib's thread only; read from trio's."""
 
     def _authenticate(self, route: str, stream: grpclib.server.Stream[Any, Any]) -> None:
         if not self._keys or route in OPEN_ROUTES:
@@ -437,20 +439,24 @@ class _Servable:
         self, route: str, spec: RpcSpec
     ) -> Callable[[grpclib.server.Stream[Any, Any]], Awaitable[None]]:
         async def handle(stream: grpclib.server.Stream[Any, Any]) -> None:
-            self._authenticate(route, stream)
-            request = await self._receive(stream, spec)
+            self.active += 1
             try:
-                reply = await self._bridge().call(spec.func, request, stream)
-            except OvtrioError as exc:
-                raise _grpc_error(exc) from None
-            except GRPCError:
-                raise
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("unexpected error in %s", route)
-                raise GRPCError(Status.INTERNAL, "Internal server error") from None
-            await stream.send_message(reply)
+                self._authenticate(route, stream)
+                request = await self._receive(stream, spec)
+                try:
+                    reply = await self._bridge().call(spec.func, request, stream)
+                except OvtrioError as exc:
+                    raise _grpc_error(exc) from None
+                except GRPCError:
+                    raise
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("unexpected error in %s", route)
+                    raise GRPCError(Status.INTERNAL, "Internal server error") from None
+                await stream.send_message(reply)
+            finally:
+                self.active -= 1
 
         return handle
 
@@ -463,6 +469,8 @@ class GrpcEndpoint:
     port: int
     stop: Callable[[], None]
     """Stop accepting new connections (in-flight RPCs continue)."""
+    active: Callable[[], int]
+    """RPCs being handled now (any route)."""
 
 
 async def serve(
@@ -536,7 +544,7 @@ async def serve(
         def stop_listening() -> None:
             state["loop"].call_soon_threadsafe(lambda: state["server"].stop_listening())
 
-        task_status.started(GrpcEndpoint(host, port, stop_listening))
+        task_status.started(GrpcEndpoint(host, port, stop_listening, lambda: servable.active))
         try:
             await finished.wait()
         finally:

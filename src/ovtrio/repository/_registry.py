@@ -198,13 +198,16 @@ class ModelVersion:
                 self._idle.set()
                 self._idle = trio.Event()
 
-    async def infer(self, arrays: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+    async def infer(
+        self, arrays: Sequence[np.ndarray[Any, Any]], *, inline: bool = False
+    ) -> list[np.ndarray[Any, Any]]:
+        """One request's inference; ``inline``: see ``CompiledModel.infer``."""
         started = time.perf_counter_ns()
         ok = False
         try:
             async with self.use() as compiled:
                 if self.batcher is not None:
-                    result = await self.batcher.submit(arrays)
+                    result = await self.batcher.submit(arrays, inline=inline)
                 else:
                     limit = self.model.config.batching.max_queue_size
                     if compiled.waiting >= limit:
@@ -223,7 +226,7 @@ class ModelVersion:
                             if ax is not None
                         }
                         rows = sizes.pop() if len(sizes) == 1 else None
-                    result = await compiled.infer(arrays, expect_rows=rows)
+                    result = await compiled.infer(arrays, expect_rows=rows, inline=inline)
             ok = True
             return result
         finally:
@@ -251,6 +254,7 @@ class ModelVersion:
             inferences_cancelled=compiled.cancelled if compiled else 0,
             inferences_abandoned=compiled.abandoned if compiled else 0,
             repair_inferences=compiled.repairs if compiled else 0,
+            inferences_inline=compiled.inlined if compiled else 0,
             compute_ns=compiled.compute_ns if compiled else 0,
             nireq=compiled.nireq if compiled else 0,
             queue_length=compiled.waiting if compiled else 0,
@@ -285,6 +289,8 @@ class VersionStatistics:
     """Inferences run to completion after their callers left (cancelling was not safe)."""
     repair_inferences: int
     """Small inferences run after a cancel to re-align OpenVINO's shape state."""
+    inferences_inline: int
+    """Inferences of the sole request in the server, run synchronously (fast models)."""
     compute_ns: int
     """Wall time of the completed OpenVINO inferences."""
     nireq: int

@@ -55,19 +55,26 @@ class FastPath:
         self.dp = dp
         self.max_body = max_body_bytes
         self.keys = [k.encode() for k in api_keys]
+        self.active = 0
+        """HTTP requests being handled (any route)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.active += 1
+        try:
             path, method = scope["path"], scope["method"]
             match = _INFER.fullmatch(path)
-            if match is not None:
-                if method == "POST":
-                    await self._infer(match, scope, receive, send)
-                else:
-                    await _drain(receive, self.max_body)
-                    await _error(send, UnsupportedMethod("Unsupported method"), post=False)
-                return
-        await self.app(scope, receive, send)
+            if match is None:
+                await self.app(scope, receive, send)
+            elif method == "POST":
+                await self._infer(match, scope, receive, send)
+            else:
+                await _drain(receive, self.max_body)
+                await _error(send, UnsupportedMethod("Unsupported method"), post=False)
+        finally:
+            self.active -= 1
 
     async def _infer(
         self, match: re.Match[str], scope: Scope, receive: Receive, send: Send

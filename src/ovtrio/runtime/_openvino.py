@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import openvino as ov
+import openvino._pyopenvino as _pyov
 import trio
 
 from .._inbox import TrioInbox
@@ -53,6 +54,15 @@ __all__ = ["CompiledModel", "LoadError", "compile_version", "find_model_file"]
 log = logging.getLogger(__name__)
 
 _MODEL_SUFFIXES = (".xml", ".onnx", ".pdmodel", ".tflite", ".pb")
+
+
+_sync_infer = _pyov.InferRequest.infer
+"""OpenVINO's synchronous infer without the Python wrapper's input dispatch and output dict."""
+
+INLINE_AFTER = 16
+INLINE_BELOW_NS = 300_000
+"""A model whose first ``INLINE_AFTER`` inferences took less than this on average may run
+the sole request in the server synchronously (``CompiledModel.infer(inline=True)``)."""
 
 
 class LoadError(Exception):
@@ -300,6 +310,8 @@ class CompiledModel:
         """Inferences whose callers left but which ran to completion (see the module doc)."""
         self.repairs = 0
         """Repair inferences run after a cancel of a dynamic-shape inference."""
+        self.inlined = 0
+        """Inferences run synchronously in trio's thread (``infer(inline=True)``)."""
         streams: int | None
         try:
             streams = int(compiled.get_property("NUM_STREAMS"))
@@ -328,7 +340,11 @@ class CompiledModel:
         return self.nireq - len(self._free)
 
     async def infer(
-        self, arrays: Sequence[np.ndarray[Any, Any]], expect_rows: int | None = None
+        self,
+        arrays: Sequence[np.ndarray[Any, Any]],
+        expect_rows: int | None = None,
+        *,
+        inline: bool = False,
     ) -> list[np.ndarray[Any, Any]]:
         """Run one inference on arrays given in the order of ``self.inputs``.
 
@@ -343,6 +359,15 @@ class CompiledModel:
         (CPU) can answer in the shape of an earlier cancelled inference, with rows of another
         request; such an answer is discarded, the request replaced and the inference run once
         more on the new one, and a second wrong answer is ``InferenceFailed``.
+
+        ``inline``: the caller is the only request in the whole server. Then a fast model's
+        inference (on average under ``INLINE_BELOW_NS`` so far) with no other inference of
+        this model in flight runs synchronously in trio's thread: one thread wake-up instead
+        of the completion callback's round trip through the GIL and trio's wake-up socket
+        (tiny model, one gRPC client: p50 1.27 -> 1.10 ms, server CPU per request 1,181 ->
+        975 us). Not under load: with other requests in the server, blocking the event loop
+        for even 0.1 ms cost 5 % of throughput at 4 gRPC clients. Not cancellable, which at
+        that length does not matter.
         """
         try:
             # A free request is taken without a checkpoint (a trip through trio's scheduler,
@@ -364,7 +389,7 @@ class CompiledModel:
         try:
             holder = [self._free.pop()]
             try:
-                outputs = await self._run(holder, arrays)
+                outputs = await self._run(holder, arrays, inline=inline)
                 if expect_rows is None or _rows_ok(outputs, expect_rows):
                     return outputs
                 self.wrong_shapes += 1
@@ -431,6 +456,7 @@ class CompiledModel:
         holder: list[ov.InferRequest],
         arrays: Sequence[np.ndarray[Any, Any]],
         counted: bool = True,
+        inline: bool = False,
     ) -> list[np.ndarray[Any, Any]]:
         req = holder[0]
         call = _Call()
@@ -453,6 +479,9 @@ class CompiledModel:
                     t = req.get_input_tensor(i)
                     t.shape = a.shape
                     t.data[...] = a
+            if inline and self._inline_now():
+                slot[0] = None
+                return self._infer_inline(holder, arrays, started, counted)
             req.start_async()
         except (RuntimeError, TypeError, ValueError) as exc:
             raise InferenceFailed(f"Internal inference error - {_first_line(exc)}") from exc
@@ -477,6 +506,41 @@ class CompiledModel:
         if self.observer is not None:
             self.observer("inference", took / 1e9)
         return call.outputs
+
+    def _inline_now(self) -> bool:
+        """Whether this inference may block the event loop: it is the only one of this model
+        in flight and the model is fast (see ``infer``)."""
+        return (
+            self.busy == 1
+            and self.waiting == 0
+            and self.completed >= INLINE_AFTER
+            and self.compute_ns < INLINE_BELOW_NS * self.completed
+        )
+
+    def _infer_inline(
+        self,
+        holder: list[ov.InferRequest],
+        arrays: Sequence[np.ndarray[Any, Any]],
+        started: int,
+        counted: bool,
+    ) -> list[np.ndarray[Any, Any]]:
+        req = holder[0]
+        try:
+            _sync_infer(req, {}, True, False)
+            outputs = _read_outputs(req, self._string_outputs)
+        except Exception as exc:
+            self._last_shapes = None
+            self._renew(holder)
+            raise InferenceFailed(f"Internal inference error - {_first_line(exc)}") from exc
+        self._last_shapes = tuple(a.shape for a in arrays)
+        self.inlined += 1
+        if counted:
+            self.completed += 1
+            took = time.perf_counter_ns() - started
+            self.compute_ns += took
+            if self.observer is not None:
+                self.observer("inference", took / 1e9)
+        return outputs
 
     async def _stop(
         self, holder: list[ov.InferRequest], call: _Call, arrays: Sequence[np.ndarray[Any, Any]]
@@ -589,17 +653,7 @@ class CompiledModel:
             outputs: list[np.ndarray[Any, Any]] | None = None
             error: BaseException | None = None
             try:
-                outputs = []
-                for i, is_string in enumerate(string_outputs):
-                    t = req.get_output_tensor(i)
-                    if is_string:
-                        shape = tuple(t.shape)
-                        if t.get_size() == 0:  # reading bytes_data of an empty tensor crashes
-                            outputs.append(np.empty(shape, dtype=object))
-                        else:
-                            outputs.append(np.array(t.bytes_data, dtype=object).reshape(shape))
-                    else:
-                        outputs.append(t.data.copy())
+                outputs = _read_outputs(req, string_outputs)
             except Exception as exc:  # surfaced to the caller as InferenceFailed
                 error, outputs = exc, None
             try:
@@ -615,6 +669,22 @@ _FRESH: tuple[tuple[int, ...], ...] = ()
 
 def _rows_ok(outputs: list[np.ndarray[Any, Any]], rows: int) -> bool:
     return all(o.ndim == 0 or o.shape[0] == rows for o in outputs)
+
+
+def _read_outputs(req: ov.InferRequest, string_outputs: list[bool]) -> list[np.ndarray[Any, Any]]:
+    """Copies of the request's outputs (owned by the caller)."""
+    outputs = []
+    for i, is_string in enumerate(string_outputs):
+        t = req.get_output_tensor(i)
+        if is_string:
+            shape = tuple(t.shape)
+            if t.get_size() == 0:  # reading bytes_data of an empty tensor crashes
+                outputs.append(np.empty(shape, dtype=object))
+            else:
+                outputs.append(np.array(t.bytes_data, dtype=object).reshape(shape))
+        else:
+            outputs.append(t.data.copy())
+    return outputs
 
 
 def _no_callback(_userdata: Any) -> None:
