@@ -3,8 +3,9 @@
 ``compile_version`` reads, reshapes and compiles a model version (blocking: call it in a
 worker thread). ``CompiledModel`` owns the compiled model and its own pool of
 ``InferRequest`` objects; ``CompiledModel.infer`` runs one inference through
-``start_async`` and hands the completion back to trio, so the event loop never blocks on
-inference.
+``start_async`` and hands the completion back to trio, so the event loop does not block on
+inference. The one exception: the sole request in the server on a fast model runs
+synchronously (``infer(inline=True)``; under 0.3 ms, nobody else waiting).
 
 Cancellation: if the awaiting task is cancelled while OpenVINO computes, the inference is
 cancelled with ``InferRequest.cancel()`` when that is safe, and otherwise left to finish with
@@ -364,8 +365,8 @@ class CompiledModel:
         inference (on average under ``INLINE_BELOW_NS`` so far) with no other inference of
         this model in flight runs synchronously in trio's thread: one thread wake-up instead
         of the completion callback's round trip through the GIL and trio's wake-up socket
-        (tiny model, one gRPC client: p50 1.27 -> 1.10 ms, server CPU per request 1,181 ->
-        975 us). Not under load: with other requests in the server, blocking the event loop
+        (tiny model, one gRPC client: p50 1.16 -> 1.06 ms, server CPU per request 1,094 ->
+        930 us). Not under load: with other requests in the server, blocking the event loop
         for even 0.1 ms cost 5 % of throughput at 4 gRPC clients. Not cancellable, which at
         that length does not matter.
         """
