@@ -5,7 +5,7 @@ worker thread). ``CompiledModel`` owns the compiled model and its own pool of
 ``InferRequest`` objects; ``CompiledModel.infer`` runs one inference through
 ``start_async`` and hands the completion back to trio, so the event loop does not block on
 inference. The one exception: the sole request in the server on a fast model runs
-synchronously (``infer(inline=True)``; under 0.3 ms, nobody else waiting).
+synchronously (``infer(inline=True)``; well under a millisecond, nobody else waiting).
 
 Cancellation: if the awaiting task is cancelled while OpenVINO computes, the inference is
 cancelled with ``InferRequest.cancel()`` when that is safe, and otherwise left to finish with
@@ -61,9 +61,11 @@ _sync_infer = _pyov.InferRequest.infer
 """OpenVINO's synchronous infer without the Python wrapper's input dispatch and output dict."""
 
 INLINE_AFTER = 16
-INLINE_BELOW_NS = 300_000
-"""A model whose first ``INLINE_AFTER`` inferences took less than this on average may run
-the sole request in the server synchronously (``CompiledModel.infer(inline=True)``)."""
+INLINE_BELOW_NS = 500_000
+"""A model with at least ``INLINE_AFTER`` inferences done whose recent ones took less than
+this (moving average, from the copy of the inputs to the outputs back in trio: an idle
+server's hand-back alone can take 0.2-0.3 ms) may run the sole request in the server
+synchronously (``CompiledModel.infer(inline=True)``)."""
 
 
 class LoadError(Exception):
@@ -313,6 +315,9 @@ class CompiledModel:
         """Repair inferences run after a cancel of a dynamic-shape inference."""
         self.inlined = 0
         """Inferences run synchronously in trio's thread (``infer(inline=True)``)."""
+        self._recent_ns = INLINE_BELOW_NS
+        """Moving average (1/8 weight per inference) of recent inference times: the warm-up's
+        large batches and the first, slow inferences fade from it."""
         streams: int | None
         try:
             streams = int(compiled.get_property("NUM_STREAMS"))
@@ -362,7 +367,7 @@ class CompiledModel:
         more on the new one, and a second wrong answer is ``InferenceFailed``.
 
         ``inline``: the caller is the only request in the whole server. Then a fast model's
-        inference (on average under ``INLINE_BELOW_NS`` so far) with no other inference of
+        inference (recent ones under ``INLINE_BELOW_NS`` on average) with no other inference of
         this model in flight runs synchronously in trio's thread: one thread wake-up instead
         of the completion callback's round trip through the GIL and trio's wake-up socket
         (tiny model, one gRPC client: p50 1.16 -> 1.06 ms, server CPU per request 1,094 ->
@@ -504,6 +509,7 @@ class CompiledModel:
         self.completed += 1
         took = time.perf_counter_ns() - started
         self.compute_ns += took
+        self._recent_ns += (took - self._recent_ns) // 8
         if self.observer is not None:
             self.observer("inference", took / 1e9)
         return call.outputs
@@ -515,7 +521,7 @@ class CompiledModel:
             self.busy == 1
             and self.waiting == 0
             and self.completed >= INLINE_AFTER
-            and self.compute_ns < INLINE_BELOW_NS * self.completed
+            and self._recent_ns < INLINE_BELOW_NS
         )
 
     def _infer_inline(
@@ -539,6 +545,7 @@ class CompiledModel:
             self.completed += 1
             took = time.perf_counter_ns() - started
             self.compute_ns += took
+            self._recent_ns += (took - self._recent_ns) // 8
             if self.observer is not None:
                 self.observer("inference", took / 1e9)
         return outputs
