@@ -5,7 +5,7 @@ worker thread). ``CompiledModel`` owns the compiled model and its own pool of
 ``InferRequest`` objects; ``CompiledModel.infer`` runs one inference through
 ``start_async`` and hands the completion back to trio, so the event loop does not block on
 inference. The one exception: the sole request in the server on a fast model runs
-synchronously (``infer(inline=True)``; well under a millisecond, nobody else waiting).
+synchronously (``infer(inline=True)``: under a millisecond, nobody else waiting).
 
 Cancellation: if the awaiting task is cancelled while OpenVINO computes, the inference is
 cancelled with ``InferRequest.cancel()`` when that is safe, and otherwise left to finish with
@@ -61,11 +61,13 @@ _sync_infer = _pyov.InferRequest.infer
 """OpenVINO's synchronous infer without the Python wrapper's input dispatch and output dict."""
 
 INLINE_AFTER = 16
-INLINE_BELOW_NS = 500_000
+INLINE_BELOW_NS = 1_000_000
 """A model with at least ``INLINE_AFTER`` inferences done whose recent ones took less than
-this (moving average, from the copy of the inputs to the outputs back in trio: an idle
-server's hand-back alone can take 0.2-0.3 ms) may run the sole request in the server
-synchronously (``CompiledModel.infer(inline=True)``)."""
+this (moving average, from the copy of the inputs to OpenVINO's completion) may run the sole
+request in the server synchronously (``CompiledModel.infer(inline=True)``). The measure
+leaves out the hand-back to trio, which is what inlining saves, but holds OpenVINO's own
+thread wake-ups: 0.1-0.3 ms for a tiny model on an idle two-core machine, so the bound is
+the one batching uses for a fast model (``batching.PIPELINE_FROM_S``)."""
 
 
 class LoadError(Exception):
@@ -210,6 +212,8 @@ class _Call:
     event: trio.Event = field(default_factory=trio.Event)
     outputs: list[np.ndarray[Any, Any]] | None = None
     error: BaseException | None = None
+    done_ns: int = 0
+    """When OpenVINO's completion callback ran (perf_counter_ns), before the hand-back."""
 
 
 def compile_version(
@@ -509,7 +513,8 @@ class CompiledModel:
         self.completed += 1
         took = time.perf_counter_ns() - started
         self.compute_ns += took
-        self._recent_ns += (took - self._recent_ns) // 8
+        computed = (call.done_ns or started + took) - started
+        self._recent_ns += (computed - self._recent_ns) // 8
         if self.observer is not None:
             self.observer("inference", took / 1e9)
         return call.outputs
@@ -658,6 +663,7 @@ class CompiledModel:
             # here: it would otherwise keep the call's outputs alive until the next inference.
             call, inbox = slot[0], slot[1]
             slot[0] = None
+            call.done_ns = time.perf_counter_ns()
             outputs: list[np.ndarray[Any, Any]] | None = None
             error: BaseException | None = None
             try:
