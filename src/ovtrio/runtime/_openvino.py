@@ -320,8 +320,9 @@ class CompiledModel:
         self.inlined = 0
         """Inferences run synchronously in trio's thread (``infer(inline=True)``)."""
         self._recent_ns = INLINE_BELOW_NS
-        """Moving average (1/8 weight per inference) of recent inference times: the warm-up's
-        large batches and the first, slow inferences fade from it."""
+        """Moving average (1/8 weight per inference) of recent inference times, each counted
+        as at most twice ``INLINE_BELOW_NS``: the warm-up's large batches and the first, slow
+        inferences fade from it, and one hiccup of the machine does not tip it."""
         streams: int | None
         try:
             streams = int(compiled.get_property("NUM_STREAMS"))
@@ -513,7 +514,7 @@ class CompiledModel:
         self.completed += 1
         took = time.perf_counter_ns() - started
         self.compute_ns += took
-        computed = (call.done_ns or started + took) - started
+        computed = min((call.done_ns or started + took) - started, 2 * INLINE_BELOW_NS)
         self._recent_ns += (computed - self._recent_ns) // 8
         if self.observer is not None:
             self.observer("inference", took / 1e9)
@@ -550,7 +551,7 @@ class CompiledModel:
             self.completed += 1
             took = time.perf_counter_ns() - started
             self.compute_ns += took
-            self._recent_ns += (took - self._recent_ns) // 8
+            self._recent_ns += (min(took, 2 * INLINE_BELOW_NS) - self._recent_ns) // 8
             if self.observer is not None:
                 self.observer("inference", took / 1e9)
         return outputs
