@@ -474,6 +474,7 @@ class CompiledModel:
         started = time.perf_counter_ns()
         slot = self._slots[id(req)]
         slot[0], slot[1] = call, self._inbox_for_this_run()
+        inlined = inline and self._inline_now()
         try:
             # Copied into the request's own input tensors (not shared: OpenVINO may compute in
             # place on input memory, and the arrays may be read-only views of a message).
@@ -490,19 +491,23 @@ class CompiledModel:
                     t = req.get_input_tensor(i)
                     t.shape = a.shape
                     t.data[...] = a
-            if inline and self._inline_now():
-                slot[0] = None
-                return self._infer_inline(holder, arrays, started, counted)
-            req.start_async()
+            if inlined:
+                slot[0] = None  # no callback comes: the call is answered here
+                _infer_sync(req, call, self._string_outputs)
+                if call.error is None:
+                    self.inlined += 1
+            else:
+                req.start_async()
         except (RuntimeError, TypeError, ValueError) as exc:
             raise InferenceFailed(f"Internal inference error - {_first_line(exc)}") from exc
-        try:
-            await self._wait(req, call)
-        except trio.Cancelled:
-            if not call.event.is_set():
-                with trio.CancelScope(shield=True):
-                    await self._stop(holder, call, arrays)
-            raise
+        if not inlined:
+            try:
+                await self._wait(req, call)
+            except trio.Cancelled:
+                if not call.event.is_set():
+                    with trio.CancelScope(shield=True):
+                        await self._stop(holder, call, arrays)
+                raise
         if call.error is not None:
             self._last_shapes = None
             self._renew(holder)
@@ -529,32 +534,6 @@ class CompiledModel:
             and self.completed >= INLINE_AFTER
             and self._recent_ns < INLINE_BELOW_NS
         )
-
-    def _infer_inline(
-        self,
-        holder: list[ov.InferRequest],
-        arrays: Sequence[np.ndarray[Any, Any]],
-        started: int,
-        counted: bool,
-    ) -> list[np.ndarray[Any, Any]]:
-        req = holder[0]
-        try:
-            _sync_infer(req, {}, True, False)
-            outputs = _read_outputs(req, self._string_outputs)
-        except Exception as exc:
-            self._last_shapes = None
-            self._renew(holder)
-            raise InferenceFailed(f"Internal inference error - {_first_line(exc)}") from exc
-        self._last_shapes = tuple(a.shape for a in arrays)
-        self.inlined += 1
-        if counted:
-            self.completed += 1
-            took = time.perf_counter_ns() - started
-            self.compute_ns += took
-            self._recent_ns += (min(took, 2 * INLINE_BELOW_NS) - self._recent_ns) // 8
-            if self.observer is not None:
-                self.observer("inference", took / 1e9)
-        return outputs
 
     async def _stop(
         self, holder: list[ov.InferRequest], call: _Call, arrays: Sequence[np.ndarray[Any, Any]]
@@ -700,6 +679,16 @@ def _read_outputs(req: ov.InferRequest, string_outputs: list[bool]) -> list[np.n
         else:
             outputs.append(t.data.copy())
     return outputs
+
+
+def _infer_sync(req: ov.InferRequest, call: _Call, string_outputs: list[bool]) -> None:
+    """Run ``req`` synchronously and answer ``call`` as its completion callback would."""
+    try:
+        _sync_infer(req, {}, True, False)
+        call.outputs = _read_outputs(req, string_outputs)
+    except Exception as exc:  # surfaced to the caller as InferenceFailed
+        call.error = exc
+    call.done_ns = time.perf_counter_ns()
 
 
 def _no_callback(_userdata: Any) -> None:
