@@ -4,8 +4,8 @@
 Serves KServe ModelInfer for the bench's ``tiny`` model with a canned answer, no decoding,
 no trio bridge, no OpenVINO: over gRPC with grpclib exactly as ovtrio configures it
 (``ovtrio.grpc._bridge._Server``, its patches, a uvloop loop on its own thread) and over REST
-with hypercorn's trio worker (h11) as ovtrio configures it (``ovtrio.rest._hypercorn``: one
-write per answer, 120 KiB reads) and a bare ASGI function. Whatever these cost per request
+with hypercorn's trio worker (h11) as ovtrio configures it (``ovtrio.rest._hypercorn``: its
+fixes and tunings) and a bare ASGI function. Whatever these cost per request
 is a floor under ovtrio's own cost on the same transport.
 
 Usage: floor_server.py GRPC_PORT REST_PORT
