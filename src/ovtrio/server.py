@@ -152,7 +152,7 @@ async def serve(
         await root.start(registry.run)
         grpc_endpoint: GrpcEndpoint | None = None
         if cfg.rest_port:
-            contain_connection_errors(cfg.max_connections)
+            contain_connection_errors(cfg.max_connections, cfg.rest_max_body_bytes)
             fast = FastPath(
                 create_app(  # type: ignore[arg-type]
                     dataplane, max_body_bytes=cfg.rest_max_body_bytes, api_keys=cfg.api_keys

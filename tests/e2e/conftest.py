@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -19,6 +20,25 @@ import requests
 from tests import models
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def binary_infer_body(name: str, data: Any) -> tuple[bytes, int]:
+    """A KServe REST body with ``data`` (FP32) as the binary input ``name``, binary outputs
+    asked for: (body, length of its JSON header)."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": list(data.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": data.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return header + data.astype("<f4").tobytes(), len(header)
 
 
 def free_port() -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import struct
+import time
+from typing import Any
 
 import grpc
 import numpy as np
@@ -15,7 +18,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, binary_infer_body
 
 pytestmark = pytest.mark.e2e
 
@@ -593,3 +596,75 @@ def test_large_messages_both_transports(
     hin = httpclient.InferInput("b", list(data.shape), "FP32")
     hin.set_data_from_numpy(data)
     np.testing.assert_array_equal(hclient.infer("dummy", [hin]).as_numpy("a"), data + 1)
+
+
+# -- large REST bodies on raw sockets (read into one buffer: rest/_hypercorn._BodyLane) --------
+
+
+def _binary_infer(rows: int, seed: int) -> tuple[bytes, np.ndarray]:
+    """A raw HTTP/1.1 KServe binary request to ``dummy`` and the input it carries."""
+    data = np.random.default_rng(seed).random((rows, 10), dtype=np.float32)
+    body, header_length = binary_infer_body("b", data)
+    head = (
+        "POST /v2/models/dummy/infer HTTP/1.1\r\nHost: test\r\n"
+        f"Inference-Header-Content-Length: {header_length}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body, data
+
+
+def _read_answer(f: Any) -> tuple[int, dict[str, str], bytes]:
+    status = int(f.readline().split()[1])
+    headers: dict[str, str] = {}
+    while (line := f.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, f.read(int(headers.get("content-length", "0")))
+
+
+def _check_answer(answer: tuple[int, dict[str, str], bytes], data: np.ndarray) -> None:
+    status, headers, body = answer
+    assert status == 200, body[:300]
+    json_len = int(headers["inference-header-content-length"])
+    out = np.frombuffer(body[json_len:], "<f4").reshape(data.shape)
+    np.testing.assert_array_equal(out, data + 1)
+
+
+def test_large_rest_bodies_keep_alive_pipelined_and_trickled(kserve_server: Server) -> None:
+    first, a = _binary_infer(20_000, 1)  # 800 KB: far more than one read
+    second, b = _binary_infer(5_000, 2)
+    small, c = _binary_infer(2, 3)
+    with socket.create_connection(("127.0.0.1", kserve_server.rest_port), timeout=30) as s:
+        f = s.makefile("rb")
+        s.sendall(first)
+        _check_answer(_read_answer(f), a)
+        # pipelined: the next requests follow the large body in the same writes; reading the
+        # body must stop at its end
+        s.sendall(second + small + first)
+        _check_answer(_read_answer(f), b)
+        _check_answer(_read_answer(f), c)
+        _check_answer(_read_answer(f), a)
+        # trickled: the body arrives in pieces, with pauses between them
+        cut = len(second) // 3
+        for piece in (second[:cut], second[cut : 2 * cut], second[2 * cut :]):
+            s.sendall(piece)
+            time.sleep(0.2)
+        _check_answer(_read_answer(f), b)
+
+
+def test_large_rest_body_cut_short(kserve_server: Server) -> None:
+    request, data = _binary_infer(20_000, 4)
+    # the client leaves in the middle of the body: nothing is answered, the server goes on
+    with socket.create_connection(("127.0.0.1", kserve_server.rest_port), timeout=30) as s:
+        s.sendall(request[: len(request) // 2])
+        time.sleep(0.2)
+    # the client ends its side early: the body is incomplete, h11 says so (400) or the
+    # connection just ends
+    with socket.create_connection(("127.0.0.1", kserve_server.rest_port), timeout=30) as s:
+        s.sendall(request[: len(request) // 2])
+        time.sleep(0.2)
+        s.shutdown(socket.SHUT_WR)
+        answer = s.recv(65536)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    with socket.create_connection(("127.0.0.1", kserve_server.rest_port), timeout=30) as s:
+        s.sendall(request)
+        _check_answer(_read_answer(s.makefile("rb")), data)

@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import Server, start_server
+from tests.e2e.conftest import Server, binary_infer_body, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -182,6 +182,23 @@ def test_rest_mtls_and_api_key(secure: Server, pki: dict[str, Path]) -> None:
         f"{base}/v2/models/dummy", verify=ca, cert=cert, headers={"Authorization": f"Bearer {KEY}"}
     )
     assert r.status_code == 200
+    # a body larger than one read, over TLS (the buffer is filled from h11's events)
+    data = np.random.default_rng(6).random((20_000, 10), dtype=np.float32)
+    body, header_length = binary_infer_body("b", data)
+    r = requests.post(
+        f"{base}/v2/models/dummy/infer",
+        data=body,
+        verify=ca,
+        cert=cert,
+        headers={
+            "Authorization": f"Bearer {KEY}",
+            "Inference-Header-Content-Length": str(header_length),
+        },
+    )
+    assert r.status_code == 200, r.text[:300]
+    json_len = int(r.headers["Inference-Header-Content-Length"])
+    out = np.frombuffer(r.content[json_len:], "<f4").reshape(data.shape)
+    np.testing.assert_array_equal(out, data + 1)
     # TLS 1.3 reports a refused client certificate after the handshake: a reset connection
     with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
         requests.get(
@@ -471,6 +488,33 @@ def test_rest_idle_timeout_closes_idle_keep_alive_connections(tmp_path: Path) ->
         assert _closed_within(fresh, 30), "an idle connection was never closed"
         assert _closed_within(used, 30), "a connection idle after its answer was never closed"
         for sock in (fresh, used):
+            sock.close()
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_rest_read_timeout_ends_a_large_body_that_stalls(tmp_path: Path) -> None:
+    """A body larger than one read is read into one buffer, outside h11: a client that stops
+    sending in the middle of it is still let go after --rest_read_timeout_s, and others are
+    served meanwhile."""
+    server = _dummy_server(tmp_path, ["--rest_read_timeout_s", "2", "--rest_idle_timeout_s", "60"])
+    try:
+        body, header_length = binary_infer_body("b", np.zeros((20_000, 10), np.float32))
+        stalled = socket.create_connection(("127.0.0.1", server.rest_port))
+        stalled.sendall(
+            (
+                "POST /v2/models/dummy/infer HTTP/1.1\r\nHost: x\r\n"
+                f"Inference-Header-Content-Length: {header_length}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body[: len(body) // 2]
+        )
+        other = socket.create_connection(("127.0.0.1", server.rest_port))
+        assert _get_live(other).startswith(b"HTTP/1.1 200")
+        assert _closed_within(stalled, 30), "a stalled body held its connection open"
+        later = socket.create_connection(("127.0.0.1", server.rest_port))
+        assert _get_live(later).startswith(b"HTTP/1.1 200")
+        for sock in (stalled, other, later):
             sock.close()
     finally:
         assert server.stop() == 0, server.log()

@@ -408,3 +408,13 @@ def test_same_numbers_over_kserve_and_tfs(server: Server) -> None:
     np.testing.assert_array_equal(
         tfs, np.array(kserve["outputs"][0]["data"], np.float32).reshape(3, 10)
     )
+
+
+def test_rest_predict_large_json_body(server: Server) -> None:
+    """A JSON body larger than one read reaches the Quart routes whole (read into one buffer)."""
+    rows = np.random.default_rng(5).integers(0, 1000, (12_000, 10)).astype(np.float32)
+    r = requests.post(
+        f"{server.http}/v1/models/dummy:predict", json={"instances": rows.tolist()}, timeout=60
+    )
+    assert r.status_code == 200, r.text[:300]
+    np.testing.assert_array_equal(np.array(r.json()["predictions"], np.float32), rows + 1)

@@ -149,12 +149,15 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The whole body; None when the client disconnects first."""
+async def _read_body(
+    scope: Scope, receive: Receive, limit: int
+) -> bytes | bytearray | memoryview | None:
+    """The whole body; None when the client disconnects first. A large body comes in one
+    message, as a memoryview (``_hypercorn._BodyLane``)."""
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
+    chunks: list[bytes | bytearray | memoryview] = []
     size = 0
     while True:
         message = await receive()
