@@ -156,8 +156,8 @@ async def _read_data(self: Any) -> None:
                 continue  # h11 holds bytes of its own: leave the framing to it
             try:
                 ended = not await lane.fill(stream.socket, timeout)
-            except (OSError, trio.TooSlowError):
-                break
+            except (OSError, trio.TooSlowError, trio.ClosedResourceError):
+                break  # as receive_some's errors above (an early answer closed the socket)
             if ended:  # the client's EOF in the body: h11 answers it as without the lane
                 await self.protocol.handle(RawData(b""))
                 break
