@@ -194,8 +194,19 @@ def _requests(draw: st.DrawFn) -> bytes:
         req.raw_input_contents.append(draw(st.binary(max_size=24)))
     for name in draw(st.lists(st.sampled_from(["out", "o2", ""]), max_size=2)):
         req.outputs.add(name=name)
-    if draw(st.integers(0, 9)) == 0:
-        req.parameters["q"].bool_param = True
+    for key in draw(st.lists(st.sampled_from(["q", "r", "", "ü"]), max_size=3)):
+        param = req.parameters[key]
+        kind = draw(st.sampled_from(["bool", "int64", "string", "double", "uint64", "none"]))
+        if kind == "bool":
+            param.bool_param = draw(st.booleans())
+        elif kind == "int64":
+            param.int64_param = draw(st.integers(-(2**63), 2**63 - 1))
+        elif kind == "string":
+            param.string_param = draw(st.text(max_size=6))
+        elif kind == "double":
+            param.double_param = draw(st.floats(allow_nan=False))
+        elif kind == "uint64":
+            param.uint64_param = draw(st.integers(0, 2**64 - 1))
     wire = req.SerializeToString()
     cut = draw(st.sampled_from(["whole", "truncate", "flip"]))
     if cut == "truncate" and wire:
@@ -239,6 +250,10 @@ def test_fast_parse_reads_what_betterproto_reads(wire: bytes) -> None:
         return
     slow = InferRequestWire.parse_betterproto(wire)
     assert _outcome(fast) == _outcome(slow)
+    # also where decoding stops earlier (no inputs, a bad datatype): the parameters as read
+    assert kserve_grpc.parameters_to_dict(dict(fast.parameters)) == kserve_grpc.parameters_to_dict(
+        dict(slow.parameters)
+    )
 
 
 def test_fast_parse_takes_the_common_request_and_leaves_the_rest() -> None:
@@ -249,7 +264,17 @@ def test_fast_parse_takes_the_common_request_and_leaves_the_rest() -> None:
     fast = kserve_grpc.parse_infer_request(req.SerializeToString())
     assert fast is not None
     assert (fast.inputs[0].shape, fast.outputs[0].name) == ([1, 2], "y")
-    assert kserve_grpc.parse_infer_request(plain) is None  # parameters: betterproto2's job
+    assert kserve_grpc.parse_infer_request(plain) is None  # contents: betterproto2's job
+    # what perf_analyzer and Triton's C++ client send: one request-level parameter
+    req.parameters["triton_enable_empty_final_response"].bool_param = True
+    req.parameters["n"].int64_param = -2
+    fast = kserve_grpc.parse_infer_request(req.SerializeToString())
+    assert fast is not None
+    assert kserve_grpc.decode_infer_request(fast).parameters == {
+        "triton_enable_empty_final_response": True,
+        "n": -2,
+    }
+    assert isinstance(fast.raw_input_contents[0], memoryview)  # no copy of the tensor
     assert kserve_grpc.parse_infer_request(b"\x0a\x02\xff\xfe") is None  # invalid UTF-8
     assert kserve_grpc.parse_infer_request(b"\x0a\x05ab") is None  # truncated
 
