@@ -15,6 +15,7 @@ from ovtrio.errors import InvalidArgument, PayloadTooLarge
 from ovtrio.grpc.kserve import InferRequestWire
 from ovtrio.tensors import InferResponse, Tensor, datatype
 from tests.models import OV_TYPES
+from tests.strategies import infer_parameter
 
 VARINT_CASES = [
     ("INT32", "int_contents", [0, 1, -1, 2**31 - 1, -(2**31)]),
@@ -195,18 +196,7 @@ def _requests(draw: st.DrawFn) -> bytes:
     for name in draw(st.lists(st.sampled_from(["out", "o2", ""]), max_size=2)):
         req.outputs.add(name=name)
     for key in draw(st.lists(st.sampled_from(["q", "r", "", "ü"]), max_size=3)):
-        param = req.parameters[key]
-        kind = draw(st.sampled_from(["bool", "int64", "string", "double", "uint64", "none"]))
-        if kind == "bool":
-            param.bool_param = draw(st.booleans())
-        elif kind == "int64":
-            param.int64_param = draw(st.integers(-(2**63), 2**63 - 1))
-        elif kind == "string":
-            param.string_param = draw(st.text(max_size=6))
-        elif kind == "double":
-            param.double_param = draw(st.floats(allow_nan=False))
-        elif kind == "uint64":
-            param.uint64_param = draw(st.integers(0, 2**64 - 1))
+        req.parameters[key].CopyFrom(infer_parameter(draw, allow_nan=False))
     wire = req.SerializeToString()
     cut = draw(st.sampled_from(["whole", "truncate", "flip"]))
     if cut == "truncate" and wire:

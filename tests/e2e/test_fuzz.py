@@ -51,6 +51,7 @@ from tritonclient.grpc import service_pb2
 
 from tests import models
 from tests.e2e.conftest import Server, build_repository, start_server
+from tests.strategies import infer_parameter
 from tests.wire import varint
 
 pytestmark = pytest.mark.e2e
@@ -1006,22 +1007,6 @@ def grpc_random_case(draw: st.DrawFn) -> GrpcCase:
     return GrpcCase(method, payload, note="random bytes")
 
 
-def _infer_parameter(draw: st.DrawFn) -> service_pb2.InferParameter:
-    kind = draw(st.sampled_from(["bool", "int64", "string", "double", "uint64", "unset"]))
-    param = service_pb2.InferParameter()
-    if kind == "bool":
-        param.bool_param = draw(st.booleans())
-    elif kind == "int64":
-        param.int64_param = draw(st.integers(-(2**63), 2**63 - 1))
-    elif kind == "string":
-        param.string_param = draw(st.text(max_size=8))
-    elif kind == "double":
-        param.double_param = draw(st.floats())
-    elif kind == "uint64":
-        param.uint64_param = draw(st.integers(0, 2**64 - 1))
-    return param
-
-
 _CONTENTS_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "bool_contents": st.booleans(),
     "int_contents": st.integers(-(2**31), 2**31 - 1),
@@ -1080,7 +1065,7 @@ def kserve_grpc_infer_case(draw: st.DrawFn) -> GrpcCase:
     if draw(st.integers(0, 4)) == 0:
         req.id = draw(st.text(max_size=10))
     for _ in range(draw(st.integers(0, 2))):
-        req.parameters[draw(st.text(max_size=8))].CopyFrom(_infer_parameter(draw))
+        req.parameters[draw(st.text(max_size=8))].CopyFrom(infer_parameter(draw))
     raw_mode = draw(st.sampled_from(["raw", "contents", "mixed", "none"]))
     specs = list(MODELS[model])
     extra = draw(st.integers(0, 4))
@@ -1101,7 +1086,7 @@ def kserve_grpc_infer_case(draw: st.DrawFn) -> GrpcCase:
             del tensor.shape[:]
             tensor.shape.extend(draw(st.lists(small_dims, max_size=5)))
         for _ in range(draw(st.integers(0, 1))):
-            tensor.parameters[draw(st.text(max_size=6))].CopyFrom(_infer_parameter(draw))
+            tensor.parameters[draw(st.text(max_size=6))].CopyFrom(infer_parameter(draw))
         use_raw = raw_mode == "raw" or (raw_mode == "mixed" and draw(st.booleans()))
         if use_raw:
             blob = _numbers_blob(values, dt)
@@ -1132,7 +1117,7 @@ def kserve_grpc_infer_case(draw: st.DrawFn) -> GrpcCase:
         )
         if draw(st.booleans()):
             out.parameters[draw(st.sampled_from(["binary_data", "x"]))].CopyFrom(
-                _infer_parameter(draw)
+                infer_parameter(draw)
             )
     return GrpcCase(KSERVE + "ModelInfer", req.SerializeToString(), note=str(req)[:2000])
 
