@@ -286,9 +286,6 @@ class WireParameter:
         self.uint64_param: int | None = None
 
 
-_NO_PARAMETERS: dict[str, WireParameter] = {}  # shared, never filled
-
-
 class WireInferRequest(Checked):
     """A ModelInferRequest read by ``parse_infer_request``: the attributes
     ``decode_infer_request`` reads, as betterproto2 would have set them."""
@@ -307,7 +304,7 @@ class WireInferRequest(Checked):
         self.model_name = ""
         self.model_version = ""
         self.id = ""
-        self.parameters = _NO_PARAMETERS
+        self.parameters: dict[str, WireParameter] = {}
         self.inputs: list[WireInput] = []
         self.outputs: list[WireOutput] = []
         self.raw_input_contents: list[memoryview] = []
@@ -465,8 +462,6 @@ def parse_infer_request(data: bytes) -> WireInferRequest | None:
                 req.id = data[start:pos].decode()
             elif key == 0x22:  # parameters: Triton's C++ clients and perf_analyzer send one
                 name, value = _parameter(data, start, pos)
-                if req.parameters is _NO_PARAMETERS:
-                    req.parameters = {}
                 req.parameters[name] = value
             else:  # unknown fields
                 return None
