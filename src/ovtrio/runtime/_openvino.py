@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 _MODEL_SUFFIXES = (".xml", ".onnx", ".pdmodel", ".tflite", ".pb")
 
 
-_sync_infer = _pyov.InferRequest.infer
+_ov_infer = _pyov.InferRequest.infer
 """OpenVINO's synchronous infer without the Python wrapper's input dispatch and output dict."""
 
 INLINE_AFTER = 16
@@ -684,7 +684,7 @@ def _read_outputs(req: ov.InferRequest, string_outputs: list[bool]) -> list[np.n
 def _infer_sync(req: ov.InferRequest, call: _Call, string_outputs: list[bool]) -> None:
     """Run ``req`` synchronously and answer ``call`` as its completion callback would."""
     try:
-        _sync_infer(req, {}, True, False)
+        _ov_infer(req, {}, True, False)
         call.outputs = _read_outputs(req, string_outputs)
     except Exception as exc:  # surfaced to the caller as InferenceFailed
         call.error = exc
