@@ -41,6 +41,18 @@ def binary_infer_body(name: str, data: Any) -> tuple[bytes, int]:
     return header + data.astype("<f4").tobytes(), len(header)
 
 
+def binary_infer_request(name: str, data: Any) -> bytes:
+    """The whole HTTP/1.1 request (head and ``binary_infer_body``) to the ``dummy`` model,
+    for tests that talk to the REST port over a raw socket."""
+    body, header_length = binary_infer_body(name, data)
+    head = (
+        "POST /v2/models/dummy/infer HTTP/1.1\r\nHost: test\r\n"
+        f"Inference-Header-Content-Length: {header_length}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

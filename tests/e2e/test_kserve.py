@@ -19,7 +19,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import Server, binary_infer_body
+from tests.e2e.conftest import Server, binary_infer_request
 
 pytestmark = pytest.mark.e2e
 
@@ -605,12 +605,7 @@ def test_large_messages_both_transports(
 def _binary_infer(rows: int, seed: int) -> tuple[bytes, np.ndarray]:
     """A raw HTTP/1.1 KServe binary request to ``dummy`` and the input it carries."""
     data = np.random.default_rng(seed).random((rows, 10), dtype=np.float32)
-    body, header_length = binary_infer_body("b", data)
-    head = (
-        "POST /v2/models/dummy/infer HTTP/1.1\r\nHost: test\r\n"
-        f"Inference-Header-Content-Length: {header_length}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    return head + body, data
+    return binary_infer_request("b", data), data
 
 
 def _read_answer(f: Any) -> tuple[int, dict[str, str], bytes]:

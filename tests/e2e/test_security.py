@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import Server, binary_infer_body, start_server
+from tests.e2e.conftest import Server, binary_infer_body, binary_infer_request, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -499,16 +499,9 @@ def test_rest_read_timeout_ends_a_large_body_that_stalls(tmp_path: Path) -> None
     served meanwhile."""
     server = _dummy_server(tmp_path, ["--rest_read_timeout_s", "2", "--rest_idle_timeout_s", "60"])
     try:
-        body, header_length = binary_infer_body("b", np.zeros((20_000, 10), np.float32))
+        request = binary_infer_request("b", np.zeros((20_000, 10), np.float32))
         stalled = socket.create_connection(("127.0.0.1", server.rest_port))
-        stalled.sendall(
-            (
-                "POST /v2/models/dummy/infer HTTP/1.1\r\nHost: x\r\n"
-                f"Inference-Header-Content-Length: {header_length}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            + body[: len(body) // 2]
-        )
+        stalled.sendall(request[: len(request) // 2])  # the head and part of the body
         other = socket.create_connection(("127.0.0.1", server.rest_port))
         assert _get_live(other).startswith(b"HTTP/1.1 200")
         assert _closed_within(stalled, 30), "a stalled body held its connection open"
