@@ -42,6 +42,7 @@ __all__ = [
 
 MAX_ELEMENTS = 1 << 31
 _LEN = struct.Struct("<I")
+_DOUBLE = struct.Struct("<d")
 
 # datatype -> (contents field, how to read it)
 _CONTENTS_FIELD = {
@@ -328,6 +329,11 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
             raise _Bail
 
 
+def _int64(value: int) -> int:
+    """A varint's 64 bits read as a signed int64 (two's complement)."""
+    return value - (1 << 64) if value >> 63 else value
+
+
 def _span(data: bytes, pos: int, end: int) -> tuple[int, int]:
     """(start, stop) of the length-delimited value at ``pos``."""
     size, pos = _read_varint(data, pos)
@@ -343,7 +349,7 @@ def _input(data: bytes, pos: int, end: int) -> WireInput:
         key, pos = _read_varint(data, pos)
         if key == 0x18:  # shape, one unpacked varint
             dim, pos = _read_varint(data, pos)
-            tensor.shape.append(dim - (1 << 64) if dim >> 63 else dim)
+            tensor.shape.append(_int64(dim))
             continue
         if key & 7 != 2:
             raise _Bail
@@ -355,7 +361,7 @@ def _input(data: bytes, pos: int, end: int) -> WireInput:
         elif key == 0x1A:  # shape, packed
             while start < pos:
                 dim, start = _read_varint(data, start)
-                tensor.shape.append(dim - (1 << 64) if dim >> 63 else dim)
+                tensor.shape.append(_int64(dim))
             if start != pos:
                 raise _Bail
         else:  # parameters, contents, unknown fields
@@ -396,7 +402,7 @@ def _parameter_value(data: bytes, pos: int, end: int) -> WireParameter:
         value.bool_param = bool(flag)
     elif key == 0x10:
         number, pos = _read_varint(data, pos)
-        value.int64_param = number - (1 << 64) if number >> 63 else number
+        value.int64_param = _int64(number)
     elif key == 0x1A:
         start, pos = _span(data, pos, end)
         value.string_param = data[start:pos].decode()
@@ -412,9 +418,6 @@ def _parameter_value(data: bytes, pos: int, end: int) -> WireParameter:
     if pos != end:
         raise _Bail
     return value
-
-
-_DOUBLE = struct.Struct("<d")
 
 
 def _output(data: bytes, pos: int, end: int) -> WireOutput:
