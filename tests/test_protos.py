@@ -1,27 +1,17 @@
 """Wire-format checks for the vendored protos (protos/) and the betterproto2 code generated
-from them (src/ovtrio/grpc/_generated/, by scripts/gen-protos).
+from them (src/ovtrio/_proto/, by scripts/gen-protos).
 
 Generated modules (relative imports inside, one module per proto package):
-    ovtrio.grpc._generated.inference        KServe v2 + Triton extensions (+ model_config)
-    ovtrio.grpc._generated.inference_raw    decode-only shadow of ModelInferRequest
-    ovtrio.grpc._generated.tensorflow.serving   TFS API (PredictRequest, ModelSpec, ...)
-    ovtrio.grpc._generated.tensorflow       TensorProto, DataType, SignatureDef, ...
-    ovtrio.grpc._generated.tensorflow.error Code (used by StatusProto)
-    ovtrio.grpc._generated.google.protobuf  Any (with .pack/.unpack), wrappers, ...
+    ovtrio._proto.inference        KServe v2 + Triton extensions (+ model_config)
+    ovtrio._proto.inference_raw    decode-only shadow of ModelInferRequest
+    ovtrio._proto.tensorflow.serving   TFS API (PredictRequest, ModelSpec, ...)
+    ovtrio._proto.tensorflow       TensorProto, DataType, SignatureDef, ...
+    ovtrio._proto.tensorflow.error Code (used by StatusProto)
+    ovtrio._proto.google.protobuf  Any (with .pack/.unpack), wrappers, ...
 
-grpclib server base classes (betterproto2_grpclib.ServiceBase subclasses):
-    inference.GrpcInferenceServiceBase      route prefix /inference.GRPCInferenceService/
-    tensorflow.serving.PredictionServiceBase    /tensorflow.serving.PredictionService/
-    tensorflow.serving.ModelServiceBase         /tensorflow.serving.ModelService/
-Each has one `async def <snake_name>(self, message) -> Reply` per RPC (default raises
-GRPCError(UNIMPLEMENTED)), e.g. model_infer, get_model_metadata, handle_reload_config_request.
-`base.__mapping__()` returns {route: grpclib.const.Handler(func, cardinality, request_type,
-reply_type)}, e.g. "/inference.GRPCInferenceService/ModelInfer": Handler(
-self.__rpc_model_infer, Cardinality.UNARY_UNARY, inference.ModelInferRequest,
-inference.ModelInferResponse); func takes a grpclib.server.Stream, does recv_message(),
-calls the method, send_message(reply). request_type is what grpclib decodes with, so a
-server may build its own Handler with inference_raw.ModelInferRequest as request_type.
-Clients (async only): GrpcInferenceServiceStub, PredictionServiceStub, ModelServiceStub.
+The generated tree holds messages only (no grpclib service classes), so codecs import it
+without grpclib; the gRPC routes are ovtrio's own tables (grpc/kserve.py, grpc/tfs.py), checked
+below against the upstream service descriptors.
 """
 
 from __future__ import annotations
@@ -30,18 +20,23 @@ import pathlib
 import struct
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FieldDescriptor
 
-import ovtrio.grpc._generated.google.protobuf as wkt
-import ovtrio.grpc._generated.inference as pb
-import ovtrio.grpc._generated.inference_raw as raw_pb
-import ovtrio.grpc._generated.tensorflow as tf_pb
-import ovtrio.grpc._generated.tensorflow.serving as tfs_pb
-from ovtrio.grpc._generated.message_pool import default_message_pool
+import ovtrio._proto.google.protobuf as wkt
+import ovtrio._proto.inference as pb
+import ovtrio._proto.inference_raw as raw_pb
+import ovtrio._proto.tensorflow as tf_pb
+import ovtrio._proto.tensorflow.serving as tfs_pb
+from ovtrio._proto.message_pool import default_message_pool
+from ovtrio.codecs.kserve_grpc import EncodedResponse
+from ovtrio.grpc.kserve import InferRequestWire
+from ovtrio.grpc.kserve import rpc_table as kserve_rpc_table
+from ovtrio.grpc.tfs import rpc_table as tfs_rpc_table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROTOS = ROOT / "protos"
@@ -222,15 +217,29 @@ def test_kserve_matches_tritonclient():
         assert lookup(f"inference.{must}") is not None
         assert f"inference.{must}" in ours
     assert n >= 60
-    # every RPC we declare exists upstream with the same types
-    svc = pool.FindServiceByName("inference.GRPCInferenceService")
-    mapping = pb.GrpcInferenceServiceBase().__mapping__()
-    assert len(mapping) == 11
-    for route, handler in mapping.items():
+    _check_rpc_table(pool, "inference.GRPCInferenceService", kserve_rpc_table(_NO_DATAPLANE))
+
+
+# the hand-written readers and writers of the hot path, by the message they read or write
+_HAND_WRITTEN = {InferRequestWire: pb.ModelInferRequest, EncodedResponse: pb.ModelInferResponse}
+_NO_DATAPLANE: Any = None  # the tables only close over the data plane; nothing is called here
+
+
+def _check_rpc_table(
+    pool: Any, service: str, table: dict[str, Any], rename: Any = lambda n: n
+) -> None:
+    """Every route ovtrio serves for one service exists upstream, with the upstream types."""
+    svc = pool.FindServiceByName(rename(service))
+    routes = {r for r in table if r.startswith(f"/{service}/")}
+    assert routes, service
+    assert routes <= {f"/{service}/{m.name}" for m in svc.methods}
+    for route in routes:
         method = svc.methods_by_name[route.rsplit("/", 1)[1]]
-        assert route == f"/inference.GRPCInferenceService/{method.name}"
-        assert _type_name(handler.request_type) == method.input_type.full_name
-        assert _type_name(handler.reply_type) == method.output_type.full_name
+        spec = table[route]
+        request_type = _HAND_WRITTEN.get(spec.request_type, spec.request_type)
+        reply_type = _HAND_WRITTEN.get(spec.reply_type, spec.reply_type)
+        assert rename(_type_name(request_type)) == method.input_type.full_name
+        assert rename(_type_name(reply_type)) == method.output_type.full_name
 
 
 def test_inference_raw_matches_tritonclient():
@@ -303,6 +312,9 @@ def test_tfs_matches_reference_descriptors():
         )
     assert lookup(rename("tensorflow.serving.PredictRequest")) is not None
     assert n >= 30
+    table = tfs_rpc_table(_NO_DATAPLANE)
+    for service in ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
+        _check_rpc_table(descriptor_pool.Default(), service, table, rename)
 
 
 def _compile_descriptor_set(tmp_path) -> descriptor_pb2.FileDescriptorSet:

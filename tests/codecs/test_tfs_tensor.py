@@ -32,9 +32,9 @@ from ovtrio.codecs.tfs_tensor import (
     tensor_to_array,
 )
 from ovtrio.errors import FailedPrecondition, InvalidArgument, PayloadTooLarge
-from ovtrio.grpc._generated import tensorflow as tf_pb
-from ovtrio.grpc._generated.tensorflow import error as tf_error
-from ovtrio.grpc._generated.tensorflow import serving as tfs_pb
+from ovtrio._proto import tensorflow as tf_pb
+from ovtrio._proto.tensorflow import error as tf_error
+from ovtrio._proto.tensorflow import serving as tfs_pb
 from ovtrio.tensors import DATATYPES, InferResponse, Tensor, TensorSpec, datatype
 from tests.wire import key, ld, varint
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import MSG_CONTENT_SIZE, InvalidArgument, PayloadTooLarge
-from ..grpc._generated import inference as pb
-from ..grpc._generated import inference_raw as raw_pb
+from .._proto import inference as pb
+from .._proto import inference_raw as raw_pb
 from ..tensors import (
     Datatype,
     InferRequest,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..grpc._generated import inference as pb
+from .._proto import inference as pb
 from ..repository import VersionStatistics
 
 __all__ = ["statistics_json", "statistics_proto"]

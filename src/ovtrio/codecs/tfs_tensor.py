@@ -22,10 +22,10 @@ import numpy as np
 from ..errors import MSG_CONTENT_SIZE as _CONTENT_SIZE
 from ..errors import MSG_VALUE_COUNT as _VALUE_COUNT
 from ..errors import FailedPrecondition, InvalidArgument, PayloadTooLarge
-from ..grpc._generated import tensorflow as tf_pb
-from ..grpc._generated.google.protobuf import Any as AnyProto
-from ..grpc._generated.tensorflow import error as tf_error
-from ..grpc._generated.tensorflow import serving as tfs_pb
+from .._proto import tensorflow as tf_pb
+from .._proto.google.protobuf import Any as AnyProto
+from .._proto.tensorflow import error as tf_error
+from .._proto.tensorflow import serving as tfs_pb
 from ..tensors import (
     DATATYPES,
     Datatype,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..dataplane import ConfigView
-from ..grpc._generated import inference as pb
+from .._proto import inference as pb
 from ..tensors import TensorSpec
 
 __all__ = ["model_config_json", "model_config_proto"]

@@ -9,8 +9,8 @@ from ..dataplane import DataPlane
 from ..errors import Unavailable
 from ..tensors import TensorSpec
 from ._bridge import RpcSpec
-from ._generated import inference as pb
-from ._generated import inference_raw as raw_pb
+from .._proto import inference as pb
+from .._proto import inference_raw as raw_pb
 
 __all__ = ["rpc_table"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from ..codecs import tfs_tensor
 from ..dataplane import DataPlane
 from ..errors import InvalidArgument, Unavailable, Unimplemented
-from ..grpc._generated.tensorflow import serving as tfs_pb
+from .._proto.tensorflow import serving as tfs_pb
 from ._bridge import RpcSpec
 
 __all__ = ["rpc_table"]

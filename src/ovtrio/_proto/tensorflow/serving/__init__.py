@@ -30,8 +30,6 @@ __all__ = (
     "ModelConfig",
     "ModelConfigList",
     "ModelServerConfig",
-    "ModelServiceBase",
-    "ModelServiceStub",
     "ModelSpec",
     "ModelType",
     "ModelVersionStatus",
@@ -46,8 +44,6 @@ __all__ = (
     "PredictResponse",
     "PredictStreamedOptions",
     "PredictStreamedOptionsRequestState",
-    "PredictionServiceBase",
-    "PredictionServiceStub",
     "Regression",
     "RegressionRequest",
     "RegressionResponse",
@@ -62,18 +58,10 @@ __all__ = (
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import betterproto2
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
 
 from ...message_pool import default_message_pool
-
-if TYPE_CHECKING:
-    import grpclib.server
-    from betterproto2.grpclib.grpclib_client import MetadataLike
-    from grpclib.metadata import Deadline
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
@@ -824,278 +812,6 @@ class StatusProto(betterproto2.Message):
 default_message_pool.register_message("tensorflow.serving", "StatusProto", StatusProto)
 
 
-class ModelServiceStub(betterproto2_grpclib.ServiceStub):
-    async def get_model_status(
-        self,
-        message: "GetModelStatusRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "GetModelStatusResponse":
-
-        return await self._unary_unary(
-            "/tensorflow.serving.ModelService/GetModelStatus",
-            message,
-            GetModelStatusResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def handle_reload_config_request(
-        self,
-        message: "ReloadConfigRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "ReloadConfigResponse":
-
-        return await self._unary_unary(
-            "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
-            message,
-            ReloadConfigResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-
-class PredictionServiceStub(betterproto2_grpclib.ServiceStub):
-    async def classify(
-        self,
-        message: "ClassificationRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "ClassificationResponse":
-
-        return await self._unary_unary(
-            "/tensorflow.serving.PredictionService/Classify",
-            message,
-            ClassificationResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def regress(
-        self,
-        message: "RegressionRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "RegressionResponse":
-
-        return await self._unary_unary(
-            "/tensorflow.serving.PredictionService/Regress",
-            message,
-            RegressionResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def predict(
-        self,
-        message: "PredictRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "PredictResponse":
-
-        return await self._unary_unary(
-            "/tensorflow.serving.PredictionService/Predict",
-            message,
-            PredictResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def multi_inference(
-        self,
-        message: "MultiInferenceRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "MultiInferenceResponse":
-
-        return await self._unary_unary(
-            "/tensorflow.serving.PredictionService/MultiInference",
-            message,
-            MultiInferenceResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def get_model_metadata(
-        self,
-        message: "GetModelMetadataRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "GetModelMetadataResponse":
-
-        return await self._unary_unary(
-            "/tensorflow.serving.PredictionService/GetModelMetadata",
-            message,
-            GetModelMetadataResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-
 from ... import tensorflow as __tensorflow__
 from ...google import protobuf as __google__protobuf__
 from .. import error as _error__
-
-
-class ModelServiceBase(betterproto2_grpclib.ServiceBase):
-    async def get_model_status(self, message: "GetModelStatusRequest") -> "GetModelStatusResponse":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def handle_reload_config_request(
-        self, message: "ReloadConfigRequest"
-    ) -> "ReloadConfigResponse":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def __rpc_get_model_status(
-        self, stream: "grpclib.server.Stream[GetModelStatusRequest, GetModelStatusResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.get_model_status(request)
-        await stream.send_message(response)
-
-    async def __rpc_handle_reload_config_request(
-        self, stream: "grpclib.server.Stream[ReloadConfigRequest, ReloadConfigResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.handle_reload_config_request(request)
-        await stream.send_message(response)
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/tensorflow.serving.ModelService/GetModelStatus": grpclib.const.Handler(
-                self.__rpc_get_model_status,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                GetModelStatusRequest,
-                GetModelStatusResponse,
-            ),
-            "/tensorflow.serving.ModelService/HandleReloadConfigRequest": grpclib.const.Handler(
-                self.__rpc_handle_reload_config_request,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                ReloadConfigRequest,
-                ReloadConfigResponse,
-            ),
-        }
-
-
-class PredictionServiceBase(betterproto2_grpclib.ServiceBase):
-    async def classify(self, message: "ClassificationRequest") -> "ClassificationResponse":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def regress(self, message: "RegressionRequest") -> "RegressionResponse":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def predict(self, message: "PredictRequest") -> "PredictResponse":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def multi_inference(self, message: "MultiInferenceRequest") -> "MultiInferenceResponse":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def get_model_metadata(
-        self, message: "GetModelMetadataRequest"
-    ) -> "GetModelMetadataResponse":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def __rpc_classify(
-        self, stream: "grpclib.server.Stream[ClassificationRequest, ClassificationResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.classify(request)
-        await stream.send_message(response)
-
-    async def __rpc_regress(
-        self, stream: "grpclib.server.Stream[RegressionRequest, RegressionResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.regress(request)
-        await stream.send_message(response)
-
-    async def __rpc_predict(
-        self, stream: "grpclib.server.Stream[PredictRequest, PredictResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.predict(request)
-        await stream.send_message(response)
-
-    async def __rpc_multi_inference(
-        self, stream: "grpclib.server.Stream[MultiInferenceRequest, MultiInferenceResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.multi_inference(request)
-        await stream.send_message(response)
-
-    async def __rpc_get_model_metadata(
-        self, stream: "grpclib.server.Stream[GetModelMetadataRequest, GetModelMetadataResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.get_model_metadata(request)
-        await stream.send_message(response)
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/tensorflow.serving.PredictionService/Classify": grpclib.const.Handler(
-                self.__rpc_classify,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                ClassificationRequest,
-                ClassificationResponse,
-            ),
-            "/tensorflow.serving.PredictionService/Regress": grpclib.const.Handler(
-                self.__rpc_regress,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                RegressionRequest,
-                RegressionResponse,
-            ),
-            "/tensorflow.serving.PredictionService/Predict": grpclib.const.Handler(
-                self.__rpc_predict,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                PredictRequest,
-                PredictResponse,
-            ),
-            "/tensorflow.serving.PredictionService/MultiInference": grpclib.const.Handler(
-                self.__rpc_multi_inference,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                MultiInferenceRequest,
-                MultiInferenceResponse,
-            ),
-            "/tensorflow.serving.PredictionService/GetModelMetadata": grpclib.const.Handler(
-                self.__rpc_get_model_metadata,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                GetModelMetadataRequest,
-                GetModelMetadataResponse,
-            ),
-        }
