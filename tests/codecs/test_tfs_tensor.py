@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ovtrio._proto import tensorflow as tf_pb
+from ovtrio._proto.tensorflow import error as tf_error
+from ovtrio._proto.tensorflow import serving as tfs_pb
 from ovtrio.codecs import tfs_tensor
 from ovtrio.codecs.tfs_tensor import (
     array_to_tensor,
@@ -32,9 +35,6 @@ from ovtrio.codecs.tfs_tensor import (
     tensor_to_array,
 )
 from ovtrio.errors import FailedPrecondition, InvalidArgument, PayloadTooLarge
-from ovtrio._proto import tensorflow as tf_pb
-from ovtrio._proto.tensorflow import error as tf_error
-from ovtrio._proto.tensorflow import serving as tfs_pb
 from ovtrio.tensors import DATATYPES, InferResponse, Tensor, TensorSpec, datatype
 from tests.wire import key, ld, varint
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MSG_CONTENT_SIZE, InvalidArgument, PayloadTooLarge
 from .._proto import inference as pb
 from .._proto import inference_raw as raw_pb
+from ..errors import MSG_CONTENT_SIZE, InvalidArgument, PayloadTooLarge
 from ..tensors import (
     Datatype,
     InferRequest,

@@ -19,13 +19,13 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
-from ..errors import MSG_CONTENT_SIZE as _CONTENT_SIZE
-from ..errors import MSG_VALUE_COUNT as _VALUE_COUNT
-from ..errors import FailedPrecondition, InvalidArgument, PayloadTooLarge
 from .._proto import tensorflow as tf_pb
 from .._proto.google.protobuf import Any as AnyProto
 from .._proto.tensorflow import error as tf_error
 from .._proto.tensorflow import serving as tfs_pb
+from ..errors import MSG_CONTENT_SIZE as _CONTENT_SIZE
+from ..errors import MSG_VALUE_COUNT as _VALUE_COUNT
+from ..errors import FailedPrecondition, InvalidArgument, PayloadTooLarge
 from ..tensors import (
     DATATYPES,
     Datatype,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dataplane import ConfigView
 from .._proto import inference as pb
+from ..dataplane import ConfigView
 from ..tensors import TensorSpec
 
 __all__ = ["model_config_json", "model_config_proto"]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._proto import inference as pb
+from .._proto import inference_raw as raw_pb
 from ..codecs import kserve_grpc, kserve_stats, triton_config
 from ..dataplane import DataPlane
 from ..errors import Unavailable
 from ..tensors import TensorSpec
 from ._bridge import RpcSpec
-from .._proto import inference as pb
-from .._proto import inference_raw as raw_pb
 
 __all__ = ["rpc_table"]
 

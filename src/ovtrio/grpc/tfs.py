@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._proto.tensorflow import serving as tfs_pb
 from ..codecs import tfs_tensor
 from ..dataplane import DataPlane
 from ..errors import InvalidArgument, Unavailable, Unimplemented
-from .._proto.tensorflow import serving as tfs_pb
 from ._bridge import RpcSpec
 
 __all__ = ["rpc_table"]
