@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,6 +18,7 @@ from ._types import (
     BatchingConfig,
     ConfigError,
     ModelConfig,
+    MonitoringConfig,
     ServerConfig,
     VersionPolicy,
 )
@@ -122,8 +124,25 @@ def _build_parser() -> _Parser:
     )
     version = f"ovtrio {__version__}"
     parser.add_argument("--version", action="version", version=version, help="print the version")
+    _add_server_flags(parser.add_argument_group("server"))
+    _add_model_flags(parser.add_argument_group("models"))
+    _add_batching_flags(
+        parser.add_argument_group('dynamic batching (ovtrio; per model: "dynamic_batching")')
+    )
+    _add_security_flags(parser.add_argument_group("security and limits (ovtrio)"))
+    _add_image_flags(
+        parser.add_argument_group("encoded images (JPEG/PNG as BYTES / DT_STRING, 4-D inputs)")
+    )
+    _add_ignored_flags(
+        parser.add_argument_group("OVMS flags accepted and ignored (a warning is logged)")
+    )
+    g = parser.add_argument_group("OVMS flags ovtrio refuses")
+    for name, reason in _REFUSED_FLAGS.items():
+        _add(g, name, reason, doc="", nargs="?", const="", metavar="X")
+    return parser
 
-    g = parser.add_argument_group("server")
+
+def _add_server_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "port", "gRPC port; 0 = no gRPC server", int, 0)
     _add(g, "rest_port", "REST port; 0 = no REST server", int, 0)
     _add(g, "grpc_bind_address", "address the gRPC server binds to", str, "0.0.0.0")
@@ -138,7 +157,8 @@ def _build_parser() -> _Parser:
     _add(g, "metrics_enable", "serve /metrics on the REST port", _bool_flag, doc="false")
     _add(g, "metrics_list", "comma-separated metric names", doc="the default set")
 
-    g = parser.add_argument_group("models")
+
+def _add_model_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "config_path", "config.json listing the models (exclusive with model flags)")
     demo_help = f"serve the model 'demo' from --model_path or {_DEMO_PATH} (default: false)"
     g.add_argument("--demo", action="store_true", help=demo_help)
@@ -164,14 +184,16 @@ def _build_parser() -> _Parser:
         metavar="JSON",
     )
 
-    g = parser.add_argument_group('dynamic batching (ovtrio; per model: "dynamic_batching")')
+
+def _add_batching_flags(g: argparse._ArgumentGroup) -> None:
     modes = ("auto", "on", "off")
     _add(g, "dynamic_batching", "auto = on if the batch dim is dynamic", str, "auto", choices=modes)
     _add(g, "max_batch_size", "largest batch sent to OpenVINO", int, 16)
     _add(g, "max_batch_delay_us", "batch wait for more requests; 0 = none", int, 0)
     _add(g, "max_queue_size", "waiting requests per model version; more are rejected", int, 256)
 
-    g = parser.add_argument_group("security and limits (ovtrio)")
+
+def _add_security_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "ssl_certificate", "PEM certificate (chain): serve both ports over TLS")
     _add(g, "ssl_key", "PEM private key of --ssl_certificate")
     _add(g, "ssl_ca", "PEM CA bundle: require client certificates signed by it (mTLS)")
@@ -208,7 +230,8 @@ def _build_parser() -> _Parser:
     _add(g, "rest_read_timeout_s", "close a silent REST connection after this", float, 60.0)
     _add(g, "rest_idle_timeout_s", "close an idle keep-alive REST connection", float, 15.0)
 
-    g = parser.add_argument_group("encoded images (JPEG/PNG as BYTES / DT_STRING, 4-D inputs)")
+
+def _add_image_flags(g: argparse._ArgumentGroup) -> None:
     _add(
         g,
         "image_color_order",
@@ -219,7 +242,8 @@ def _build_parser() -> _Parser:
     )
     _add(g, "image_max_pixels", "largest image (width x height) accepted", int, 64_000_000)
 
-    g = parser.add_argument_group("OVMS flags accepted and ignored (a warning is logged)")
+
+def _add_ignored_flags(g: argparse._ArgumentGroup) -> None:
     for name in _IGNORED_FLAGS:
         kind: Callable[[str], object] = str
         if name == "allow_credentials":
@@ -227,11 +251,6 @@ def _build_parser() -> _Parser:
         elif not name.endswith(("_arguments", "_extension", "_origins", "_methods", "_headers")):
             kind = int
         _add(g, name, "ignored", kind, doc="")
-
-    g = parser.add_argument_group("OVMS flags ovtrio refuses")
-    for name, reason in _REFUSED_FLAGS.items():
-        _add(g, name, reason, doc="", nargs="?", const="", metavar="X")
-    return parser
 
 
 def load(argv: Sequence[str]) -> ServerConfig:
@@ -244,19 +263,8 @@ def load(argv: Sequence[str]) -> ServerConfig:
         ConfigError: any bad or contradictory flag, or a bad config file.
     """
     ns = _build_parser().parse_args(list(argv))
-
-    for name, reason in _REFUSED_FLAGS.items():
-        if getattr(ns, name) is not None:
-            raise ConfigError(f"--{name}: {reason}")
-    ignored = tuple(name for name in _IGNORED_FLAGS if getattr(ns, name) is not None)
-
-    port = _int(ns.port, "--port", maximum=_MAX_PORT)
-    rest_port = _int(ns.rest_port, "--rest_port", maximum=_MAX_PORT)
-    if port == 0 and rest_port == 0:
-        raise ConfigError("set --port (gRPC), --rest_port (REST) or both; both are 0")
-    if port == rest_port:
-        raise ConfigError(f"--port and --rest_port cannot have the same value ({port})")
-
+    ignored = _ignored_flags(ns)
+    port, rest_port = _ports(ns)
     batching = BatchingConfig(
         mode=ns.dynamic_batching,
         max_batch_size=_int(ns.max_batch_size, "--max_batch_size", minimum=1),
@@ -266,85 +274,139 @@ def load(argv: Sequence[str]) -> ServerConfig:
     graceful_timeout_s: float = ns.graceful_timeout_s
     if not (math.isfinite(graceful_timeout_s) and graceful_timeout_s >= 0):
         raise ConfigError(f"--graceful_timeout_s: expected a number >= 0, got {graceful_timeout_s}")
-
-    cli_metrics = ns.metrics_enable is not None or ns.metrics_list is not None
-    metrics_enable = bool(ns.metrics_enable)
-    metrics_names: tuple[str, ...] = ()
-    if ns.metrics_list is not None:
-        if not metrics_enable:
-            raise ConfigError("--metrics_list requires --metrics_enable")
-        names = [name.strip() for name in ns.metrics_list.split(",")]
-        metrics_names = _metric_names(names, "--metrics_list")
-    if metrics_enable and rest_port == 0:
-        raise ConfigError("--metrics_enable requires --rest_port (metrics are served over REST)")
-
-    config_path: Path | None = None
-    models: tuple[ModelConfig, ...]
-    given = [f"--{name}" for name in _SINGLE_MODEL_FLAGS if getattr(ns, name) is not None]
-    if ns.config_path is not None:
-        if ns.demo:
-            raise ConfigError("--demo cannot be used with --config_path")
-        if given:
-            raise ConfigError(
-                f"{given[0]} cannot be used with --config_path "
-                "(model parameters on the command line are exclusive with the config file)"
-            )
-        config_path = _abs_path(_str(ns.config_path, "--config_path"), None)
-        config_file = load_config_file(config_path, batching)
-        models = config_file.models
-        monitoring = config_file.monitoring
-        if not cli_metrics and monitoring is not None and monitoring.enable:
-            if rest_port == 0:
-                raise ConfigError(
-                    f"{config_path}: monitoring.metrics.enable requires --rest_port "
-                    "(metrics are served over REST)"
-                )
-            metrics_enable = True
-            metrics_names = monitoring.metrics_list
-    elif ns.demo:
-        if ns.model_name is not None:
-            raise ConfigError("--model_name cannot be used with --demo (the demo model is 'demo')")
-        models = (_cli_model(ns, "demo", ns.model_path or _DEMO_PATH, batching),)
-    elif ns.model_name is not None and ns.model_path is not None:
-        models = (_cli_model(ns, ns.model_name, ns.model_path, batching),)
-    elif ns.model_name is not None:
-        raise ConfigError("--model_name requires --model_path")
-    elif ns.model_path is not None:
-        raise ConfigError("--model_path requires --model_name")
-    else:
-        raise ConfigError(
-            "no model to serve: use --config_path, --model_name with --model_path, or --demo"
-        )
-
-    if metrics_enable and not metrics_names:
-        metrics_names = DEFAULT_METRICS
+    metrics = _metrics_flags(ns, rest_port)
+    config_path, models, monitoring = _models(ns, batching)
+    if metrics is None:
+        metrics = _metrics_from_file(monitoring, config_path, rest_port)
+    if metrics[0] and not metrics[1]:
+        metrics = (True, DEFAULT_METRICS)
     if (ns.ssl_certificate is None) != (ns.ssl_key is None):
         raise ConfigError("--ssl_certificate and --ssl_key go together")
     if ns.ssl_ca is not None and ns.ssl_certificate is None:
         raise ConfigError("--ssl_ca (client certificates) requires --ssl_certificate and --ssl_key")
-    return ServerConfig(
-        port=port,
-        rest_port=rest_port,
+    return _server_config(
+        ns,
+        ServerConfig(
+            port=port,
+            rest_port=rest_port,
+            config_path=config_path,
+            models=models,
+            batching=batching,
+            graceful_timeout_s=graceful_timeout_s,
+            metrics_enable=metrics[0],
+            metrics_list=metrics[1] if metrics[0] else (),
+            demo=bool(ns.demo),
+            ignored_flags=ignored,
+        ),
+    )
+
+
+def _ignored_flags(ns: argparse.Namespace) -> tuple[str, ...]:
+    """Refuse the flags ovtrio refuses; return the ignored ones given."""
+    for name, reason in _REFUSED_FLAGS.items():
+        if getattr(ns, name) is not None:
+            raise ConfigError(f"--{name}: {reason}")
+    return tuple(name for name in _IGNORED_FLAGS if getattr(ns, name) is not None)
+
+
+def _ports(ns: argparse.Namespace) -> tuple[int, int]:
+    port = _int(ns.port, "--port", maximum=_MAX_PORT)
+    rest_port = _int(ns.rest_port, "--rest_port", maximum=_MAX_PORT)
+    if port == 0 and rest_port == 0:
+        raise ConfigError("set --port (gRPC), --rest_port (REST) or both; both are 0")
+    if port == rest_port:
+        raise ConfigError(f"--port and --rest_port cannot have the same value ({port})")
+    return port, rest_port
+
+
+def _metrics_flags(ns: argparse.Namespace, rest_port: int) -> tuple[bool, tuple[str, ...]] | None:
+    """``--metrics_enable`` and ``--metrics_list`` as (enable, names); ``None`` if neither given."""
+    if ns.metrics_enable is None and ns.metrics_list is None:
+        return None
+    enable = bool(ns.metrics_enable)
+    names: tuple[str, ...] = ()
+    if ns.metrics_list is not None:
+        if not enable:
+            raise ConfigError("--metrics_list requires --metrics_enable")
+        names = _metric_names(
+            [name.strip() for name in ns.metrics_list.split(",")], "--metrics_list"
+        )
+    if enable and rest_port == 0:
+        raise ConfigError("--metrics_enable requires --rest_port (metrics are served over REST)")
+    return enable, names
+
+
+def _metrics_from_file(
+    monitoring: MonitoringConfig | None, config_path: Path | None, rest_port: int
+) -> tuple[bool, tuple[str, ...]]:
+    """config.json ``monitoring.metrics`` as (enable, names), used when no metrics flag is given."""
+    if monitoring is None or not monitoring.enable:
+        return False, ()
+    if rest_port == 0:
+        raise ConfigError(
+            f"{config_path}: monitoring.metrics.enable requires --rest_port "
+            "(metrics are served over REST)"
+        )
+    return True, monitoring.metrics_list
+
+
+def _models(
+    ns: argparse.Namespace, batching: BatchingConfig
+) -> tuple[Path | None, tuple[ModelConfig, ...], MonitoringConfig | None]:
+    """The models to serve from config.json, ``--demo`` or the single-model flags.
+
+    Returns the absolute config.json path (``None`` without one), the models and the file's
+    ``monitoring`` section.
+    """
+    if ns.config_path is not None:
+        return _config_file_models(ns, batching)
+    if ns.demo:
+        if ns.model_name is not None:
+            raise ConfigError("--model_name cannot be used with --demo (the demo model is 'demo')")
+        return None, (_cli_model(ns, "demo", ns.model_path or _DEMO_PATH, batching),), None
+    if ns.model_name is not None and ns.model_path is not None:
+        return None, (_cli_model(ns, ns.model_name, ns.model_path, batching),), None
+    if ns.model_name is not None:
+        raise ConfigError("--model_name requires --model_path")
+    if ns.model_path is not None:
+        raise ConfigError("--model_path requires --model_name")
+    raise ConfigError(
+        "no model to serve: use --config_path, --model_name with --model_path, or --demo"
+    )
+
+
+def _config_file_models(
+    ns: argparse.Namespace, batching: BatchingConfig
+) -> tuple[Path, tuple[ModelConfig, ...], MonitoringConfig | None]:
+    if ns.demo:
+        raise ConfigError("--demo cannot be used with --config_path")
+    given = [f"--{name}" for name in _SINGLE_MODEL_FLAGS if getattr(ns, name) is not None]
+    if given:
+        raise ConfigError(
+            f"{given[0]} cannot be used with --config_path "
+            "(model parameters on the command line are exclusive with the config file)"
+        )
+    config_path = _abs_path(_str(ns.config_path, "--config_path"), None)
+    config_file = load_config_file(config_path, batching)
+    return config_path, config_file.models, config_file.monitoring
+
+
+def _server_config(ns: argparse.Namespace, resolved: ServerConfig) -> ServerConfig:
+    """``resolved`` completed with the flags that each map to one field."""
+    return replace(
+        resolved,
         grpc_bind_address=_str(ns.grpc_bind_address, "--grpc_bind_address"),
         rest_bind_address=_str(ns.rest_bind_address, "--rest_bind_address"),
-        config_path=config_path,
-        models=models,
         log_level=ns.log_level,
         log_path=_abs_path(ns.log_path, None) if ns.log_path else None,
-        batching=batching,
         grpc_max_message_bytes=_int(
             ns.grpc_max_message_bytes, "--grpc_max_message_bytes", minimum=1
         ),
         rest_max_body_bytes=_int(ns.rest_max_body_bytes, "--rest_max_body_bytes", minimum=1),
-        graceful_timeout_s=graceful_timeout_s,
         file_system_poll_wait_seconds=_int(
             ns.file_system_poll_wait_seconds, "--file_system_poll_wait_seconds"
         ),
-        metrics_enable=metrics_enable,
-        metrics_list=metrics_names if metrics_enable else (),
         cache_dir=_abs_path(ns.cache_dir, None) if ns.cache_dir else None,
-        demo=bool(ns.demo),
-        ignored_flags=ignored,
         ssl_certificate=_existing_file(ns.ssl_certificate, "--ssl_certificate"),
         ssl_key=_existing_file(ns.ssl_key, "--ssl_key"),
         ssl_ca=_existing_file(ns.ssl_ca, "--ssl_ca"),
