@@ -138,7 +138,9 @@ class ModelConfig:
     version_policy: VersionPolicy = VersionPolicy("latest")
     """Which versions to serve; default latest 1."""
     nireq: int = 0
-    """Infer-request pool size; 0 = OpenVINO's OPTIMAL_NUMBER_OF_INFER_REQUESTS."""
+    """Infer-request pool size; 0 = twice OpenVINO's OPTIMAL_NUMBER_OF_INFER_REQUESTS, at
+    least 2 (OVMS takes it once): a second request per stream, already started, keeps the
+    stream computing while a result crosses to trio."""
     target_device: str = "CPU"
     """OpenVINO device name (``CPU``, ``GPU``, ``AUTO``, ``HETERO:...``, ...)."""
     plugin_config: dict[str, PluginValue] = field(default_factory=dict, hash=False)
@@ -146,11 +148,23 @@ class ModelConfig:
     batching: BatchingConfig = BatchingConfig()
     """Dynamic batching, merged from the server-wide flags and the entry's ``dynamic_batching``."""
     allow_cache: bool = False
-    """config.json ``allow_cache``: use the model cache even for ``auto`` shapes."""
+    """config.json ``allow_cache``: use the ``--cache_dir`` model cache even for ``auto``
+    shapes and batch sizes (see ``model_cache``)."""
     version_labels: dict[str, int] = field(default_factory=dict, hash=False)
     """ovtrio's (and TF Serving's) ``version_labels``: label -> version, e.g. ``{"stable": 1}``."""
     source: str = field(default="", compare=False)
     """Origin, for messages: ``config.json: model_config_list[0]`` or ``command line``."""
+
+    @property
+    def model_cache(self) -> bool:
+        """Whether compiling this model may use the ``--cache_dir`` model cache.
+
+        As in OVMS, not when ``shape`` (of any input) or ``batch_size`` is ``auto``, unless
+        ``allow_cache`` is set.
+        """
+        shapes = self.shape.values() if isinstance(self.shape, dict) else (self.shape,)
+        auto = self.batch_size == "auto" or any(s is not None and s.auto for s in shapes)
+        return self.allow_cache or not auto
 
 
 @dataclass(frozen=True, slots=True)
