@@ -2,7 +2,11 @@
 
 ``load(argv)`` is the only entry point the CLI needs. ``load_config_file`` re-parses a
 config.json on its own so the hot-reload code can call it again later. Nothing here opens
-sockets or touches models; the only I/O is reading the config file.
+sockets or touches models; the only I/O is reading the files the flags name (config.json,
+``--api_key_file``) and checking that the TLS files exist.
+
+The data lives in ``_types``, the value parsers in ``_values``, the config.json schema in
+``_json`` and the command line in ``_cli``.
 
 Every problem is a ``ConfigError`` whose message is one line naming the flag or the key path
 and the file, e.g. ``config.json: model_config_list[0].config: unknown key 'nireqs'``.

@@ -53,8 +53,8 @@ _MODEL_KEYS = (
     "plugin_config",
     "dynamic_batching",
     "version_labels",
-    # OVMS keys accepted but not used
     "allow_cache",
+    # OVMS' stateful-model keys: validated, and ``stateful: true`` is refused
     "stateful",
     "idle_sequence_cleanup",
     "low_latency_transformation",
