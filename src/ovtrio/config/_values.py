@@ -268,26 +268,23 @@ def _version_policy(value: object, where: str) -> VersionPolicy:
 
 
 def _shape_setting(value: object, where: str) -> ShapeSpec | dict[str, ShapeSpec] | None:
-    if isinstance(value, str):
-        return _located(where, parse_shape, value)
-    if isinstance(value, dict):
-        shapes: dict[str, ShapeSpec] = {}
-        for name, spec in value.items():
-            text = _str(spec, f"{where}.{name}")
-            shapes[name] = _located(f"{where}.{name}", parse_shape, text)
-        return shapes or None
-    raise ConfigError(f"{where}: expected a string or an object of strings, got {_show(value)}")
+    return _per_tensor(value, where, parse_shape)
 
 
 def _layout_setting(value: object, where: str) -> str | dict[str, str] | None:
+    return _per_tensor(value, where, parse_layout)
+
+
+def _per_tensor(value: object, where: str, parse: Callable[[str], _T]) -> _T | dict[str, _T] | None:
+    """One setting for every tensor (a string) or one per tensor name (an object of strings)."""
     if isinstance(value, str):
-        return _located(where, parse_layout, value)
+        return _located(where, parse, value)
     if isinstance(value, dict):
-        layouts: dict[str, str] = {}
+        settings: dict[str, _T] = {}
         for name, spec in value.items():
             text = _str(spec, f"{where}.{name}")
-            layouts[name] = _located(f"{where}.{name}", parse_layout, text)
-        return layouts or None
+            settings[name] = _located(f"{where}.{name}", parse, text)
+        return settings or None
     raise ConfigError(f"{where}: expected a string or an object of strings, got {_show(value)}")
 
 
