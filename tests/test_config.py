@@ -534,6 +534,30 @@ def test_config_file_defaults(tmp_path: Path) -> None:
     assert model.allow_cache is False
 
 
+AUTO = ShapeSpec(auto=True)
+STATIC = ShapeSpec(auto=False, dims=((1, 1), (3, 3)))
+
+
+@pytest.mark.parametrize(
+    ("settings", "model_cache"),
+    [
+        ({}, True),
+        ({"shape": STATIC, "batch_size": (1, 8)}, True),
+        ({"shape": AUTO}, False),
+        ({"shape": {"a": STATIC, "b": AUTO}}, False),
+        ({"batch_size": "auto"}, False),
+        ({"shape": AUTO, "allow_cache": True}, True),
+        ({"batch_size": "auto", "allow_cache": True}, True),
+        ({"allow_cache": False}, True),
+    ],
+)
+def test_model_cache_skips_auto_shapes_unless_allow_cache(
+    settings: dict[str, object], model_cache: bool
+) -> None:
+    model = ModelConfig(name="m", base_path=Path("/m"), **settings)  # type: ignore[arg-type]
+    assert model.model_cache is model_cache
+
+
 @pytest.mark.parametrize(
     ("data", "batch_size", "shape"),
     [

@@ -200,6 +200,25 @@ def decode_images(
     whose header claims more than ``options.max_pixels`` pixels. Every header is checked
     before any image is decoded. Pure and blocking: run it in a worker thread.
     """
+    _check_input(spec, len(items))
+    buffers = [memoryview(item).cast("B") for item in items]
+    sizes = _header_sizes(buffers, spec.name, options.max_pixels)
+    out_h, out_w = _output_size(spec, sizes)
+    out: np.ndarray[Any, Any] | None = None
+    channels = spec.shape[3]
+    for i, buf in enumerate(buffers):
+        image = _decode(buf, i, sizes[i])
+        channels = _channels(image, channels, spec, i)
+        image = _convert(image, i, (out_h, out_w), channels, spec, options)
+        if out is None:
+            out = np.empty((len(buffers), out_h, out_w, channels), spec.datatype.numpy)
+        out[i] = image.reshape(out_h, out_w, channels)
+    assert out is not None
+    return out
+
+
+def _check_input(spec: TensorSpec, count: int) -> None:
+    """Refuse an input that cannot take images, or a batch of ``count`` it cannot hold."""
     name = spec.name
     if not is_image_input(spec):
         raise InvalidArgument(
@@ -212,16 +231,20 @@ def decode_images(
             f"Invalid precision {precision} for an image input; input name: {name}; "
             f"supported: {', '.join(_PRECISIONS)}"
         )
-    if not items:
+    if not count:
         raise InvalidArgument(f"No images in the request for input {name}")
     n_lo, n_hi = _bounds(spec, 0)
-    if not _fits(len(items), n_lo, n_hi):
+    if not _fits(count, n_lo, n_hi):
         raise InvalidArgument(
             f"Invalid input batch size - Expected: {_fmt_bounds(n_lo, n_hi)}; "
-            f"Actual: {len(items)}; input name: {name}"
+            f"Actual: {count}; input name: {name}"
         )
 
-    buffers = [memoryview(item).cast("B") for item in items]
+
+def _header_sizes(
+    buffers: Sequence[memoryview], name: str, max_pixels: int
+) -> list[tuple[int, int]]:
+    """Each image's (width, height) from its header, every one within ``max_pixels``."""
     sizes: list[tuple[int, int]] = []
     for i, buf in enumerate(buffers):
         if len(buf) == 0:
@@ -229,66 +252,87 @@ def decode_images(
         size = _image_size(buf)
         if size is None:
             raise _failed(i)
-        if size[0] * size[1] > options.max_pixels:
+        if size[0] * size[1] > max_pixels:
             raise PayloadTooLarge(
                 f"Image item {i} is {size[0]}x{size[1]} pixels, above the limit of "
-                f"{options.max_pixels} pixels per image; input name: {name}"
+                f"{max_pixels} pixels per image; input name: {name}"
             )
         sizes.append(size)
+    return sizes
 
-    (h_lo, h_hi), (w_lo, w_hi), (c_lo, c_hi) = (_bounds(spec, ax) for ax in (1, 2, 3))
+
+def _output_size(spec: TensorSpec, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """(height, width) every image is resized to, from ``spec`` and the first image."""
+    (h_lo, h_hi), (w_lo, w_hi) = _bounds(spec, 1), _bounds(spec, 2)
     first_w, first_h = sizes[0]
     target_h, target_w = _target(first_h, h_lo, h_hi), _target(first_w, w_lo, w_hi)
     for i, (w, h) in enumerate(sizes):
         if (target_h is None and h != first_h) or (target_w is None and w != first_w):
             raise InvalidArgument(
                 f"Images in the batch have different resolutions - item 0: {first_w}x{first_h}, "
-                f"item {i}: {w}x{h}; input {name} has a dynamic height or width, so images "
+                f"item {i}: {w}x{h}; input {spec.name} has a dynamic height or width, so images "
                 "are not resized and must all be the same size"
             )
     out_h = first_h if target_h is None else target_h
     out_w = first_w if target_w is None else target_w
+    return out_h, out_w
 
-    interpolation = _INTERPOLATION[options.interpolation]
-    out: np.ndarray[Any, Any] | None = None
-    channels = spec.shape[3]
-    for i, buf in enumerate(buffers):
-        try:
-            image = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
-        except cv2.error:
-            image = None
-        if image is None or image.ndim not in (2, 3) or image.dtype not in (np.uint8, np.uint16):
-            raise _failed(i)
-        if (image.shape[1], image.shape[0]) != sizes[i]:
-            raise _failed(i, "has pixel data that does not match its header")
-        actual = 1 if image.ndim == 2 else int(image.shape[2])
-        if channels < 0:
-            if not _fits(actual, c_lo, c_hi):
-                raise InvalidArgument(
-                    f"Invalid number of channels - Expected: {_fmt_bounds(c_lo, c_hi)}; "
-                    f"Actual: {actual}; input name: {name}; item {i}"
-                )
-            channels = actual
-        if actual != channels:
-            kind = {1: "grayscale", 3: "BGR", 4: "BGRA (with alpha)"}.get(actual, "")
+
+def _decode(buf: memoryview, i: int, size: tuple[int, int]) -> np.ndarray[Any, Any]:
+    """Item ``i`` decoded as stored (8 or 16 bits, BGR(A) or gray), checked against its header."""
+    try:
+        image = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        image = None
+    if image is None or image.ndim not in (2, 3) or image.dtype not in (np.uint8, np.uint16):
+        raise _failed(i)
+    if (image.shape[1], image.shape[0]) != size:
+        raise _failed(i, "has pixel data that does not match its header")
+    return image
+
+
+def _channels(image: np.ndarray[Any, Any], channels: int, spec: TensorSpec, i: int) -> int:
+    """The batch's channel count: ``channels``, or item ``i``'s own while it is dynamic (-1)."""
+    actual = 1 if image.ndim == 2 else int(image.shape[2])
+    if channels < 0:
+        c_lo, c_hi = _bounds(spec, 3)
+        if not _fits(actual, c_lo, c_hi):
             raise InvalidArgument(
-                f"Invalid number of channels - Expected: {channels}; Actual: {actual}; "
-                f"input name: {name}; item {i} decodes to a {kind or str(actual) + '-channel'} "
-                "image"
+                f"Invalid number of channels - Expected: {_fmt_bounds(c_lo, c_hi)}; "
+                f"Actual: {actual}; input name: {spec.name}; item {i}"
             )
-        if image.dtype == np.uint16 and precision not in _HOLD_16_BIT:
-            raise InvalidArgument(
-                f"Image item {i} has 16-bit samples, which precision {precision} of input "
-                f"{name} cannot hold; send an 8-bit image"
-            )
-        if image.shape[0] != out_h or image.shape[1] != out_w:
-            image = cv2.resize(image, (out_w, out_h), interpolation=interpolation)
-        if options.color_order == "RGB" and channels in (3, 4):
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGBA)
-        if precision == "INT8":
-            image = np.minimum(image, 127)
-        if out is None:
-            out = np.empty((len(buffers), out_h, out_w, channels), spec.datatype.numpy)
-        out[i] = image.reshape(out_h, out_w, channels)
-    assert out is not None
-    return out
+        channels = actual
+    if actual != channels:
+        kind = {1: "grayscale", 3: "BGR", 4: "BGRA (with alpha)"}.get(actual, "")
+        raise InvalidArgument(
+            f"Invalid number of channels - Expected: {channels}; Actual: {actual}; "
+            f"input name: {spec.name}; item {i} decodes to a {kind or str(actual) + '-channel'} "
+            "image"
+        )
+    return channels
+
+
+def _convert(
+    image: np.ndarray[Any, Any],
+    i: int,
+    out_size: tuple[int, int],
+    channels: int,
+    spec: TensorSpec,
+    options: ImageOptions,
+) -> np.ndarray[Any, Any]:
+    """Item ``i`` resized to ``out_size`` (height, width), in the channel order asked for."""
+    precision = spec.datatype.kserve
+    if image.dtype == np.uint16 and precision not in _HOLD_16_BIT:
+        raise InvalidArgument(
+            f"Image item {i} has 16-bit samples, which precision {precision} of input "
+            f"{spec.name} cannot hold; send an 8-bit image"
+        )
+    out_h, out_w = out_size
+    if image.shape[0] != out_h or image.shape[1] != out_w:
+        interpolation = _INTERPOLATION[options.interpolation]
+        image = cv2.resize(image, (out_w, out_h), interpolation=interpolation)
+    if options.color_order == "RGB" and channels in (3, 4):
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGBA)
+    if precision == "INT8":
+        image = np.minimum(image, 127)
+    return image

@@ -239,6 +239,8 @@ def compile_version(
     props: dict[str, Any] = dict(cfg.plugin_config)
     if "NUM_STREAMS" not in props and "PERFORMANCE_HINT" not in props:
         props["PERFORMANCE_HINT"] = "LATENCY"
+    if not cfg.model_cache:
+        props.setdefault("CACHE_DIR", "")  # an empty CACHE_DIR turns the core's cache off
     try:
         compiled = core.compile_model(model, cfg.target_device, props)
     except RuntimeError as exc:

@@ -1,0 +1,58 @@
+"""Server configuration: the OVMS command line and config.json, parsed once into frozen data.
+
+``load(argv)`` is the only entry point the CLI needs. ``load_config_file`` re-parses a
+config.json on its own so the hot-reload code can call it again later. Nothing here opens
+sockets or touches models; the only I/O is reading the files the flags name (config.json,
+``--api_key_file``) and checking that the TLS files exist.
+
+The data lives in ``_types``, the value parsers in ``_values``, the config.json schema in
+``_json`` and the command line in ``_cli``.
+
+Every problem is a ``ConfigError`` whose message is one line naming the flag or the key path
+and the file, e.g. ``config.json: model_config_list[0].config: unknown key 'nireqs'``.
+
+Shapes use OVMS' notation. A dimension is a ``Dim`` = ``(min, max)``: a static ``n`` is
+``(n, n)``, ``-1`` is ``(0, -1)`` (unbounded) and a range ``1:8`` is ``(1, 8)``.
+"""
+
+from ._cli import load as load
+from ._json import load_config_file as load_config_file
+from ._json import parse_config_json as parse_config_json
+from ._types import DEFAULT_METRICS as DEFAULT_METRICS
+from ._types import METRIC_NAMES as METRIC_NAMES
+from ._types import BatchingConfig as BatchingConfig
+from ._types import ConfigError as ConfigError
+from ._types import ConfigFile as ConfigFile
+from ._types import Dim as Dim
+from ._types import ModelConfig as ModelConfig
+from ._types import MonitoringConfig as MonitoringConfig
+from ._types import PluginValue as PluginValue
+from ._types import ServerConfig as ServerConfig
+from ._types import ShapeSpec as ShapeSpec
+from ._types import VersionPolicy as VersionPolicy
+from ._values import parse_batch_size as parse_batch_size
+from ._values import parse_layout as parse_layout
+from ._values import parse_shape as parse_shape
+from ._values import parse_version_policy as parse_version_policy
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRIC_NAMES",
+    "BatchingConfig",
+    "ConfigError",
+    "ConfigFile",
+    "Dim",
+    "ModelConfig",
+    "MonitoringConfig",
+    "PluginValue",
+    "ServerConfig",
+    "ShapeSpec",
+    "VersionPolicy",
+    "load",
+    "load_config_file",
+    "parse_batch_size",
+    "parse_config_json",
+    "parse_layout",
+    "parse_shape",
+    "parse_version_policy",
+]
