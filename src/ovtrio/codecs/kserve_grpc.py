@@ -103,6 +103,7 @@ def _from_raw(
 def _from_contents(
     dt: Datatype, contents: Any, shape: list[int], count: int, name: str
 ) -> np.ndarray[Any, Any]:
+    """An input's InferTensorContents: only the datatype's own field may hold values."""
     field = dt.kserve_contents
     if not field:
         raise InvalidArgument(
@@ -116,18 +117,11 @@ def _from_contents(
                 f"but {other} is set"
             )
     value = getattr(contents, field)
-    if dt.kserve == "BYTES":
-        items = list(value)
-        if len(items) != count:
-            raise InvalidArgument(
-                f"{MSG_CONTENT_SIZE} - Expected: {count} values; "
-                f"Actual: {len(items)} values; input name: {name}"
-            )
-        arr = np.empty(count, dtype=object)
-        arr[:] = items
-        return arr.reshape(shape)
     values: np.ndarray[Any, Any]
-    if not isinstance(value, bytes):
+    if dt.kserve == "BYTES":
+        values = np.empty(len(value), dtype=object)
+        values[:] = list(value)
+    elif not isinstance(value, bytes):
         # Typed message (sender did not pack its scalars): a list of Python numbers.
         try:
             values = np.asarray(value, dtype=dt.numpy)
@@ -138,28 +132,27 @@ def _from_contents(
             raise InvalidArgument(f"Malformed {field} for input {name}")
         values = np.frombuffer(value, dt.numpy)
     else:
-        wide = decode_varints(value)
-        if dt.kserve == "BOOL":
-            values = wide != 0
-        elif dt.kserve.startswith("INT"):
-            signed = wide.view(np.int64)
-            if dt.kserve != "INT64":
-                info = np.iinfo(dt.numpy)
-                if signed.size and (signed.min() < info.min or signed.max() > info.max):
-                    raise InvalidArgument(f"Value out of range for {dt.kserve} input {name}")
-            values = signed.astype(dt.numpy)
-        else:
-            if dt.kserve != "UINT64":
-                info = np.iinfo(dt.numpy)
-                if wide.size and wide.max() > info.max:
-                    raise InvalidArgument(f"Value out of range for {dt.kserve} input {name}")
-            values = wide.astype(dt.numpy)
+        values = _from_varints(dt, value, name)
     if values.size != count:
         raise InvalidArgument(
             f"{MSG_CONTENT_SIZE} - Expected: {count} values; "
             f"Actual: {values.size} values; input name: {name}"
         )
     return values.reshape(shape)
+
+
+def _from_varints(dt: Datatype, packed: bytes, name: str) -> np.ndarray[Any, Any]:
+    """A packed run of varints as ``dt``: BOOL non-zero is true, integers range-checked."""
+    wide = decode_varints(packed)
+    if dt.kserve == "BOOL":
+        flags: np.ndarray[Any, Any] = wide != 0
+        return flags
+    values: np.ndarray[Any, Any] = wide.view(np.int64) if dt.numpy.kind == "i" else wide
+    if dt.itemsize < 8:
+        info = np.iinfo(dt.numpy)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise InvalidArgument(f"Value out of range for {dt.kserve} input {name}")
+    return values.astype(dt.numpy)
 
 
 def _has_contents(contents: Any) -> bool:
