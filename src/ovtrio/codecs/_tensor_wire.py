@@ -29,7 +29,14 @@ from typing import Any, Final
 
 import numpy as np
 
-from ..errors import MSG_CONTENT_SIZE, InvalidArgument, OvtrioError, PayloadTooLarge
+from ..errors import (
+    MSG_CONTENT_SIZE,
+    MSG_INVALID_SHAPE,
+    MSG_TOO_LARGE,
+    InvalidArgument,
+    OvtrioError,
+    PayloadTooLarge,
+)
 from ..tensors import Datatype
 
 __all__ = [
@@ -47,8 +54,6 @@ MAX_ELEMENTS: Final = 1 << 31
 """Default bound on a tensor's element count (``--max_tensor_elements``)."""
 
 _PREFIX: Final = struct.Struct("<I")
-_SHAPE: Final = "Invalid input shape"
-_TOO_LARGE: Final = "Input tensor too large"
 
 
 def shape_text(shape: Sequence[int]) -> str:
@@ -64,17 +69,17 @@ def element_count(shape: Sequence[int], name: str, max_elements: int = MAX_ELEME
     """
     if any(d < 0 for d in shape):
         raise InvalidArgument(
-            f"{_SHAPE} - negative dimension in {shape_text(shape)}; input name: {name}"
+            f"{MSG_INVALID_SHAPE} - negative dimension in {shape_text(shape)}; input name: {name}"
         )
     count = math.prod(shape)
     if count > max_elements:
         raise PayloadTooLarge(
-            f"{_TOO_LARGE} - Expected: at most {max_elements} elements;"
+            f"{MSG_TOO_LARGE} - Expected: at most {max_elements} elements;"
             f" Actual: {count} elements; input name: {name}"
         )
     if count == 0 and math.prod(d for d in shape if d) > max_elements:
         raise InvalidArgument(
-            f"{_SHAPE} - {shape_text(shape)} holds no elements, but its other dimensions"
+            f"{MSG_INVALID_SHAPE} - {shape_text(shape)} holds no elements, but its other dimensions"
             f" multiply to more than {max_elements}; input name: {name}"
         )
     return count

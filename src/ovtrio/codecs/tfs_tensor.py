@@ -23,8 +23,14 @@ from .._proto.google.protobuf import Any as AnyProto
 from .._proto.tensorflow import error as tf_error
 from .._proto.tensorflow import serving as tfs_pb
 from ..errors import MSG_CONTENT_SIZE as _CONTENT_SIZE
+from ..errors import (
+    MSG_INVALID_SHAPE,
+    MSG_TOO_LARGE,
+    FailedPrecondition,
+    InvalidArgument,
+    PayloadTooLarge,
+)
 from ..errors import MSG_VALUE_COUNT as _VALUE_COUNT
-from ..errors import FailedPrecondition, InvalidArgument, PayloadTooLarge
 from ..tensors import (
     DATATYPES,
     Datatype,
@@ -63,7 +69,6 @@ SIGNATURE_DEF_MAP_TYPE_URL: Final = "type.googleapis.com/tensorflow.serving.Sign
 
 # OVMS messages (src/status.cpp); details follow as "<base> - <details>".
 _PRECISION: Final = "Invalid input precision"
-_SHAPE: Final = "Invalid input shape"
 
 _BY_TFS: Final = {d.tfs: d for d in DATATYPES}
 
@@ -136,7 +141,9 @@ def _shape_of(t: tf_pb.TensorProto, name: str) -> list[int]:
     if shape_proto is None:
         return []  # TensorFlow: no shape is a scalar
     if shape_proto.unknown_rank:
-        raise InvalidArgument(f"{_SHAPE} - unknown_rank is not allowed; input name: {name}")
+        raise InvalidArgument(
+            f"{MSG_INVALID_SHAPE} - unknown_rank is not allowed; input name: {name}"
+        )
     return [int(d.size) for d in shape_proto.dim]
 
 
@@ -183,7 +190,7 @@ def tensor_to_array(
     size = count * (dt.itemsize or 8)
     if size > max_repeat_bytes:
         raise PayloadTooLarge(
-            f"Input tensor too large - {n} values in {field} would be repeated to fill {count}"
+            f"{MSG_TOO_LARGE} - {n} values in {field} would be repeated to fill {count}"
             f" elements ({size} bytes); at most {max_repeat_bytes} bytes are built that way"
             f"; input name: {name}"
         )
