@@ -107,7 +107,8 @@ COUNT_CASES = {
         [2, 3],
         5,
         PayloadTooLarge,
-        "Input tensor too large - Expected: at most 5 elements; Actual: 6 elements; input name: x",
+        "Input tensor too large - Expected: at most 5 elements; Actual: 6 elements"
+        " (the limit is --max_tensor_elements); input name: x",
     ),
     "empty but huge": (
         [0, 4, 4],

@@ -75,7 +75,7 @@ def element_count(shape: Sequence[int], name: str, max_elements: int = MAX_ELEME
     if count > max_elements:
         raise PayloadTooLarge(
             f"{MSG_TOO_LARGE} - Expected: at most {max_elements} elements;"
-            f" Actual: {count} elements; input name: {name}"
+            f" Actual: {count} elements (the limit is --max_tensor_elements); input name: {name}"
         )
     if count == 0 and math.prod(d for d in shape if d) > max_elements:
         raise InvalidArgument(
