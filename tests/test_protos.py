@@ -33,8 +33,7 @@ import ovtrio._proto.inference_raw as raw_pb
 import ovtrio._proto.tensorflow as tf_pb
 import ovtrio._proto.tensorflow.serving as tfs_pb
 from ovtrio._proto.message_pool import default_message_pool
-from ovtrio.codecs.kserve_grpc import EncodedResponse
-from ovtrio.grpc.kserve import InferRequestWire
+from ovtrio.codecs.kserve_grpc import EncodedResponse, InferRequestReader
 from ovtrio.grpc.kserve import rpc_table as kserve_rpc_table
 from ovtrio.grpc.tfs import rpc_table as tfs_rpc_table
 
@@ -221,7 +220,7 @@ def test_kserve_matches_tritonclient():
 
 
 # the hand-written readers and writers of the hot path, by the message they read or write
-_HAND_WRITTEN = {InferRequestWire: pb.ModelInferRequest, EncodedResponse: pb.ModelInferResponse}
+_HAND_WRITTEN = {InferRequestReader: pb.ModelInferRequest, EncodedResponse: pb.ModelInferResponse}
 _NO_DATAPLANE: Any = None  # the tables only close over the data plane; nothing is called here
 
 

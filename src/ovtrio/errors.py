@@ -27,8 +27,10 @@ from typing import Final
 
 __all__ = [
     "MSG_CONTENT_SIZE",
+    "MSG_INVALID_SHAPE",
     "MSG_NOT_AN_OBJECT",
     "MSG_PARSE_INPUT",
+    "MSG_TOO_LARGE",
     "MSG_VALUE_COUNT",
     "FailedPrecondition",
     "GrpcStatus",
@@ -54,6 +56,8 @@ MSG_NOT_AN_OBJECT: Final = "Request body should be JSON object"
 MSG_PARSE_INPUT: Final = "Could not parse input content. Not valid ndarray detected"
 MSG_VALUE_COUNT: Final = "Invalid number of values in tensor proto container"
 MSG_CONTENT_SIZE: Final = "Invalid content size of tensor proto"
+MSG_INVALID_SHAPE: Final = "Invalid input shape"
+MSG_TOO_LARGE: Final = "Input tensor too large"
 
 
 class GrpcStatus:

@@ -46,6 +46,11 @@ class Datatype:
     """TensorFlow ``DataType`` enum value (``tensorflow/core/framework/types.proto``)."""
     triton_config: str
     """Triton ``model_config.proto`` DataType name (``TYPE_FP32``)."""
+    kserve_contents: str
+    """The KServe ``InferTensorContents`` field holding typed values of this datatype;
+    empty for FP16, which has none (it travels in raw contents only)."""
+    tfs_val: str
+    """The TensorFlow ``TensorProto`` typed ``*_val`` field TensorFlow reads for it."""
 
     @property
     def itemsize(self) -> int:
@@ -53,25 +58,30 @@ class Datatype:
         return 0 if self.kserve == "BYTES" else self.numpy.itemsize
 
 
-def _row(kserve: str, np_name: str, ov: str, tfs: int, triton: str) -> Datatype:
-    return Datatype(kserve, np.dtype(np_name), ov, tfs, triton)
+def _row(
+    kserve: str, np_name: str, ov: str, tfs: int, triton: str, contents: str, tfs_val: str
+) -> Datatype:
+    return Datatype(kserve, np.dtype(np_name), ov, tfs, triton, contents, tfs_val)
 
 
+# fmt: off
 DATATYPES: tuple[Datatype, ...] = (
-    _row("BOOL", "?", "boolean", 10, "TYPE_BOOL"),
-    _row("UINT8", "<u1", "u8", 4, "TYPE_UINT8"),
-    _row("UINT16", "<u2", "u16", 17, "TYPE_UINT16"),
-    _row("UINT32", "<u4", "u32", 22, "TYPE_UINT32"),
-    _row("UINT64", "<u8", "u64", 23, "TYPE_UINT64"),
-    _row("INT8", "<i1", "i8", 6, "TYPE_INT8"),
-    _row("INT16", "<i2", "i16", 5, "TYPE_INT16"),
-    _row("INT32", "<i4", "i32", 3, "TYPE_INT32"),
-    _row("INT64", "<i8", "i64", 9, "TYPE_INT64"),
-    _row("FP16", "<f2", "f16", 19, "TYPE_FP16"),
-    _row("FP32", "<f4", "f32", 1, "TYPE_FP32"),
-    _row("FP64", "<f8", "f64", 2, "TYPE_FP64"),
-    _row("BYTES", "O", "string", 7, "TYPE_STRING"),
+    #     KServe    numpy  OpenVINO   TF  Triton config   KServe contents    TF *_val
+    _row("BOOL",   "?",   "boolean", 10, "TYPE_BOOL",   "bool_contents",   "bool_val"),
+    _row("UINT8",  "<u1", "u8",       4, "TYPE_UINT8",  "uint_contents",   "int_val"),
+    _row("UINT16", "<u2", "u16",     17, "TYPE_UINT16", "uint_contents",   "int_val"),
+    _row("UINT32", "<u4", "u32",     22, "TYPE_UINT32", "uint_contents",   "uint32_val"),
+    _row("UINT64", "<u8", "u64",     23, "TYPE_UINT64", "uint64_contents", "uint64_val"),
+    _row("INT8",   "<i1", "i8",       6, "TYPE_INT8",   "int_contents",    "int_val"),
+    _row("INT16",  "<i2", "i16",      5, "TYPE_INT16",  "int_contents",    "int_val"),
+    _row("INT32",  "<i4", "i32",      3, "TYPE_INT32",  "int_contents",    "int_val"),
+    _row("INT64",  "<i8", "i64",      9, "TYPE_INT64",  "int64_contents",  "int64_val"),
+    _row("FP16",   "<f2", "f16",     19, "TYPE_FP16",   "",                "half_val"),
+    _row("FP32",   "<f4", "f32",      1, "TYPE_FP32",   "fp32_contents",   "float_val"),
+    _row("FP64",   "<f8", "f64",      2, "TYPE_FP64",   "fp64_contents",   "double_val"),
+    _row("BYTES",  "O",   "string",   7, "TYPE_STRING", "bytes_contents",  "string_val"),
 )
+# fmt: on
 
 _BY_KSERVE = {d.kserve: d for d in DATATYPES}
 _BY_OV = {d.ov: d for d in DATATYPES}

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2
 
 from ovtrio.codecs import kserve_grpc
+from ovtrio.codecs.kserve_grpc import InferRequestReader
 from ovtrio.errors import InvalidArgument, PayloadTooLarge
-from ovtrio.grpc.kserve import InferRequestWire
 from ovtrio.tensors import InferResponse, Tensor, datatype
 from tests.models import OV_TYPES
 from tests.strategies import infer_parameter
@@ -41,7 +41,7 @@ def _request(dt: str, field: str, values: list, shape: list[int] | None = None) 
 
 @pytest.mark.parametrize(("dt", "field", "values"), VARINT_CASES, ids=[c[0] for c in VARINT_CASES])
 def test_typed_contents_decode(dt: str, field: str, values: list) -> None:
-    msg = InferRequestWire.FromString(_request(dt, field, values))
+    msg = InferRequestReader.FromString(_request(dt, field, values))
     req = kserve_grpc.decode_infer_request(msg)
     assert (req.model_name, req.model_version, req.id) == ("m", 3, "x")
     assert req.parameters == {"flag": True}
@@ -58,7 +58,7 @@ def test_raw_contents_and_bytes_prefixes() -> None:
     req.inputs.add(name="s", datatype="BYTES", shape=[2])
     req.raw_input_contents.append(np.array([1.5, -2], "<f2").tobytes())
     req.raw_input_contents.append(struct.pack("<I", 2) + b"hi" + struct.pack("<I", 0))
-    out = kserve_grpc.decode_infer_request(InferRequestWire.FromString(req.SerializeToString()))
+    out = kserve_grpc.decode_infer_request(InferRequestReader.FromString(req.SerializeToString()))
     np.testing.assert_array_equal(out.inputs[0].data, np.array([1.5, -2], np.float16))
     assert list(out.inputs[1].data) == [b"hi", b""]
 
@@ -78,7 +78,7 @@ ERRORS = [
 def test_decode_errors(dt: str, field: str, values: list, shape: list[int], msg: str) -> None:
     with pytest.raises(InvalidArgument, match=msg):
         kserve_grpc.decode_infer_request(
-            InferRequestWire.FromString(_request(dt, field, values, shape))
+            InferRequestReader.FromString(_request(dt, field, values, shape))
         )
 
 
@@ -97,7 +97,7 @@ def test_unpacked_scalars_fall_back_to_typed_parse() -> None:
     assert list(
         service_pb2.ModelInferRequest.FromString(wire).inputs[0].contents.fp32_contents
     ) == [1.5, 2.5]
-    req = kserve_grpc.decode_infer_request(InferRequestWire.FromString(wire))
+    req = kserve_grpc.decode_infer_request(InferRequestReader.FromString(wire))
     np.testing.assert_array_equal(req.inputs[0].data, [[1.5, 2.5]])
 
 
@@ -238,7 +238,7 @@ def test_fast_parse_reads_what_betterproto_reads(wire: bytes) -> None:
     fast = kserve_grpc.parse_infer_request(wire)
     if fast is None:
         return
-    slow = InferRequestWire.parse_betterproto(wire)
+    slow = InferRequestReader.parse_betterproto(wire)
     assert _outcome(fast) == _outcome(slow)
     # also where decoding stops earlier (no inputs, a bad datatype): the parameters as read
     assert kserve_grpc.parameters_to_dict(dict(fast.parameters)) == kserve_grpc.parameters_to_dict(

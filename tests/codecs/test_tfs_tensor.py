@@ -380,7 +380,7 @@ ERROR_CASES: list[tuple[str, tf_pb.TensorProto, type[Exception], str]] = [
         "too many elements",
         tp(DT.DT_FLOAT, [1 << 20, 1 << 20]),
         PayloadTooLarge,
-        "Input tensor too large - Expected: at most 2147483648 elements; Actual: 1099511627776 elements; input name: x",
+        "Input tensor too large - Expected: at most 2147483648 elements; Actual: 1099511627776 elements (the limit is --max_tensor_elements); input name: x",
     ),
 ]
 

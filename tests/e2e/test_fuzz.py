@@ -49,6 +49,7 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
 )
 from tritonclient.grpc import service_pb2
 
+from ovtrio import tensors
 from tests import models
 from tests.e2e.conftest import Server, build_repository, start_server
 from tests.strategies import infer_parameter
@@ -1017,20 +1018,7 @@ _CONTENTS_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "fp64_contents": st.floats(),
     "bytes_contents": st.binary(max_size=8),
 }
-_CONTENTS_FIELD = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
+_CONTENTS_FIELD = {d.kserve: d.kserve_contents for d in tensors.DATATYPES if d.kserve_contents}
 small_dims = st.one_of(
     st.integers(0, 4),
     dims.filter(lambda d: -(2**63) <= d < 2**63),

@@ -9,16 +9,16 @@ decoder, instead of one Python object per element. Responses always carry output
 
 from __future__ import annotations
 
-import math
 import struct
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from .._proto import inference as pb
 from .._proto import inference_raw as raw_pb
-from ..errors import MSG_CONTENT_SIZE, InvalidArgument, PayloadTooLarge
+from ..errors import MSG_CONTENT_SIZE, InvalidArgument
 from ..tensors import (
+    DATATYPES,
     Datatype,
     InferRequest,
     InferResponse,
@@ -26,40 +26,29 @@ from ..tensors import (
     Tensor,
     datatype,
 )
+from ._tensor_wire import (
+    MAX_ELEMENTS,
+    decode_fixed,
+    decode_prefixed_or_whole,
+    element_count,
+    encode_prefixed,
+)
 from ._wire import Checked, check_wire_types
 
 __all__ = [
     "EncodedResponse",
-    "decode_bytes_elements",
+    "InferRequestReader",
     "decode_infer_request",
     "decode_varints",
-    "encode_bytes_elements",
     "encode_infer_response",
     "parameters_to_dict",
     "parse_infer_request",
     "parse_version",
 ]
 
-MAX_ELEMENTS = 1 << 31
-_LEN = struct.Struct("<I")
 _DOUBLE = struct.Struct("<d")
 
-# datatype -> (contents field, how to read it)
-_CONTENTS_FIELD = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
-_ALL_FIELDS = frozenset(_CONTENTS_FIELD.values())
+_ALL_FIELDS = frozenset(d.kserve_contents for d in DATATYPES if d.kserve_contents)
 
 
 def parse_version(text: str) -> int | None:
@@ -101,91 +90,22 @@ def decode_varints(buf: bytes) -> np.ndarray[Any, np.dtype[np.uint64]]:
     return np.bitwise_or.reduceat(vals, starts)
 
 
-def decode_bytes_elements(blob: bytes | memoryview, count: int, name: str) -> np.ndarray[Any, Any]:
-    """``<uint32 LE length><bytes>`` repeated ``count`` times, exactly filling ``blob``.
-
-    One exception, for the clients OVMS documents (Java, Go, C++ examples send a file's bytes
-    as the only element, unprefixed): a single element whose blob is not exactly one prefixed
-    element is taken whole.
-    """
-    if count == 1 and (len(blob) < 4 or _LEN.unpack_from(blob, 0)[0] != len(blob) - 4):
-        out1 = np.empty(1, dtype=object)
-        out1[0] = bytes(blob)
-        return out1
-    out = np.empty(count, dtype=object)
-    view = memoryview(blob)
-    offset = 0
-    for i in range(count):
-        if offset + 4 > len(blob):
-            raise InvalidArgument(
-                f"{MSG_CONTENT_SIZE} - BYTES input {name} has fewer than "
-                f"{count} length-prefixed elements"
-            )
-        (n,) = _LEN.unpack_from(blob, offset)
-        offset += 4
-        if offset + n > len(blob):
-            raise InvalidArgument(
-                f"{MSG_CONTENT_SIZE} - element {i} of BYTES input {name} "
-                f"declares {n} bytes but only {len(blob) - offset} remain"
-            )
-        out[i] = bytes(view[offset : offset + n])
-        offset += n
-    if offset != len(blob):
-        raise InvalidArgument(
-            f"{MSG_CONTENT_SIZE} - BYTES input {name} has "
-            f"{len(blob) - offset} bytes after its {count} elements"
-        )
-    return out
-
-
-def encode_bytes_elements(array: np.ndarray[Any, Any]) -> bytes:
-    parts: list[bytes] = []
-    for item in array.reshape(-1):
-        data = item if isinstance(item, bytes) else str(item).encode()
-        parts.append(_LEN.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
-
-
-def _count(shape: list[int], name: str, limit: int = MAX_ELEMENTS) -> int:
-    if any(d < 0 for d in shape):
-        raise InvalidArgument(
-            f"Invalid input shape - negative dimension in {shape}; input name: {name}"
-        )
-    count = math.prod(shape)
-    if count > limit:
-        raise PayloadTooLarge(
-            f"Input tensor too large - {count} elements exceed the limit of {limit} "
-            f"(--max_tensor_elements); input name: {name}"
-        )
-    if count == 0 and math.prod(d for d in shape if d) > MAX_ELEMENTS:
-        # numpy cannot even build an empty array of such a shape
-        raise InvalidArgument(
-            f"Invalid input shape - {shape} holds no elements, but its other dimensions "
-            f"multiply to more than {MAX_ELEMENTS}; input name: {name}"
-        )
-    return count
-
-
 def _from_raw(
     dt: Datatype, blob: bytes | memoryview, shape: list[int], count: int, name: str
 ) -> np.ndarray[Any, Any]:
     if dt.kserve == "BYTES":
-        return decode_bytes_elements(blob, count, name).reshape(shape)
-    expected = count * dt.itemsize
-    if len(blob) != expected:
-        raise InvalidArgument(
-            f"{MSG_CONTENT_SIZE} - Expected: {expected} bytes; "
-            f"Actual: {len(blob)} bytes; input name: {name}"
-        )
-    return np.frombuffer(blob, dt.numpy).reshape(shape)
+        array = decode_prefixed_or_whole(blob, count, name, "raw_input_contents")
+    else:
+        array = decode_fixed(blob, dt, count, name)
+    return array.reshape(shape)
 
 
 def _from_contents(
     dt: Datatype, contents: Any, shape: list[int], count: int, name: str
 ) -> np.ndarray[Any, Any]:
-    field = _CONTENTS_FIELD.get(dt.kserve)
-    if field is None:
+    """An input's InferTensorContents: only the datatype's own field may hold values."""
+    field = dt.kserve_contents
+    if not field:
         raise InvalidArgument(
             f"{dt.kserve} input {name} must be sent in raw_input_contents "
             "(InferTensorContents has no field for it)"
@@ -197,18 +117,11 @@ def _from_contents(
                 f"but {other} is set"
             )
     value = getattr(contents, field)
-    if dt.kserve == "BYTES":
-        items = list(value)
-        if len(items) != count:
-            raise InvalidArgument(
-                f"{MSG_CONTENT_SIZE} - Expected: {count} values; "
-                f"Actual: {len(items)} values; input name: {name}"
-            )
-        arr = np.empty(count, dtype=object)
-        arr[:] = items
-        return arr.reshape(shape)
     values: np.ndarray[Any, Any]
-    if not isinstance(value, bytes):
+    if dt.kserve == "BYTES":
+        values = np.empty(len(value), dtype=object)
+        values[:] = list(value)
+    elif not isinstance(value, bytes):
         # Typed message (sender did not pack its scalars): a list of Python numbers.
         try:
             values = np.asarray(value, dtype=dt.numpy)
@@ -219,28 +132,27 @@ def _from_contents(
             raise InvalidArgument(f"Malformed {field} for input {name}")
         values = np.frombuffer(value, dt.numpy)
     else:
-        wide = decode_varints(value)
-        if dt.kserve == "BOOL":
-            values = wide != 0
-        elif dt.kserve.startswith("INT"):
-            signed = wide.view(np.int64)
-            if dt.kserve != "INT64":
-                info = np.iinfo(dt.numpy)
-                if signed.size and (signed.min() < info.min or signed.max() > info.max):
-                    raise InvalidArgument(f"Value out of range for {dt.kserve} input {name}")
-            values = signed.astype(dt.numpy)
-        else:
-            if dt.kserve != "UINT64":
-                info = np.iinfo(dt.numpy)
-                if wide.size and wide.max() > info.max:
-                    raise InvalidArgument(f"Value out of range for {dt.kserve} input {name}")
-            values = wide.astype(dt.numpy)
+        values = _from_varints(dt, value, name)
     if values.size != count:
         raise InvalidArgument(
             f"{MSG_CONTENT_SIZE} - Expected: {count} values; "
             f"Actual: {values.size} values; input name: {name}"
         )
     return values.reshape(shape)
+
+
+def _from_varints(dt: Datatype, packed: bytes, name: str) -> np.ndarray[Any, Any]:
+    """A packed run of varints as ``dt``: BOOL non-zero is true, integers range-checked."""
+    wide = decode_varints(packed)
+    if dt.kserve == "BOOL":
+        flags: np.ndarray[Any, Any] = wide != 0
+        return flags
+    values: np.ndarray[Any, Any] = wide.view(np.int64) if dt.numpy.kind == "i" else wide
+    if dt.itemsize < 8:
+        info = np.iinfo(dt.numpy)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise InvalidArgument(f"Value out of range for {dt.kserve} input {name}")
+    return values.astype(dt.numpy)
 
 
 def _has_contents(contents: Any) -> bool:
@@ -473,6 +385,45 @@ def parse_infer_request(data: bytes) -> WireInferRequest | None:
     return req
 
 
+_BLOB_FIELDS: Final = tuple(sorted(_ALL_FIELDS - {"bytes_contents"}))
+"""The InferTensorContents fields the ``inference_raw`` shadow declares ``bytes``."""
+
+
+class InferRequestReader:
+    """What grpclib decodes ModelInferRequest with (it calls ``FromString``).
+
+    Requests as clients usually send them (raw contents, no parameters on tensors) are read by
+    ``parse_infer_request``; the others by betterproto2, as follows. The shadow
+    ``inference_raw`` message reads typed contents as one packed blob each (fast). A sender
+    that does not pack its repeated scalars (legal, but rare) makes the shadow parse fail or
+    yield non-bytes values: then the message is parsed again with the typed class, which
+    ``decode_infer_request`` also accepts.
+    """
+
+    @staticmethod
+    def FromString(
+        data: bytes,
+    ) -> WireInferRequest | raw_pb.ModelInferRequest | pb.ModelInferRequest:
+        fast = parse_infer_request(data)
+        if fast is not None:
+            return fast
+        return InferRequestReader.parse_betterproto(data)
+
+    @staticmethod
+    def parse_betterproto(data: bytes) -> raw_pb.ModelInferRequest | pb.ModelInferRequest:
+        try:
+            msg = raw_pb.ModelInferRequest.FromString(data)
+        except Exception:  # re-parsed below; a truly broken message fails there
+            return pb.ModelInferRequest.FromString(data)
+        for tensor in msg.inputs:
+            contents = tensor.contents
+            if contents is not None and not all(
+                isinstance(getattr(contents, f), bytes) for f in _BLOB_FIELDS
+            ):
+                return pb.ModelInferRequest.FromString(data)
+        return msg
+
+
 def decode_infer_request(
     msg: WireInferRequest | raw_pb.ModelInferRequest | pb.ModelInferRequest,
     *,
@@ -498,7 +449,7 @@ def decode_infer_request(
     for idx, tensor in enumerate(inputs):
         dt = datatype(tensor.datatype)
         shape = [int(d) for d in tensor.shape]
-        count = _count(shape, tensor.name, max_elements)
+        count = element_count(shape, tensor.name, max_elements)
         if raw:
             array = _from_raw(dt, raw[idx], shape, count, tensor.name)
         elif tensor.contents is not None:
@@ -592,7 +543,7 @@ def encode_infer_response(resp: InferResponse) -> EncodedResponse:
         body = b"".join(tensor)
         _field(parts, _K_OUTPUTS, body, len(body))
         if t.datatype.kserve == "BYTES":
-            contents.append(encode_bytes_elements(t.data))
+            contents.append(encode_prefixed(t.data, t.name))
         else:
             contents.append(
                 np.ascontiguousarray(t.data, dtype=t.datatype.numpy).reshape(-1).view(np.uint8)

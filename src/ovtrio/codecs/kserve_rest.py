@@ -23,8 +23,6 @@ and errors.
 
 from __future__ import annotations
 
-import math
-import struct
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -35,9 +33,18 @@ from ..errors import MSG_CONTENT_SIZE as _CONTENT_SIZE
 from ..errors import MSG_NOT_AN_OBJECT as _NOT_AN_OBJECT
 from ..errors import MSG_PARSE_INPUT as _PARSE_INPUT
 from ..errors import MSG_VALUE_COUNT as _VALUE_COUNT
-from ..errors import InvalidArgument, OvtrioError, PayloadTooLarge
+from ..errors import InvalidArgument
 from ..tensors import Datatype, InferRequest, InferResponse, RequestedOutput, Tensor, datatype
 from ._json import PARSER_DEPTH, check_depth, not_json
+from ._tensor_wire import (
+    MAX_ELEMENTS,
+    bytes_elements,
+    decode_fixed,
+    decode_prefixed,
+    decode_prefixed_or_whole,
+    element_count,
+    encode_prefixed,
+)
 
 __all__ = [
     "HEADER_LENGTH",
@@ -64,7 +71,6 @@ _BUFFER_EXCEEDED: Final = (
 _BOTH_DATA: Final = "Request contains values both in binary data and in content value"
 
 _MAX_RANK: Final = 32  # numpy 1.x's limit (2.x allows 64)
-_PREFIX: Final = struct.Struct("<I")
 _NUMPY_JSON: Final = orjson.OPT_SERIALIZE_NUMPY
 LARGE_JSON: Final = 1 << 16
 """JSON headers of at least this many bytes are parsed with simdjson (module doc)."""
@@ -81,7 +87,7 @@ def decode_infer_request(
     *,
     model_name: str,
     model_version: int | None,
-    max_elements: int = 1 << 31,
+    max_elements: int = MAX_ELEMENTS,
     max_depth: int = PARSER_DEPTH,
 ) -> InferRequest:
     """Decode a KServe v2 REST infer request body.
@@ -322,6 +328,24 @@ class _BlobReader:
 def _decode_input(
     raw: Any, index: int, reader: _BlobReader, only_input: bool, max_elements: int
 ) -> Tensor:
+    """One entry of ``inputs``: its header read and checked, then its data from ``data``, from
+    the binary section (``binary_data_size``, or the size the shape implies)."""
+    name, row, shape = _input_header_fields(raw, index)
+    count = element_count(shape, name, max_elements)
+    parameters = _parameters(raw.get("parameters"), f"input {name}")
+    if "data" in raw:
+        if "binary_data_size" in parameters:
+            raise InvalidArgument(f"{_BOTH_DATA} - input name: {name}")
+        return Tensor(name, row, _decode_json_data(raw["data"], row, shape, count, name))
+    if "binary_data_size" in parameters:
+        array = _sized_binary(parameters["binary_data_size"], reader, row, count, name)
+    else:
+        array = _unsized_binary(reader, row, count, name, only_input)
+    return Tensor(name, row, array.reshape(shape))
+
+
+def _input_header_fields(raw: Any, index: int) -> tuple[str, Datatype, tuple[int, ...]]:
+    """An input's name, datatype row and shape, each checked."""
     if not isinstance(raw, dict):
         raise InvalidArgument(_INPUT_NOT_AN_OBJECT)
     name = raw.get("name")
@@ -336,68 +360,51 @@ def _decode_input(
         raise InvalidArgument(
             f"{_UNSUPPORTED_PRECISION} - datatype {datatype_name!r}; input name: {name}"
         ) from None
-    shape_raw = raw.get("shape")
+    shape = raw.get("shape")
     if (
-        not isinstance(shape_raw, list)
-        or len(shape_raw) > _MAX_RANK
-        or not all(type(d) is int and d >= 0 for d in shape_raw)
+        not isinstance(shape, list)
+        or len(shape) > _MAX_RANK
+        or not all(type(d) is int and d >= 0 for d in shape)
     ):
         raise InvalidArgument(
             f"{_PARSE_INPUT} - 'shape' must be an array of at most {_MAX_RANK} non-negative"
             f" integers; input name: {name}"
         )
-    shape: tuple[int, ...] = tuple(shape_raw)
-    count = math.prod(shape)
-    if count > max_elements:
-        raise PayloadTooLarge(
-            f"Input tensor too large - Expected: at most {max_elements} elements;"
-            f" Actual: {count} elements; input name: {name}"
-        )
-    if count == 0 and math.prod(d for d in shape if d) > max_elements:
-        # numpy cannot even build an empty array of such a shape
-        raise InvalidArgument(
-            f"Invalid input shape - {list(shape)} holds no elements, but its other dimensions"
-            f" multiply to more than {max_elements}; input name: {name}"
-        )
-    parameters = _parameters(raw.get("parameters"), f"input {name}")
-    has_size = "binary_data_size" in parameters
+    return name, row, tuple(shape)
 
-    if "data" in raw:
-        if has_size:
-            raise InvalidArgument(f"{_BOTH_DATA} - input name: {name}")
-        return Tensor(name, row, _decode_json_data(raw["data"], row, shape, count, name))
 
-    if has_size:
-        total, sizes = _binary_data_size(parameters["binary_data_size"], name)
-        chunk = reader.take(total, name)
-        if row.kserve == "BYTES" and sizes is not None:
-            array = _split_bytes(chunk, sizes, count, name)
-        else:
-            array = _decode_binary(chunk, row, count, name)
-        return Tensor(name, row, array.reshape(shape))
+def _sized_binary(
+    size: Any, reader: _BlobReader, row: Datatype, count: int, name: str
+) -> np.ndarray[Any, Any]:
+    """The input's blob of ``binary_data_size`` bytes, as a flat array."""
+    total, sizes = _binary_data_size(size, name)
+    chunk = reader.take(total, name)
+    if row.kserve != "BYTES":
+        return decode_fixed(chunk, row, count, name)
+    if sizes is not None:
+        return _split_bytes(chunk, sizes, count, name)
+    return decode_prefixed(chunk, count, name, "binary_data_size")
 
+
+def _unsized_binary(
+    reader: _BlobReader, row: Datatype, count: int, name: str, only_input: bool
+) -> np.ndarray[Any, Any]:
+    """OVMS: ``binary_data_size`` may be omitted when the size follows from the shape, or when
+    the only input is BYTES (it then owns the rest of the body)."""
     if not reader.header_given:
         raise InvalidArgument(
             f"{_PARSE_INPUT} - the input has neither 'data' nor 'parameters.binary_data_size'"
             f"; input name: {name}"
         )
-    # OVMS: binary_data_size may be omitted when the size follows from the shape, or when the
-    # only input is BYTES (it then owns the rest of the body).
     if row.kserve != "BYTES":
-        chunk = reader.take(count * row.itemsize, name)
-        return Tensor(name, row, _decode_binary(chunk, row, count, name).reshape(shape))
+        return decode_fixed(reader.take(count * row.itemsize, name), row, count, name)
     if not only_input:
         raise InvalidArgument(
             f"{_SIZE_INVALID} - a BYTES input needs binary_data_size unless it is the only input"
             f"; input name: {name}"
         )
     chunk = reader.take(reader.remaining(), name)
-    if count == 1 and not _is_prefixed_single(chunk):
-        array = np.empty(1, dtype=object)
-        array[0] = bytes(chunk)  # one unprefixed element (OVMS' curl image example)
-    else:
-        array = _parse_prefixed(chunk, count, name)
-    return Tensor(name, row, array.reshape(shape))
+    return decode_prefixed_or_whole(chunk, count, name, "the request body")
 
 
 def _binary_data_size(value: Any, name: str) -> tuple[int, list[int] | None]:
@@ -417,61 +424,6 @@ def _binary_data_size(value: Any, name: str) -> tuple[int, list[int] | None]:
         f"{_SIZE_INVALID} - expected a non-negative integer (or a string of comma-separated"
         f" sizes), got {value!r}; input name: {name}"
     )
-
-
-def _decode_binary(chunk: memoryview, row: Datatype, count: int, name: str) -> np.ndarray[Any, Any]:
-    if row.kserve == "BYTES":
-        return _parse_prefixed(chunk, count, name)
-    expected = count * row.itemsize
-    if len(chunk) != expected:
-        raise InvalidArgument(
-            f"{_CONTENT_SIZE} - Expected: {expected} bytes; Actual: {len(chunk)} bytes"
-            f"; input name: {name}"
-        )
-    array: np.ndarray[Any, Any] = np.frombuffer(chunk, dtype=row.numpy)
-    if row.kserve == "BOOL" and count and int(array.view(np.uint8).max()) > 1:
-        array = array.view(np.uint8) != 0  # any non-zero byte is true; normalise to 0/1
-    return array
-
-
-def _is_prefixed_single(chunk: memoryview) -> bool:
-    return len(chunk) >= 4 and _PREFIX.unpack_from(chunk, 0)[0] == len(chunk) - 4
-
-
-def _parse_prefixed(chunk: memoryview, count: int, name: str) -> np.ndarray[Any, Any]:
-    """``count`` elements of ``<uint32 LE length><bytes>`` filling ``chunk`` exactly."""
-    size = len(chunk)
-    if 4 * count > size:
-        raise InvalidArgument(
-            f"{_CONTENT_SIZE} - Expected: at least {4 * count} bytes (a 4-byte length prefix per"
-            f" element of {count} BYTES elements); Actual: {size} bytes; input name: {name}"
-        )
-    array = np.empty(count, dtype=object)
-    unpack = _PREFIX.unpack_from
-    offset = 0
-    for i in range(count):
-        if offset + 4 > size:
-            raise InvalidArgument(
-                f"{_CONTENT_SIZE} - BYTES data ends after element {i} of {count}"
-                " (each element is a 4-byte little-endian length then its bytes)"
-                f"; input name: {name}"
-            )
-        (length,) = unpack(chunk, offset)
-        offset += 4
-        end = offset + length
-        if end > size:
-            raise InvalidArgument(
-                f"{_CONTENT_SIZE} - BYTES element {i} declares {length} bytes but only"
-                f" {size - offset} remain in binary_data_size; input name: {name}"
-            )
-        array[i] = bytes(chunk[offset:end])
-        offset = end
-    if offset != size:
-        raise InvalidArgument(
-            f"{_CONTENT_SIZE} - {size - offset} bytes of binary_data_size remain after the"
-            f" {count} BYTES elements the shape declares; input name: {name}"
-        )
-    return array
 
 
 def _split_bytes(
@@ -667,13 +619,7 @@ def encode_error(message: str) -> bytes:
 
 def _binary_blob(tensor: Tensor) -> memoryview:
     if tensor.datatype.kserve == "BYTES":
-        parts: list[bytes] = []
-        for element in _bytes_elements(tensor):
-            if len(element) > 0xFFFFFFFF:
-                raise OvtrioError(f"BYTES element of output {tensor.name} exceeds 4 GiB")
-            parts.append(_PREFIX.pack(len(element)))
-            parts.append(element)
-        return memoryview(b"".join(parts))
+        return memoryview(encode_prefixed(tensor.data, tensor.name))
     flat = np.ascontiguousarray(tensor.data, dtype=tensor.datatype.numpy).reshape(-1)
     return flat.data.cast("B")
 
@@ -681,7 +627,7 @@ def _binary_blob(tensor: Tensor) -> memoryview:
 def _json_data(tensor: Tensor) -> Any:
     if tensor.datatype.kserve == "BYTES":
         try:
-            return [element.decode("utf-8") for element in _bytes_elements(tensor)]
+            return [element.decode("utf-8") for element in bytes_elements(tensor.data, tensor.name)]
         except UnicodeDecodeError:
             raise InvalidArgument(
                 f"Output {tensor.name} holds BYTES that are not valid UTF-8 and cannot be sent"
@@ -690,19 +636,3 @@ def _json_data(tensor: Tensor) -> Any:
             ) from None
     # Flat, native little-endian, C-contiguous: what orjson serialises without a Python list.
     return np.ascontiguousarray(tensor.data, dtype=tensor.datatype.numpy).reshape(-1)
-
-
-def _bytes_elements(tensor: Tensor) -> list[bytes]:
-    elements: list[bytes] = []
-    for element in tensor.data.reshape(-1).tolist():
-        if isinstance(element, bytes):
-            elements.append(element)
-        elif isinstance(element, str):
-            elements.append(element.encode("utf-8"))
-        elif isinstance(element, (bytearray, memoryview)):
-            elements.append(bytes(element))
-        else:
-            raise OvtrioError(
-                f"BYTES output {tensor.name} holds a {type(element).__name__}, not bytes"
-            )
-    return elements

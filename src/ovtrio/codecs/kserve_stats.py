@@ -8,10 +8,12 @@ batcher counters are added under ``"ovtrio"`` in the JSON form.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._proto import inference as pb
-from ..repository import VersionStatistics
+
+if TYPE_CHECKING:  # the type only: importing the repository would load the runtime
+    from ..repository import VersionStatistics
 
 __all__ = ["statistics_json", "statistics_proto"]
 

@@ -31,9 +31,10 @@ import orjson
 
 from ..errors import MSG_NOT_AN_OBJECT as _NOT_AN_OBJECT
 from ..errors import MSG_PARSE_INPUT as _PARSE_INPUT
-from ..errors import InvalidArgument, OvtrioError, PayloadTooLarge
+from ..errors import InvalidArgument, OvtrioError
 from ..tensors import Datatype, InferRequest, InferResponse, Tensor, TensorSpec, datatype
 from ._json import PARSER_DEPTH, check_depth, not_json
+from ._tensor_wire import MAX_ELEMENTS, bytes_elements, element_count
 from .tfs_tensor import check_signature_name
 
 __all__ = ["Format", "decode_predict", "encode_predict"]
@@ -71,7 +72,7 @@ def decode_predict(
     model_name: str,
     model_version: int | None,
     input_specs: Sequence[TensorSpec],
-    max_elements: int = 1 << 31,
+    max_elements: int = MAX_ELEMENTS,
     max_depth: int = PARSER_DEPTH,
 ) -> tuple[InferRequest, Format]:
     """Decode a TFS REST predict body; returns the request and its format (for the response).
@@ -208,12 +209,7 @@ def _to_tensor(value: Any, name: str, dt: Datatype | None, base: str, max_elemen
         if not leaf:
             break
         leaf = leaf[0]
-    count = math.prod(shape)
-    if count > max_elements:
-        raise PayloadTooLarge(
-            f"Input tensor too large - Expected: at most {max_elements} elements;"
-            f" Actual: {count} elements; input name: {name}"
-        )
+    count = element_count(shape, name, max_elements)
     if count == 0:
         _leaves(value, shape, base, name)  # still rectangular?
         row = dt or _FP32
@@ -366,45 +362,14 @@ def _python_numbers(
     leaves: list[Any], dt: Datatype | None, base: str, name: str
 ) -> tuple[Datatype, np.ndarray[Any, Any]]:
     """The slow path over Python leaves (rare: mixed or unusual content)."""
-    if not all(type(v) is int for v in leaves):
-        if (
-            dt is not None
-            and dt.numpy.kind in "iu"
-            and all(type(v) in (int, float) for v in leaves)
-        ):
-            raise InvalidArgument(
-                f"{base} - expected integers for datatype {dt.kserve}; input name: {name}"
-            )
-        odd = next(
-            (v for v in leaves if type(v) not in (int, float)), leaves[0] if leaves else None
-        )
-        raise InvalidArgument(
-            f"{base} - expected numbers, found {_json_type(odd)}; input name: {name}"
-        )
+    _require_integers(leaves, dt, base, name)
     low, high = min(leaves), max(leaves)
     if dt is None:
-        fits = [r for r in _INFERRED_INTS if _fits(r, low, high)]
-        if not fits:
-            raise InvalidArgument(f"{base} - integer out of 64-bit range; input name: {name}")
-        dt = fits[0]
+        dt = _inferred_int(low, high, base, name)
     if dt.kserve == "BOOL":
-        if low < 0 or high > 1:
-            raise InvalidArgument(
-                f"{base} - expected true/false (or 0/1) for datatype BOOL; input name: {name}"
-            )
-        return dt, np.asarray(leaves, dtype=np.int64) != 0
+        return dt, _python_bools(leaves, low, high, base, name)
     if dt.numpy.kind == "f":
-        try:
-            wide = np.asarray([float(v) for v in leaves], dtype=np.float64)
-        except OverflowError:
-            wide = np.asarray([math.inf])  # beyond float64: out of range for every float type
-        with np.errstate(over="ignore"):
-            array = wide.astype(dt.numpy)
-        if not np.isfinite(array).all():
-            raise InvalidArgument(
-                f"{base} - value out of range for datatype {dt.kserve}; input name: {name}"
-            )
-        return dt, array
+        return dt, _python_floats(leaves, dt, base, name)
     info = np.iinfo(dt.numpy)
     if low < info.min or high > info.max:
         raise InvalidArgument(
@@ -412,6 +377,53 @@ def _python_numbers(
             f"; input name: {name}"
         )
     return dt, np.asarray(leaves, dtype=object).astype(dt.numpy)
+
+
+def _require_integers(leaves: list[Any], dt: Datatype | None, base: str, name: str) -> None:
+    """Leaves that are not all Python ints are refused: numpy already read every list of plain
+    numbers, so what reaches here mixes in other JSON values or floats meant as integers."""
+    if all(type(v) is int for v in leaves):
+        return
+    numbers = all(type(v) in (int, float) for v in leaves)
+    if dt is not None and dt.numpy.kind in "iu" and numbers:
+        raise InvalidArgument(
+            f"{base} - expected integers for datatype {dt.kserve}; input name: {name}"
+        )
+    odd = next((v for v in leaves if type(v) not in (int, float)), leaves[0] if leaves else None)
+    raise InvalidArgument(f"{base} - expected numbers, found {_json_type(odd)}; input name: {name}")
+
+
+def _inferred_int(low: int, high: int, base: str, name: str) -> Datatype:
+    """The first integer datatype TF Serving infers that holds ``[low, high]``."""
+    for row in _INFERRED_INTS:
+        if _fits(row, low, high):
+            return row
+    raise InvalidArgument(f"{base} - integer out of 64-bit range; input name: {name}")
+
+
+def _python_bools(
+    leaves: list[int], low: int, high: int, base: str, name: str
+) -> np.ndarray[Any, Any]:
+    if low < 0 or high > 1:
+        raise InvalidArgument(
+            f"{base} - expected true/false (or 0/1) for datatype BOOL; input name: {name}"
+        )
+    flags: np.ndarray[Any, Any] = np.asarray(leaves, dtype=np.int64) != 0
+    return flags
+
+
+def _python_floats(leaves: list[int], dt: Datatype, base: str, name: str) -> np.ndarray[Any, Any]:
+    try:
+        wide = np.asarray([float(v) for v in leaves], dtype=np.float64)
+    except OverflowError:
+        wide = np.asarray([math.inf])  # beyond float64: out of range for every float type
+    with np.errstate(over="ignore"):
+        array = wide.astype(dt.numpy)
+    if not np.isfinite(array).all():
+        raise InvalidArgument(
+            f"{base} - value out of range for datatype {dt.kserve}; input name: {name}"
+        )
+    return array
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,10 +526,9 @@ def _nonfinite_fragment(array: np.ndarray[Any, Any]) -> orjson.Fragment:
 
 def _bytes_json(t: Tensor) -> Any:
     always_b64 = t.name.endswith("_bytes")
-    flat = t.data.reshape(-1).tolist()
+    flat = bytes_elements(t.data, t.name)
     out = np.empty(len(flat), dtype=object)
-    for i, element in enumerate(flat):
-        data = _as_bytes(element, t.name)
+    for i, data in enumerate(flat):
         if not always_b64:
             try:
                 out[i] = data.decode("utf-8")
@@ -526,13 +537,3 @@ def _bytes_json(t: Tensor) -> Any:
                 pass
         out[i] = {"b64": base64.b64encode(data).decode("ascii")}
     return out.reshape(t.data.shape).tolist()
-
-
-def _as_bytes(element: Any, name: str) -> bytes:
-    if isinstance(element, bytes):
-        return element
-    if isinstance(element, str):
-        return element.encode("utf-8")
-    if isinstance(element, (bytearray, memoryview)):
-        return bytes(element)
-    raise OvtrioError(f"BYTES output {name} holds a {type(element).__name__}, not bytes")

@@ -13,7 +13,6 @@ REST forms are the protobuf JSON that OVMS prints (camelCase metadata, as ovmscl
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, Protocol
 
@@ -24,8 +23,14 @@ from .._proto.google.protobuf import Any as AnyProto
 from .._proto.tensorflow import error as tf_error
 from .._proto.tensorflow import serving as tfs_pb
 from ..errors import MSG_CONTENT_SIZE as _CONTENT_SIZE
+from ..errors import (
+    MSG_INVALID_SHAPE,
+    MSG_TOO_LARGE,
+    FailedPrecondition,
+    InvalidArgument,
+    PayloadTooLarge,
+)
 from ..errors import MSG_VALUE_COUNT as _VALUE_COUNT
-from ..errors import FailedPrecondition, InvalidArgument, PayloadTooLarge
 from ..tensors import (
     DATATYPES,
     Datatype,
@@ -35,6 +40,7 @@ from ..tensors import (
     Tensor,
     TensorSpec,
 )
+from ._tensor_wire import MAX_ELEMENTS, bytes_elements, decode_fixed, element_count
 from ._wire import check_wire_types
 
 __all__ = [
@@ -63,7 +69,6 @@ SIGNATURE_DEF_MAP_TYPE_URL: Final = "type.googleapis.com/tensorflow.serving.Sign
 
 # OVMS messages (src/status.cpp); details follow as "<base> - <details>".
 _PRECISION: Final = "Invalid input precision"
-_SHAPE: Final = "Invalid input shape"
 
 _BY_TFS: Final = {d.tfs: d for d in DATATYPES}
 
@@ -71,22 +76,6 @@ MAX_REPEAT_BYTES: Final = 1 << 30
 """Largest tensor TensorFlow's repeat-the-last-value rule may build (the default gRPC message
 limit): a few bytes of request must not make the server allocate gigabytes."""
 
-# datatype -> the typed TensorProto field TensorFlow reads for it
-_VAL_FIELD: Final = {
-    "BOOL": "bool_val",
-    "UINT8": "int_val",
-    "UINT16": "int_val",
-    "UINT32": "uint32_val",
-    "UINT64": "uint64_val",
-    "INT8": "int_val",
-    "INT16": "int_val",
-    "INT32": "int_val",
-    "INT64": "int64_val",
-    "FP16": "half_val",
-    "FP32": "float_val",
-    "FP64": "double_val",
-    "BYTES": "string_val",
-}
 # dtype the list of Python numbers is first read into (wide enough to range-check narrow types)
 _VAL_WIDE: Final[dict[str, np.dtype[Any]]] = {
     "int_val": np.dtype("<i8"),
@@ -152,19 +141,16 @@ def _shape_of(t: tf_pb.TensorProto, name: str) -> list[int]:
     if shape_proto is None:
         return []  # TensorFlow: no shape is a scalar
     if shape_proto.unknown_rank:
-        raise InvalidArgument(f"{_SHAPE} - unknown_rank is not allowed; input name: {name}")
-    shape = [int(d.size) for d in shape_proto.dim]
-    if any(d < 0 for d in shape):
         raise InvalidArgument(
-            f"{_SHAPE} - negative dimension in ({','.join(map(str, shape))}); input name: {name}"
+            f"{MSG_INVALID_SHAPE} - unknown_rank is not allowed; input name: {name}"
         )
-    return shape
+    return [int(d.size) for d in shape_proto.dim]
 
 
 def tensor_to_array(
     t: tf_pb.TensorProto,
     name: str,
-    max_elements: int = 1 << 31,
+    max_elements: int = MAX_ELEMENTS,
     max_repeat_bytes: int = MAX_REPEAT_BYTES,
 ) -> tuple[Datatype, np.ndarray[Any, Any]]:
     """Decode one TensorProto (an input named ``name``) into its datatype and array.
@@ -177,18 +163,7 @@ def tensor_to_array(
     """
     dt = datatype_of_tfs(t.dtype, name)
     shape = _shape_of(t, name)
-    count = math.prod(shape)
-    if count > max_elements:
-        raise PayloadTooLarge(
-            f"Input tensor too large - Expected: at most {max_elements} elements;"
-            f" Actual: {count} elements; input name: {name}"
-        )
-    if count == 0 and math.prod(d for d in shape if d) > max_elements:
-        # numpy cannot even build an empty array of such a shape
-        raise InvalidArgument(
-            f"{_SHAPE} - ({','.join(map(str, shape))}) holds no elements, but its other"
-            f" dimensions multiply to more than {max_elements}; input name: {name}"
-        )
+    count = element_count(shape, name, max_elements)
     content = t.tensor_content
     if content:  # TensorFlow: tensor_content, when set, wins over the typed fields
         if dt.kserve == "BYTES":
@@ -196,18 +171,9 @@ def tensor_to_array(
                 f"{_CONTENT_SIZE} - DT_STRING values must be sent in string_val, not"
                 f" tensor_content; input name: {name}"
             )
-        expected = count * dt.itemsize
-        if len(content) != expected:
-            raise InvalidArgument(
-                f"{_CONTENT_SIZE} - Expected: {expected} bytes; Actual: {len(content)} bytes"
-                f"; input name: {name}"
-            )
-        array: np.ndarray[Any, Any] = np.frombuffer(content, dtype=dt.numpy)
-        if dt.kserve == "BOOL" and count and int(array.view(np.uint8).max()) > 1:
-            array = array.view(np.uint8) != 0  # any non-zero byte is true; normalise to 0/1
-        return dt, array.reshape(shape)
+        return dt, decode_fixed(content, dt, count, name).reshape(shape)
 
-    field = _VAL_FIELD[dt.kserve]
+    field = dt.tfs_val
     values = getattr(t, field)
     n = len(values)
     if n == count:
@@ -224,7 +190,7 @@ def tensor_to_array(
     size = count * (dt.itemsize or 8)
     if size > max_repeat_bytes:
         raise PayloadTooLarge(
-            f"Input tensor too large - {n} values in {field} would be repeated to fill {count}"
+            f"{MSG_TOO_LARGE} - {n} values in {field} would be repeated to fill {count}"
             f" elements ({size} bytes); at most {max_repeat_bytes} bytes are built that way"
             f"; input name: {name}"
         )
@@ -281,29 +247,17 @@ def _shape_proto(shape: Iterable[int]) -> tf_pb.TensorShapeProto:
     return tf_pb.TensorShapeProto(dim=[tf_pb.TensorShapeProtoDim(size=int(d)) for d in shape])
 
 
-def array_to_tensor(dt: Datatype, array: np.ndarray[Any, Any]) -> tf_pb.TensorProto:
-    """Encode an array as a TensorProto: numeric in ``tensor_content`` (little-endian, C
-    order), BYTES in ``string_val``."""
+def array_to_tensor(dt: Datatype, array: np.ndarray[Any, Any], name: str = "") -> tf_pb.TensorProto:
+    """Encode output ``name`` as a TensorProto: numeric in ``tensor_content`` (little-endian,
+    C order), BYTES in ``string_val`` (elements as :mod:`._tensor_wire` says)."""
     shape = _shape_proto(array.shape)
     dtype = tf_pb.DataType(dt.tfs)
     if dt.kserve == "BYTES":
         return tf_pb.TensorProto(
-            dtype=dtype, tensor_shape=shape, string_val=_bytes_list(array.reshape(-1).tolist())
+            dtype=dtype, tensor_shape=shape, string_val=bytes_elements(array, name)
         )
     content = np.ascontiguousarray(array, dtype=dt.numpy).tobytes()
     return tf_pb.TensorProto(dtype=dtype, tensor_shape=shape, tensor_content=content)
-
-
-def _bytes_list(items: list[Any]) -> list[bytes]:
-    out: list[bytes] = []
-    for item in items:
-        if isinstance(item, bytes):
-            out.append(item)
-        elif isinstance(item, str):
-            out.append(item.encode("utf-8"))
-        else:
-            out.append(bytes(item))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +274,7 @@ def check_signature_name(signature_name: str) -> None:
 def decode_predict_request(
     req: tfs_pb.PredictRequest,
     *,
-    max_elements: int = 1 << 31,
+    max_elements: int = MAX_ELEMENTS,
     max_repeat_bytes: int = MAX_REPEAT_BYTES,
 ) -> InferRequest:
     """Decode a TFS PredictRequest.
@@ -370,7 +324,7 @@ def encode_predict_response(resp: InferResponse) -> tfs_pb.PredictResponse:
             version=resp.model_version,
             signature_name=DEFAULT_SIGNATURE,
         ),
-        outputs={t.name: array_to_tensor(t.datatype, t.data) for t in resp.outputs},
+        outputs={t.name: array_to_tensor(t.datatype, t.data, t.name) for t in resp.outputs},
     )
 
 

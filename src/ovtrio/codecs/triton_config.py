@@ -8,11 +8,13 @@ Triton does), and ``dynamic_batching`` when ovtrio's batcher serves the model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._proto import inference as pb
-from ..dataplane import ConfigView
 from ..tensors import TensorSpec
+
+if TYPE_CHECKING:  # the type only: importing the data plane would load trio and the runtime
+    from ..dataplane import ConfigView
 
 __all__ = ["model_config_json", "model_config_proto"]
 

@@ -23,52 +23,6 @@ def _tensor_metadata(spec: TensorSpec) -> pb.ModelMetadataResponseTensorMetadata
     )
 
 
-_BLOB_FIELDS = (
-    "bool_contents",
-    "int_contents",
-    "int64_contents",
-    "uint_contents",
-    "uint64_contents",
-    "fp32_contents",
-    "fp64_contents",
-)
-
-
-class InferRequestWire:
-    """What grpclib decodes ModelInferRequest with (it calls ``FromString``).
-
-    Requests as clients usually send them (raw contents, no parameters) are read by
-    ``kserve_grpc.parse_infer_request``; the others by betterproto2, as follows.
-    The shadow ``inference_raw`` message reads typed contents as one packed blob each (fast).
-    A sender that does not pack its repeated scalars (legal, but rare) makes the shadow parse
-    fail or yield non-bytes values: then the message is parsed again with the typed class,
-    which the codec also accepts.
-    """
-
-    @staticmethod
-    def FromString(
-        data: bytes,
-    ) -> kserve_grpc.WireInferRequest | raw_pb.ModelInferRequest | pb.ModelInferRequest:
-        fast = kserve_grpc.parse_infer_request(data)
-        if fast is not None:
-            return fast
-        return InferRequestWire.parse_betterproto(data)
-
-    @staticmethod
-    def parse_betterproto(data: bytes) -> raw_pb.ModelInferRequest | pb.ModelInferRequest:
-        try:
-            msg = raw_pb.ModelInferRequest.FromString(data)
-        except Exception:  # re-parsed below; a truly broken message fails there
-            return pb.ModelInferRequest.FromString(data)
-        for tensor in msg.inputs:
-            contents = tensor.contents
-            if contents is not None and not all(
-                isinstance(getattr(contents, f), bytes) for f in _BLOB_FIELDS
-            ):
-                return pb.ModelInferRequest.FromString(data)
-        return msg
-
-
 def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
     async def server_live(_req: pb.ServerLiveRequest, _stream: Any) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=dp.live())
@@ -171,5 +125,7 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         SERVICE + "RepositoryModelUnload": RpcSpec(
             repository_unload, pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse
         ),
-        SERVICE + "ModelInfer": RpcSpec(model_infer, InferRequestWire, kserve_grpc.EncodedResponse),
+        SERVICE + "ModelInfer": RpcSpec(
+            model_infer, kserve_grpc.InferRequestReader, kserve_grpc.EncodedResponse
+        ),
     }
