@@ -37,16 +37,29 @@ def _strip(node: Any) -> Any:
     return node
 
 
+def _children(node: dict[str, Any]) -> list[tuple[str, Any, bool]]:
+    """(key, value, is_schema) of a schema's members: the values of ``properties`` (and of
+    ``patternProperties``) are schemas, the map holding them is not."""
+    out = []
+    for k, v in node.items():
+        if k in ("properties", "patternProperties") and isinstance(v, dict):
+            out.append((k, v, False))
+        else:
+            out.append((k, v, True))
+    return out
+
+
 def factor(schema: dict[str, Any]) -> dict[str, Any]:
     counts: dict[str, int] = {}
 
-    def count(node: Any) -> None:
+    def count(node: Any, is_schema: bool = True) -> None:
         if isinstance(node, dict):
             k = _key(node)
-            if len(k) >= MIN_SHARED:
+            if is_schema and len(k) >= MIN_SHARED:
                 counts[k] = counts.get(k, 0) + 1
-            for v in node.values():
-                count(v)
+            children = _children(node) if is_schema else [(k, v, True) for k, v in node.items()]
+            for _, v, child_is_schema in children:
+                count(v, child_is_schema)
         elif isinstance(node, list):
             for v in node:
                 count(v)
@@ -55,16 +68,17 @@ def factor(schema: dict[str, Any]) -> dict[str, Any]:
     shared = {k for k, n in counts.items() if n > 1}
     defs: dict[str, Any] = {}
 
-    def rewrite(node: Any, top: bool = False) -> Any:
+    def rewrite(node: Any, is_schema: bool = True, top: bool = False) -> Any:
         if isinstance(node, dict):
             k = _key(node)
-            if not top and k in shared:
+            if is_schema and not top and k in shared:
                 name = "d" + hashlib.sha1(k.encode()).hexdigest()[:10]
                 if name not in defs:
                     defs[name] = None
                     defs[name] = rewrite(node, top=True)
                 return {"$ref": f"#/$defs/{name}"}
-            return {kk: rewrite(v) for kk, v in node.items()}
+            children = _children(node) if is_schema else [(k, v, True) for k, v in node.items()]
+            return {kk: rewrite(v, child_is_schema) for kk, v, child_is_schema in children}
         if isinstance(node, list):
             return [rewrite(v) for v in node]
         return node
