@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -60,7 +61,6 @@ def _only(stage: list[Instruction], keyword: str) -> Instruction:
 def test_image_runs_the_projects_script_as_a_non_root_user() -> None:
     *_, build, final = dockerfile()
     assert "AS build" in build[0].args, "the first stage builds the wheel"
-    assert "slim" in build[0].args + final[0].args + str(dockerfile()[0])
     scripts = pyproject()["project"]["scripts"]
     assert _only(final, "ENTRYPOINT").exec_form() == ["ovtrio"]
     assert "ovtrio" in scripts
@@ -71,6 +71,17 @@ def test_image_runs_the_projects_script_as_a_non_root_user() -> None:
     copied = {i.args.split()[-1] for i in final if i.keyword == "COPY"}
     assert health[1] in copied, "the health check script is copied into the image"
     assert "/v2/health/ready" in HEALTHCHECK.read_text()
+
+
+def test_base_image_is_a_slim_python_the_project_supports() -> None:
+    global_args, build, final = dockerfile()
+    defaults = dict(i.args.split("=", 1) for i in global_args if i.keyword == "ARG")
+    images = {defaults[i.args.split()[0].strip("${}")] for i in (build[0], final[0])}
+    (image,) = images
+    match = re.fullmatch(r"python:(\d+)\.(\d+)-slim(-\w+)?", image)
+    assert match, image
+    minimum = pyproject()["project"]["requires-python"].removeprefix(">=")
+    assert (int(match[1]), int(match[2])) >= tuple(int(x) for x in minimum.split("."))
 
 
 def test_image_matches_the_readmes_first_command() -> None:
@@ -148,6 +159,8 @@ def test_build_stage_builds_the_wheel_from_the_build_context(tmp_path: Path) -> 
     context, workdir = tmp_path / "context", tmp_path / "build"
     context.mkdir()
     build_context(context)
+    sent = {p.relative_to(context).parts[0] for p in context.rglob("*")}
+    assert sent == {"pyproject.toml", "README.md", "src", "deploy"}, sent
     _, build, final = dockerfile()
     for instruction in build:
         if instruction.keyword == "COPY":
