@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shlex
 import tomllib
@@ -66,14 +67,17 @@ def readme_first_command() -> list[list[str]]:
     return [shlex.split(part) for part in line.split("&&")]
 
 
+def healthcheck() -> Any:
+    """deploy/docker/healthcheck.py (the image's health check) as a module."""
+    spec = importlib.util.spec_from_file_location("healthcheck", HEALTHCHECK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def flag_values(args: list[str]) -> dict[str, str]:
-    """``--name=value`` and ``--name value`` pairs of a command line (argparse's two forms)."""
-    out: dict[str, str] = {}
-    for i, arg in enumerate(args):
-        if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            if eq:
-                out[name] = value
-            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-                out[name] = args[i + 1]
-    return out
+    """``--name=value`` and ``--name value`` pairs of a command line (argparse's two forms),
+    read as the image's health check reads ovtrio's command line."""
+    values: dict[str, str] = healthcheck().flags(args)
+    return values

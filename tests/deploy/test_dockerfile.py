@@ -5,14 +5,12 @@ point, package and ports against pyproject.toml and the README's first command."
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import re
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,18 +20,10 @@ from tests.deploy.files import (
     Instruction,
     dockerfile,
     flag_values,
+    healthcheck,
     pyproject,
     readme_first_command,
 )
-
-
-def healthcheck() -> Any:
-    """deploy/docker/healthcheck.py as a module."""
-    spec = importlib.util.spec_from_file_location("healthcheck", HEALTHCHECK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def hadolint() -> str:
