@@ -60,11 +60,12 @@ def pyproject() -> dict[str, Any]:
 
 
 def readme_first_command() -> list[list[str]]:
-    """The README's first shell command, split at ``&&`` into argument lists."""
+    """The commands of the README's first shell block (split at ``&&`` and line ends), each
+    an argument list: how the README installs and starts ovtrio."""
     text = (ROOT / "README.md").read_text()
-    block = text.split("```sh\n", 1)[1].split("```", 1)[0]
-    line = next(x for x in block.splitlines() if x.strip() and not x.startswith("#"))
-    return [shlex.split(part) for part in line.split("&&")]
+    block = text.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    lines = [x for x in block.splitlines() if x.strip() and not x.lstrip().startswith("#")]
+    return [shlex.split(part, comments=True) for line in lines for part in line.split("&&")]
 
 
 def healthcheck() -> Any:

@@ -16,6 +16,15 @@ import re
 from typing import Any
 
 CONTAINER = "kserve-container"
+# The predictor model's fields that are not a container's.
+MODEL_FIELDS = {
+    "modelFormat",
+    "runtime",
+    "runtimeVersion",
+    "storageUri",
+    "storage",
+    "protocolVersion",
+}
 _PLACEHOLDER = re.compile(r"\{\{\s*\.(Name|Namespace|Labels\.[\w.-]+|Annotations\.[\w.-]+)\s*\}\}")
 
 
@@ -23,12 +32,10 @@ def render(runtime: dict[str, Any], isvc: dict[str, Any]) -> dict[str, Any]:
     """The predictor container KServe creates for ``isvc`` from ``runtime``."""
     (container,) = [c for c in runtime["spec"]["containers"] if c["name"] == CONTAINER]
     model = isvc["spec"]["predictor"].get("model", {})
-    merged = dict(container)
-    for key, value in model.items():
-        if key in {"args"}:
-            merged["args"] = [*container.get("args", []), *value]
-        elif key in {"image", "command", "env", "resources", "ports", "readinessProbe"}:
-            merged[key] = value
+    # The predictor's container fields override the runtime's (KServe merges lists such as env
+    # by key; the examples set none of those), its args are appended.
+    merged = {**container, **{k: v for k, v in model.items() if k not in MODEL_FIELDS}}
+    merged["args"] = [*container.get("args", []), *model.get("args", [])]
     meta = isvc["metadata"]
     values = {"Name": meta["name"], "Namespace": meta.get("namespace", "default")}
 

@@ -79,8 +79,14 @@ def test_image_matches_the_readmes_first_command() -> None:
     gRPC and REST ports: the image installs the same package and exposes the same ports."""
     project = pyproject()["project"]["name"]
     commands = readme_first_command()
-    pip = next(c for c in commands if Path(c[0]).name in {"pip", "pip3"} and c[1] == "install")
-    targets = [a for a in pip[2:] if not a.startswith("-")]
+    installs = [
+        c[i + 2 :]
+        for c in commands
+        for i, word in enumerate(c[:-1])
+        if Path(word).name in {"pip", "pip3"} and c[i + 1] == "install"
+    ]
+    assert installs, commands
+    targets = [a for a in installs[0] if not a.startswith("-")]
     assert targets and all(t in {".", project} for t in targets), targets
     run = next(c for c in commands if Path(c[0]).name in pyproject()["project"]["scripts"])
     flags = flag_values(run[1:])
