@@ -10,7 +10,6 @@ checks it) and ``install()`` refuses to run on another version.
 
 from __future__ import annotations
 
-from . import grpclib, h11, hypercorn, hyperframe
 from ._pins import PINS, PinError, check_pin
 
 __all__ = ["PINS", "PinError", "check_pin", "install"]
@@ -23,6 +22,8 @@ def install() -> None:
     """
     for library in PINS:
         check_pin(library)
+    from . import grpclib, h11, hypercorn, hyperframe  # each imports the library it patches
+
     hypercorn.install()
     h11.install()
     grpclib.install()

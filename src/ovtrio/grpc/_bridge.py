@@ -1,4 +1,4 @@
-"""The only module that knows grpclib needs asyncio.
+"""grpclib's thread and the bridge from its asyncio loop into trio.
 
 grpclib runs on its own thread with a uvloop event loop. That thread is a child of a trio
 task (``serve``), which the server's root nursery supervises. Every RPC crosses into trio
@@ -7,9 +7,8 @@ client cancel (RST_STREAM) or deadline, which grpclib delivers as ``asyncio.Canc
 cancels that task's scope, so trio code sees ``trio.Cancelled``.
 
 Shutdown: ``stop()`` stops listening at once; in-flight RPCs finish (the caller bounds that
-with its grace deadline); then every connection gets GOAWAY and is closed. The last step
-works around grpclib's hang on Python >= 3.12, where ``asyncio.Server.wait_closed`` waits for
-connections that grpclib never closes (``_server.Server.close_connections``).
+with its grace deadline); then every connection gets GOAWAY and is closed
+(``_server.Server.close_connections``).
 """
 
 from __future__ import annotations
@@ -27,10 +26,10 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from .._inbox import TrioInbox
-from ._servable import RpcSpec, RpcTable, Servable
+from ._servable import RpcTable, Servable
 from ._server import DEFAULT_MAX_STREAMS, Server
 
-__all__ = ["GrpcEndpoint", "RpcSpec", "RpcTable", "TrioBridge", "serve"]
+__all__ = ["GrpcEndpoint", "TrioBridge", "serve"]
 
 T = TypeVar("T")
 
