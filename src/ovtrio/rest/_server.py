@@ -6,7 +6,7 @@ enforces ``--max_connections`` (a connection beyond the limit is closed at once;
 has no such setting), gives each connection one idle timer (``_patches.hypercorn.IdleTimer``)
 and contains a connection's ordinary exceptions: one broken connection ends only that
 connection instead of the nursery of ``serve_listeners`` and with it the server (cancellation
-and other ``BaseException``\\ s still propagate).
+and any other ``BaseException`` still propagate).
 
 The patches this server relies on (the body lane, the send-lock close, the disconnect hook,
 one write per answer) are installed by ``ovtrio._patches.install`` at start.
