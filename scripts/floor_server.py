@@ -3,9 +3,9 @@
 
 Serves KServe ModelInfer for the bench's ``tiny`` model with a canned answer, no decoding,
 no trio bridge, no OpenVINO: over gRPC with grpclib exactly as ovtrio configures it
-(``ovtrio.grpc._bridge._Server``, its patches, a uvloop loop on its own thread) and over REST
-with hypercorn's trio worker (h11) as ovtrio configures it (``ovtrio.rest._hypercorn``: its
-fixes and tunings) and a bare ASGI function. Whatever these cost per request
+(``ovtrio.grpc._server.Server``, ``ovtrio._patches``, a uvloop loop on its own thread) and over
+REST with hypercorn's trio worker (h11) as ovtrio composes it (``ovtrio.rest._server.serve``,
+``ovtrio._patches``) and a bare ASGI function. Whatever these cost per request
 is a floor under ovtrio's own cost on the same transport.
 
 Usage: floor_server.py GRPC_PORT REST_PORT
@@ -23,13 +23,13 @@ import numpy as np
 import trio
 import uvloop
 from hypercorn.config import Config
-from hypercorn.trio import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from ovtrio import _patches
 from ovtrio.codecs import kserve_rest
 from ovtrio.codecs.kserve_grpc import EncodedResponse, encode_infer_response
-from ovtrio.grpc._bridge import _Server
-from ovtrio.rest._hypercorn import contain_connection_errors
+from ovtrio.grpc._server import Server
+from ovtrio.rest._server import serve
 from ovtrio.tensors import InferRequest, InferResponse, Tensor, datatype
 
 ANSWER = InferResponse("tiny", 1, [Tensor("y", datatype("FP32"), np.zeros((1, 4), np.float32))])
@@ -68,7 +68,7 @@ class _Servable:
 
 def grpc_thread(port: int) -> None:
     async def main() -> None:
-        server = _Server([_Servable()])
+        server = Server([_Servable()])
         await server.start("127.0.0.1", port, reuse_address=True)
         await server.wait_closed()
 
@@ -89,12 +89,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def main() -> None:
     grpc_port, rest_port = int(sys.argv[1]), int(sys.argv[2])
+    _patches.install()
     threading.Thread(target=grpc_thread, args=(grpc_port,), daemon=True).start()
     config = Config()
     config.bind = [f"127.0.0.1:{rest_port}"]
     config.accesslog = None
-    contain_connection_errors()
-    trio.run(serve, app, config)  # type: ignore[arg-type]
+    trio.run(serve, app, config)
 
 
 if __name__ == "__main__":

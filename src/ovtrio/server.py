@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
+from . import _patches
 from ._version import __version__
 from .config import ServerConfig
 from .dataplane import DataPlane
@@ -30,7 +30,7 @@ from .grpc import serve as grpc_serve
 from .images import ImageOptions
 from .metrics import Metrics
 from .repository import ModelRegistry
-from .rest._hypercorn import contain_connection_errors
+from .rest._server import serve as rest_serve
 from .rest.app import create_app
 from .rest.fast import FastPath
 from .runtime import ov_core
@@ -115,7 +115,15 @@ def _grpc_ssl_context(cfg: ServerConfig) -> ssl.SSLContext | None:
 async def serve(
     cfg: ServerConfig, *, task_status: trio.TaskStatus[DataPlane] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or until cancelled)."""
+    """Serve until SIGINT/SIGTERM (or until cancelled).
+
+    Installs ``ovtrio._patches`` first; raises ``StartupError`` if a patched library is not
+    its pinned version.
+    """
+    try:
+        _patches.install()
+    except _patches.PinError as exc:
+        raise StartupError(str(exc)) from None
     models = cfg.models
     if cfg.demo:
         from .demo import ensure_demo_model
@@ -152,7 +160,6 @@ async def serve(
         await root.start(registry.run)
         grpc_endpoint: GrpcEndpoint | None = None
         if cfg.rest_port:
-            contain_connection_errors(cfg.max_connections, cfg.rest_max_body_bytes)
             fast = FastPath(
                 create_app(  # type: ignore[arg-type]
                     dataplane, max_body_bytes=cfg.rest_max_body_bytes, api_keys=cfg.api_keys
@@ -165,11 +172,13 @@ async def serve(
             app: Any = fast  # an ASGI app; hypercorn's types want TypedDict scopes
             try:
                 await root.start(
-                    lambda task_status: hypercorn_serve(
+                    functools.partial(
+                        rest_serve,
                         app,
                         _hypercorn_config(cfg),
+                        max_connections=cfg.max_connections,
+                        max_body_bytes=cfg.rest_max_body_bytes,
                         shutdown_trigger=stop.wait,
-                        task_status=task_status,
                     )
                 )
             except OSError as exc:

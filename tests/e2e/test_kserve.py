@@ -599,7 +599,7 @@ def test_large_messages_both_transports(
     np.testing.assert_array_equal(hclient.infer("dummy", [hin]).as_numpy("a"), data + 1)
 
 
-# -- large REST bodies on raw sockets (read into one buffer: rest/_hypercorn._BodyLane) --------
+# -- large REST bodies on raw sockets (read into one buffer: _patches/h11.BodyLane) ------------
 
 
 def _binary_infer(rows: int, seed: int) -> tuple[bytes, np.ndarray]:

@@ -10,7 +10,7 @@ from ..codecs import kserve_grpc, kserve_stats, triton_config
 from ..dataplane import DataPlane
 from ..errors import Unavailable
 from ..tensors import TensorSpec
-from ._bridge import RpcSpec
+from ._servable import RpcSpec
 
 __all__ = ["rpc_table"]
 

@@ -9,7 +9,7 @@ from .._proto.tensorflow import serving as tfs_pb
 from ..codecs import tfs_tensor
 from ..dataplane import DataPlane
 from ..errors import InvalidArgument, Unavailable, Unimplemented
-from ._bridge import RpcSpec
+from ._servable import RpcSpec
 
 __all__ = ["rpc_table"]
 

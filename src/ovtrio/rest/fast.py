@@ -6,7 +6,7 @@ goes to the Quart app unchanged. Behaviour is the Quart app's: the same codec an
 errors as ``{"error": ...}`` with the class's status and ``Connection: close`` after a POST
 error, the body limit (413), the bearer-token check (``auth.require_bearer``), and a client that
 disconnects cancels its inference (the body is read first, then the inference runs in a cancel
-scope that hypercorn's ``http.disconnect`` cancels: ``_hypercorn.DisconnectHook``).
+scope that hypercorn's ``http.disconnect`` cancels: ``_patches.hypercorn.DisconnectHook``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..errors import (
     Unauthenticated,
     UnsupportedMethod,
 )
-from ._hypercorn import DISCONNECT_HOOK, DisconnectHook
+from ._server import DISCONNECT_HOOK, DisconnectHook
 
 __all__ = ["FastPath"]
 
@@ -153,7 +153,7 @@ async def _read_body(
     scope: Scope, receive: Receive, limit: int
 ) -> bytes | bytearray | memoryview | None:
     """The whole body; None when the client disconnects first. A large body comes in one
-    message, as a memoryview (``_hypercorn._BodyLane``)."""
+    message, as a memoryview (``_patches.h11.BodyLane``)."""
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")

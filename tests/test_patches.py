@@ -1,0 +1,166 @@
+"""ovtrio._patches: nothing is patched at import, install() patches (once), pins are exact."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from ovtrio._patches import PINS, PinError, check_pin
+from tests import models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_PATCHED = textwrap.dedent(
+    """
+    import hypercorn.protocol.h11, hypercorn.trio.task_group, hypercorn.trio.tcp_server
+    import grpclib.server, grpclib.utils, hyperframe.frame
+
+    def patched():
+        h11p = hypercorn.protocol.h11.H11Protocol
+        tcp = hypercorn.trio.tcp_server
+        return {
+            "TCPServer._close": tcp.TCPServer._close,
+            "TCPServer._read_data": tcp.TCPServer._read_data,
+            "TCPServer.run": tcp.TCPServer.run,
+            "MAX_RECV": tcp.MAX_RECV,
+            "TaskGroup.spawn_app": hypercorn.trio.task_group.TaskGroup.spawn_app,
+            "H11Protocol._create_stream": h11p._create_stream,
+            "H11Protocol._send_h11_event": h11p._send_h11_event,
+            "H11Protocol.stream_send": h11p.stream_send,
+            "Handler.accept": grpclib.server.Handler.accept,
+            "DeadlineWrapper.start": grpclib.utils.DeadlineWrapper.start,
+            "grpclib.protocol.H2Connection": grpclib.protocol.H2Connection,
+            "Frame.__repr__": hyperframe.frame.Frame.__repr__,
+            "_raw_data_repr": hyperframe.frame._raw_data_repr,
+        }
+
+    original = patched()
+    """
+)
+INSTALLED = {
+    "TCPServer._close",
+    "TCPServer._read_data",
+    "MAX_RECV",
+    "TaskGroup.spawn_app",
+    "H11Protocol._create_stream",
+    "H11Protocol._send_h11_event",
+    "H11Protocol.stream_send",
+    "Handler.accept",
+    "DeadlineWrapper.start",
+    "Frame.__repr__",
+    "_raw_data_repr",
+}
+"""What ``install()`` replaces; the rest of ``patched()`` stays the library's own."""
+
+
+def _run(script: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", _PATCHED + textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_importing_ovtrio_patches_nothing() -> None:
+    out = _run(
+        """
+        import importlib, pkgutil
+        import ovtrio, ovtrio.codecs, ovtrio.grpc, ovtrio.rest, ovtrio.server, ovtrio._patches
+        for package in (ovtrio.codecs, ovtrio.grpc, ovtrio.rest):
+            for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+                importlib.import_module(info.name)
+        import ovtrio.rest._server, ovtrio.grpc._server, ovtrio.grpc._bridge
+        now = patched()
+        print(sorted(name for name in original if now[name] is not original[name]))
+        """
+    )
+    assert out.strip() == "[]"
+
+
+def test_install_patches_once() -> None:
+    out = _run(
+        """
+        from ovtrio import _patches
+        _patches.install()
+        first = patched()
+        _patches.install()
+        again = patched()
+        print(sorted(name for name in original if first[name] is not original[name]))
+        print(sorted(name for name in original if again[name] is not first[name]))
+        """
+    )
+    changed, changed_again = out.strip().splitlines()
+    assert changed == str(sorted(INSTALLED))
+    assert changed_again == "[]"
+
+
+def test_a_version_other_than_the_pin_is_refused() -> None:
+    installed = PINS["h11"]
+    with pytest.raises(PinError) as info:
+        check_pin("h11", {"h11": "0.0.1"})
+    assert str(info.value) == (
+        f"h11 {installed} is installed, but ovtrio patches its internals and needs exactly "
+        "h11==0.0.1"
+    )
+    for library in PINS:
+        check_pin(library)
+
+
+def test_the_server_exits_1_naming_the_library(tmp_path: Path) -> None:
+    models.add_model(tmp_path / "dummy")
+    with socket.socket() as busy:  # if the pin were not checked first, the bind fails instead
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        script = (
+            "import sys; from ovtrio._patches import _pins; _pins.PINS['h2'] = '0.0.1'; "
+            "from ovtrio.cli import main; main(sys.argv[1:])"
+        )
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                script,
+                "--model_name",
+                "d",
+                "--model_path",
+                str(tmp_path / "dummy"),
+                "--rest_port",
+                str(port),
+                "--rest_bind_address",
+                "127.0.0.1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+        )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"h2 {PINS['h2']} is installed" in proc.stderr
+    assert "needs exactly h2==0.0.1" in proc.stderr
+
+
+def _pyproject_pins() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for requirement in project["dependencies"]:
+        name, sep, pinned = requirement.partition("==")
+        if sep:
+            pins[name.strip().lower()] = pinned.strip()
+    return pins
+
+
+def test_pyproject_pins_every_patched_library_exactly_as_patches_do() -> None:
+    declared = _pyproject_pins()
+    assert {name: declared.get(name) for name in PINS} == dict(PINS)
