@@ -1,28 +1,22 @@
 """Every manifest under deploy/ against its schema, without a cluster: the plain Kubernetes
-objects with kubernetes-validate (strict: unknown fields are errors), the KServe objects with
-KServe's CRD schemas (schemas/README.md), and the numbers that must agree across them."""
+objects with kubernetes-validate, the KServe objects with the kserve SDK's and the Kubernetes
+client's generated models (openapi_models.py), both strict (unknown fields are errors), and the
+numbers that must agree across them."""
 
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 
 from tests.deploy.files import DEPLOY, flag_values, yaml_documents
+from tests.deploy.openapi_models import validate_object
 
-SCHEMAS = Path(__file__).parent / "schemas"
 K8S = sorted((DEPLOY / "k8s").glob("*.yaml"))
 KSERVE = sorted((DEPLOY / "kserve").glob("*.yaml"))
-KSERVE_SCHEMAS = {
-    ("serving.kserve.io/v1alpha1", "ServingRuntime"): "servingruntime.v1alpha1.json",
-    ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "servingruntime.v1alpha1.json",
-    ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice.v1beta1.json",
-}
 # The oldest Kubernetes minor the package has schemas for, and the newest.
 K8S_VERSIONS = [kubernetes_validate.utils.all_versions()[0], kubernetes_validate.latest_version()]
 
@@ -34,31 +28,6 @@ def test_kubernetes_manifest_is_valid(path: Path, version: str) -> None:
         kubernetes_validate.validate(doc, version, strict=True)
 
 
-def _strict(node: Any) -> Any:
-    """What ``kubectl apply``'s strict field validation adds to a CRD schema: where it lists
-    the properties of an object (and does not keep unknown fields), others are errors."""
-    if isinstance(node, dict):
-        out = {k: _strict(v) for k, v in node.items()}
-        if (
-            "properties" in out
-            and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            out["additionalProperties"] = False
-        return out
-    if isinstance(node, list):
-        return [_strict(v) for v in node]
-    return node
-
-
-@cache
-def kserve_validator(name: str) -> jsonschema.protocols.Validator:
-    schema = _strict(json.loads((SCHEMAS / name).read_text()))
-    # metadata is an object in a CRD schema: the API server checks it as ObjectMeta.
-    schema["properties"]["metadata"] = {"type": "object"}
-    return jsonschema.Draft202012Validator(schema)
-
-
 def kserve_objects() -> list[tuple[Path, dict[str, Any]]]:
     return [(p, d) for p in KSERVE for d in yaml_documents(p)]
 
@@ -66,21 +35,8 @@ def kserve_objects() -> list[tuple[Path, dict[str, Any]]]:
 @pytest.mark.parametrize("path", KSERVE, ids=lambda p: p.name)
 def test_kserve_manifest_is_valid(path: Path) -> None:
     for doc in yaml_documents(path):
-        schema = KSERVE_SCHEMAS[(doc["apiVersion"], doc["kind"])]
-        errors = sorted(kserve_validator(schema).iter_errors(doc), key=str)
-        assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
-        # ObjectMeta's own rules for the fields these manifests use.
-        kubernetes_validate.validate(
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]},
-            K8S_VERSIONS[-1],
-            strict=True,
-        )
-
-
-def test_strict_schema_rejects_unknown_fields() -> None:
-    runtime = yaml_documents(DEPLOY / "kserve" / "servingruntime.yaml")[0]
-    runtime["spec"]["containers"][0]["argz"] = []
-    assert not kserve_validator("servingruntime.v1alpha1.json").is_valid(runtime)
+        errors = validate_object(doc)
+        assert not errors, "\n".join(errors)
 
 
 def serving_runtime() -> dict[str, Any]:
