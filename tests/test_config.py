@@ -828,7 +828,6 @@ def test_cli_ignored_flags_are_recorded() -> None:
             "--grpc_channel_arguments", "grpc.max_connection_age_ms=2000",
             "--sequence_cleaner_poll_wait_minutes", "5",
             "--custom_node_resources_cleaner_interval_seconds", "300",
-            "--cpu_extension", "/lib/ext.so",
             "--allowed_origins", "*",
             "--allowed_methods", "GET",
             "--allowed_headers", "*",
@@ -843,7 +842,6 @@ def test_cli_ignored_flags_are_recorded() -> None:
         "grpc_channel_arguments",
         "sequence_cleaner_poll_wait_minutes",
         "custom_node_resources_cleaner_interval_seconds",
-        "cpu_extension",
         "allowed_origins",
         "allowed_methods",
         "allowed_headers",
@@ -1072,20 +1070,22 @@ CLI_ERRORS = [
         "--target_device: expected a non-empty string",
     ),
     (
-        "mean",
+        "mean-without-layout",
         [*CLI_MODEL, "--mean", "[123,116,103]"],
-        "--mean: input preprocessing is not supported",
+        "--mean parameter requires --layout to be set",
     ),
-    ("scale", [*CLI_MODEL, "--scale", "58"], "--scale: input preprocessing is not supported"),
+    ("scale-without-layout", [*CLI_MODEL, "--scale", "58"], "--scale parameter requires --layout"),
     (
         "color-format",
-        [*CLI_MODEL, "--color_format", "BGR"],
-        "--color_format: input preprocessing is not supported",
+        [*CLI_MODEL, "--layout", "NCHW", "--color_format", "BGR"],
+        "--color_format: couldn't parse color_format parameter: The provided color format is in "
+        'wrong format: "BGR"',
     ),
     (
         "precision",
-        [*CLI_MODEL, "--precision", "FP16"],
-        "--precision: input preprocessing is not supported",
+        [*CLI_MODEL, "--layout", "NCHW", "--precision", "FP16"],
+        "--precision: couldn't parse precision parameter: The provided precision is in wrong "
+        'format: "FP16"',
     ),
     ("stateful", [*CLI_MODEL, "--stateful"], "--stateful: stateful models are not supported"),
     (
@@ -1117,6 +1117,10 @@ def test_cli_errors(argv: list[str], fragment: str) -> None:
         ("--nireq", "1"),
         ("--target_device", "CPU"),
         ("--plugin_config", "{}"),
+        ("--mean", "1"),
+        ("--scale", "[1,2,3]"),
+        ("--color_format", "BGR:RGB"),
+        ("--precision", "FP32:FP16"),
     ],
 )
 def test_cli_single_model_flag_with_config_path(tmp_path: Path, flag: str, value: str) -> None:

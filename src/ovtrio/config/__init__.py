@@ -18,8 +18,13 @@ Shapes use OVMS' notation. A dimension is a ``Dim`` = ``(min, max)``: a static `
 from ._cli import load as load
 from ._json import load_config_file as load_config_file
 from ._json import parse_config_json as parse_config_json
+from ._preprocess import parse_color_format as parse_color_format
+from ._preprocess import parse_mean_scale as parse_mean_scale
+from ._preprocess import parse_precision as parse_precision
 from ._types import DEFAULT_METRICS as DEFAULT_METRICS
+from ._types import COLOR_FORMATS as COLOR_FORMATS
 from ._types import METRIC_NAMES as METRIC_NAMES
+from ._types import PRECISIONS as PRECISIONS
 from ._types import BatchingConfig as BatchingConfig
 from ._types import ConfigError as ConfigError
 from ._types import ConfigFile as ConfigFile
@@ -27,6 +32,7 @@ from ._types import Dim as Dim
 from ._types import ModelConfig as ModelConfig
 from ._types import MonitoringConfig as MonitoringConfig
 from ._types import PluginValue as PluginValue
+from ._types import Preprocess as Preprocess
 from ._types import ServerConfig as ServerConfig
 from ._types import ShapeSpec as ShapeSpec
 from ._types import VersionPolicy as VersionPolicy
@@ -36,8 +42,10 @@ from ._values import parse_shape as parse_shape
 from ._values import parse_version_policy as parse_version_policy
 
 __all__ = [
+    "COLOR_FORMATS",
     "DEFAULT_METRICS",
     "METRIC_NAMES",
+    "PRECISIONS",
     "BatchingConfig",
     "ConfigError",
     "ConfigFile",
@@ -45,14 +53,18 @@ __all__ = [
     "ModelConfig",
     "MonitoringConfig",
     "PluginValue",
+    "Preprocess",
     "ServerConfig",
     "ShapeSpec",
     "VersionPolicy",
     "load",
     "load_config_file",
     "parse_batch_size",
+    "parse_color_format",
     "parse_config_json",
     "parse_layout",
+    "parse_mean_scale",
+    "parse_precision",
     "parse_shape",
     "parse_version_policy",
 ]

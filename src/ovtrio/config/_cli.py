@@ -11,6 +11,8 @@ from typing import Any, NoReturn
 
 from .._version import __version__
 from ._json import load_config_file
+from ._preprocess import _FLAGS as _PREPROCESS_FLAGS
+from ._preprocess import _preprocess_flags
 from ._types import (
     _MAX_NIREQ,
     _MAX_PORT,
@@ -47,6 +49,7 @@ _SINGLE_MODEL_FLAGS = (
     "nireq",
     "target_device",
     "plugin_config",
+    *_PREPROCESS_FLAGS,
 )
 _IGNORED_FLAGS = (
     "grpc_workers",
@@ -56,17 +59,12 @@ _IGNORED_FLAGS = (
     "grpc_channel_arguments",
     "sequence_cleaner_poll_wait_minutes",
     "custom_node_resources_cleaner_interval_seconds",
-    "cpu_extension",
     "allowed_origins",
     "allowed_methods",
     "allowed_headers",
     "allow_credentials",
 )
 _REFUSED_FLAGS = {
-    "mean": "input preprocessing is not supported",
-    "scale": "input preprocessing is not supported",
-    "color_format": "input preprocessing is not supported",
-    "precision": "input preprocessing is not supported",
     "stateful": "stateful models are not supported",
     "idle_sequence_cleanup": "stateful models are not supported",
     "low_latency_transformation": "stateful models are not supported",
@@ -152,6 +150,7 @@ def _add_server_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "graceful_timeout_s", "on SIGINT/SIGTERM, seconds requests may still run", float, 30.0)
     _add(g, "file_system_poll_wait_seconds", "model/config poll period; 0 = off", int, 1)
     _add(g, "cache_dir", "OpenVINO model cache directory")
+    _add(g, "cpu_extension", "library of custom OpenVINO operations to load at start")
     _add(g, "log_level", "log level", str.upper, "INFO", doc="INFO", choices=_LOG_LEVELS)
     _add(g, "log_path", "log file instead of stderr")
     _add(g, "metrics_enable", "serve /metrics on the REST port", _bool_flag, doc="false")
@@ -183,6 +182,10 @@ def _add_model_flags(g: argparse._ArgumentGroup) -> None:
         doc="{}",
         metavar="JSON",
     )
+    _add(g, "mean", 'subtracted from the input: "127.5" or per channel "[123.675,116.28,103.53]"')
+    _add(g, "scale", 'divides the input after --mean: "255" or per channel "[58.4,57.1,57.4]"')
+    _add(g, "color_format", 'target:source, e.g. "BGR:RGB": clients send RGB, the model gets BGR')
+    _add(g, "precision", 'target:source, e.g. "UINT8:FP32": clients send UINT8, the model FP32')
 
 
 def _add_batching_flags(g: argparse._ArgumentGroup) -> None:
@@ -248,7 +251,7 @@ def _add_ignored_flags(g: argparse._ArgumentGroup) -> None:
         kind: Callable[[str], object] = str
         if name == "allow_credentials":
             kind = _bool_flag
-        elif not name.endswith(("_arguments", "_extension", "_origins", "_methods", "_headers")):
+        elif not name.endswith(("_arguments", "_origins", "_methods", "_headers")):
             kind = int
         _add(g, name, "ignored", kind, doc="")
 
@@ -407,6 +410,7 @@ def _server_config(ns: argparse.Namespace, resolved: ServerConfig) -> ServerConf
             ns.file_system_poll_wait_seconds, "--file_system_poll_wait_seconds"
         ),
         cache_dir=_abs_path(ns.cache_dir, None) if ns.cache_dir else None,
+        cpu_extension=_cpu_extension(ns.cpu_extension),
         ssl_certificate=_existing_file(ns.ssl_certificate, "--ssl_certificate"),
         ssl_key=_existing_file(ns.ssl_key, "--ssl_key"),
         ssl_ca=_existing_file(ns.ssl_ca, "--ssl_ca"),
@@ -438,6 +442,18 @@ def _existing_file(value: str | None, flag: str) -> Path | None:
     path = _abs_path(value, None)
     if not path.is_file():
         raise ConfigError(f"{flag}: no such file: {path}")
+    return path
+
+
+def _cpu_extension(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = _abs_path(_str(value, "--cpu_extension"), None)
+    if not path.exists():
+        raise ConfigError(
+            "File path provided as an --cpu_extension parameter does not exist in the "
+            f"filesystem: {path}"
+        )
     return path
 
 
@@ -494,5 +510,8 @@ def _cli_model(
         if ns.plugin_config is not None
         else {},
         batching=batching,
+        preprocess=_preprocess_flags(
+            {flag: getattr(ns, flag) for flag in _PREPROCESS_FLAGS}, ns.layout
+        ),
         source="command line",
     )
