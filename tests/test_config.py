@@ -1243,3 +1243,19 @@ def test_main_config_error_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
         "ovtrio: error: no model to serve: use --config_path, --model_name with --model_path, "
         "or --demo\n"
     )
+
+
+def test_cli_cpu_extension(tmp_path: Path) -> None:
+    library = tmp_path / "libext.so"
+    library.write_bytes(b"")
+    assert config.load(CLI_MODEL).cpu_extension is None
+    cfg = config.load([*CLI_MODEL, "--cpu_extension", str(library)])
+    assert cfg.cpu_extension == library
+    assert "cpu_extension" not in cfg.ignored_flags
+    with pytest.raises(ConfigError) as info:
+        config.load([*CLI_MODEL, "--cpu_extension", str(tmp_path / "missing.so")])
+    assert_one_line_naming(
+        info.value,
+        "File path provided as an --cpu_extension parameter does not exist in the filesystem: "
+        f"{tmp_path / 'missing.so'}",
+    )

@@ -41,6 +41,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     except OSError as exc:
         _fail(f"--log_path: cannot open {cfg.log_path}: {exc.strerror or exc}")
 
+    if cfg.cpu_extension is not None:
+        from .runtime import LoadError, load_cpu_extension  # lazy, as below
+
+        try:
+            load_cpu_extension(cfg.cpu_extension)
+        except LoadError as exc:
+            _fail(str(exc))
+        logging.getLogger(__name__).info("loaded the CPU extension %s", cfg.cpu_extension)
+
     from .server import run  # lazy: --help and config errors must not import trio/openvino
 
     sys.exit(run(cfg))
