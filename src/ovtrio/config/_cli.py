@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from .._version import __version__
 from ._json import load_config_file
+from ._manage import ManageCommand, _command_from_args
 from ._preprocess import _FLAGS as _PREPROCESS_FLAGS
 from ._preprocess import _preprocess_flags
 from ._types import (
@@ -131,6 +132,11 @@ def _build_parser() -> _Parser:
     _add_image_flags(
         parser.add_argument_group("encoded images (JPEG/PNG as BYTES / DT_STRING, 4-D inputs)")
     )
+    _add_management_flags(
+        parser.add_argument_group(
+            "config management (list a model repository or edit config.json, then exit)"
+        )
+    )
     _add_ignored_flags(
         parser.add_argument_group("OVMS flags accepted and ignored (a warning is logged)")
     )
@@ -246,6 +252,21 @@ def _add_image_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "image_max_pixels", "largest image (width x height) accepted", int, 64_000_000)
 
 
+def _add_management_flags(g: argparse._ArgumentGroup) -> None:
+    for name, text in (
+        ("list_models", "print the models found under --model_repository_path"),
+        ("add_to_config", "add --model_name (and its model flags) to --config_path's models"),
+        ("remove_from_config", "remove --model_name from --config_path's models"),
+    ):
+        g.add_argument(f"--{name}", action="store_true", help=f"{text} (default: false)")
+    _add(
+        g,
+        "model_repository_path",
+        "repository the commands above list, or add <repository>/<model_name> from",
+        doc="$OVMS_MODEL_REPOSITORY_PATH",
+    )
+
+
 def _add_ignored_flags(g: argparse._ArgumentGroup) -> None:
     for name in _IGNORED_FLAGS:
         kind: Callable[[str], object] = str
@@ -266,6 +287,8 @@ def load(argv: Sequence[str]) -> ServerConfig:
         ConfigError: any bad or contradictory flag, or a bad config file.
     """
     ns = _build_parser().parse_args(list(argv))
+    if _command_from_args(ns) is not None:
+        raise ConfigError("config-management flags are handled by management_command()")
     ignored = _ignored_flags(ns)
     port, rest_port = _ports(ns)
     batching = BatchingConfig(
@@ -304,12 +327,24 @@ def load(argv: Sequence[str]) -> ServerConfig:
     )
 
 
+def management_command(argv: Sequence[str]) -> ManageCommand | None:
+    """The config-management command (``--list_models``, ``--add_to_config``,
+    ``--remove_from_config``) that ``argv`` asks for; ``None`` if it asks to serve models.
+
+    Raises:
+        ConfigError: a bad flag, or one of OVMS' rules for these commands broken.
+    """
+    return _command_from_args(_build_parser().parse_args(list(argv)))
+
+
 def _ignored_flags(ns: argparse.Namespace) -> tuple[str, ...]:
     """Refuse the flags ovtrio refuses; return the ignored ones given."""
     for name, reason in _REFUSED_FLAGS.items():
         if getattr(ns, name) is not None:
             raise ConfigError(f"--{name}: {reason}")
-    return tuple(name for name in _IGNORED_FLAGS if getattr(ns, name) is not None)
+    # --model_repository_path only serves the config-management commands (and OVMS' --pull).
+    given = (*_IGNORED_FLAGS, "model_repository_path")
+    return tuple(name for name in given if getattr(ns, name) is not None)
 
 
 def _ports(ns: argparse.Namespace) -> tuple[int, int]:
