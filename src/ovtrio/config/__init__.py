@@ -29,8 +29,8 @@ from ._manage import run_management as run_management
 from ._preprocess import parse_color_format as parse_color_format
 from ._preprocess import parse_mean_scale as parse_mean_scale
 from ._preprocess import parse_precision as parse_precision
-from ._types import DEFAULT_METRICS as DEFAULT_METRICS
 from ._types import COLOR_FORMATS as COLOR_FORMATS
+from ._types import DEFAULT_METRICS as DEFAULT_METRICS
 from ._types import METRIC_NAMES as METRIC_NAMES
 from ._types import PRECISIONS as PRECISIONS
 from ._types import BatchingConfig as BatchingConfig
@@ -57,8 +57,8 @@ __all__ = [
     "BatchingConfig",
     "ConfigError",
     "ConfigFile",
-    "ManageCommand",
     "Dim",
+    "ManageCommand",
     "ModelConfig",
     "MonitoringConfig",
     "PluginValue",
@@ -66,8 +66,8 @@ __all__ = [
     "ServerConfig",
     "ShapeSpec",
     "VersionPolicy",
-    "load",
     "list_models",
+    "load",
     "load_config_file",
     "management_command",
     "parse_batch_size",
