@@ -17,6 +17,7 @@ from ._preprocess import _preprocess_flags
 from ._types import (
     _MAX_NIREQ,
     _MAX_PORT,
+    _MODEL_SETTINGS,
     DEFAULT_METRICS,
     BatchingConfig,
     ConfigError,
@@ -40,18 +41,7 @@ from ._values import (
     _version_policy,
 )
 
-_SINGLE_MODEL_FLAGS = (
-    "model_name",
-    "model_path",
-    "batch_size",
-    "shape",
-    "layout",
-    "model_version_policy",
-    "nireq",
-    "target_device",
-    "plugin_config",
-    *_PREPROCESS_FLAGS,
-)
+_SINGLE_MODEL_FLAGS = ("model_name", "model_path", *_MODEL_SETTINGS, *_PREPROCESS_FLAGS)
 _IGNORED_FLAGS = (
     "grpc_workers",
     "rest_workers",

@@ -28,20 +28,12 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from ._json import parse_config_json
-from ._types import BatchingConfig, ConfigError
+from ._types import _MODEL_SETTINGS, BatchingConfig, ConfigError
 from ._values import _abs_path, _json_at, _show
 
 REPOSITORY_ENV = "OVMS_MODEL_REPOSITORY_PATH"
 
-_ADD_FLAGS = (
-    "batch_size",
-    "shape",
-    "layout",
-    "model_version_policy",
-    "nireq",
-    "target_device",
-    "plugin_config",
-)
+_ADD_FLAGS = _MODEL_SETTINGS
 """Model flags ``--add_to_config`` writes into the new entry (as the config.json keys)."""
 _JSON_OR_STRING = ("shape", "layout", "model_version_policy", "plugin_config")
 """Written as a JSON object when the text is one, otherwise as a string (OVMS)."""

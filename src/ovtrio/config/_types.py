@@ -24,6 +24,17 @@ _MAX_DIM = 2**31 - 1  # OVMS parses dimensions with std::stoi
 _MAX_NIREQ = 100_000  # OVMS refuses to load a model with a larger nireq
 _MAX_PORT = 65535
 
+_MODEL_SETTINGS = (
+    "batch_size",
+    "shape",
+    "layout",
+    "model_version_policy",
+    "nireq",
+    "target_device",
+    "plugin_config",
+)
+"""OVMS' model settings that are both a single-model flag and a config.json key."""
+
 DEFAULT_METRICS: tuple[str, ...] = (
     "ovms_streams",
     "ovms_current_requests",
