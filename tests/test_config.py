@@ -1180,7 +1180,8 @@ def test_help_lists_every_flag() -> None:
         "--sequence_cleaner_poll_wait_minutes", "--custom_node_resources_cleaner_interval_seconds",
         "--cpu_extension", "--allowed_origins", "--allowed_methods", "--allowed_headers",
         "--allow_credentials", "--mean", "--scale", "--color_format", "--precision", "--stateful",
-        "--version",
+        "--version", "--list_models", "--add_to_config", "--remove_from_config",
+        "--model_repository_path",
     ]  # fmt: skip
     for flag in flags:
         assert f"  {flag} " in result.stdout or f"  {flag}\n" in result.stdout, flag
