@@ -828,7 +828,6 @@ def test_cli_ignored_flags_are_recorded() -> None:
             "--grpc_channel_arguments", "grpc.max_connection_age_ms=2000",
             "--sequence_cleaner_poll_wait_minutes", "5",
             "--custom_node_resources_cleaner_interval_seconds", "300",
-            "--cpu_extension", "/lib/ext.so",
             "--allowed_origins", "*",
             "--allowed_methods", "GET",
             "--allowed_headers", "*",
@@ -843,7 +842,6 @@ def test_cli_ignored_flags_are_recorded() -> None:
         "grpc_channel_arguments",
         "sequence_cleaner_poll_wait_minutes",
         "custom_node_resources_cleaner_interval_seconds",
-        "cpu_extension",
         "allowed_origins",
         "allowed_methods",
         "allowed_headers",
@@ -1072,20 +1070,22 @@ CLI_ERRORS = [
         "--target_device: expected a non-empty string",
     ),
     (
-        "mean",
+        "mean-without-layout",
         [*CLI_MODEL, "--mean", "[123,116,103]"],
-        "--mean: input preprocessing is not supported",
+        "--mean parameter requires --layout to be set",
     ),
-    ("scale", [*CLI_MODEL, "--scale", "58"], "--scale: input preprocessing is not supported"),
+    ("scale-without-layout", [*CLI_MODEL, "--scale", "58"], "--scale parameter requires --layout"),
     (
         "color-format",
-        [*CLI_MODEL, "--color_format", "BGR"],
-        "--color_format: input preprocessing is not supported",
+        [*CLI_MODEL, "--layout", "NCHW", "--color_format", "BGR"],
+        "--color_format: couldn't parse color_format parameter: The provided color format is in "
+        'wrong format: "BGR"',
     ),
     (
         "precision",
-        [*CLI_MODEL, "--precision", "FP16"],
-        "--precision: input preprocessing is not supported",
+        [*CLI_MODEL, "--layout", "NCHW", "--precision", "FP16"],
+        "--precision: couldn't parse precision parameter: The provided precision is in wrong "
+        'format: "FP16"',
     ),
     ("stateful", [*CLI_MODEL, "--stateful"], "--stateful: stateful models are not supported"),
     (
@@ -1117,6 +1117,10 @@ def test_cli_errors(argv: list[str], fragment: str) -> None:
         ("--nireq", "1"),
         ("--target_device", "CPU"),
         ("--plugin_config", "{}"),
+        ("--mean", "1"),
+        ("--scale", "[1,2,3]"),
+        ("--color_format", "BGR:RGB"),
+        ("--precision", "FP32:FP16"),
     ],
 )
 def test_cli_single_model_flag_with_config_path(tmp_path: Path, flag: str, value: str) -> None:
@@ -1176,7 +1180,8 @@ def test_help_lists_every_flag() -> None:
         "--sequence_cleaner_poll_wait_minutes", "--custom_node_resources_cleaner_interval_seconds",
         "--cpu_extension", "--allowed_origins", "--allowed_methods", "--allowed_headers",
         "--allow_credentials", "--mean", "--scale", "--color_format", "--precision", "--stateful",
-        "--version",
+        "--version", "--list_models", "--add_to_config", "--remove_from_config",
+        "--model_repository_path",
     ]  # fmt: skip
     for flag in flags:
         assert f"  {flag} " in result.stdout or f"  {flag}\n" in result.stdout, flag
@@ -1238,4 +1243,20 @@ def test_main_config_error_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == (
         "ovtrio: error: no model to serve: use --config_path, --model_name with --model_path, "
         "or --demo\n"
+    )
+
+
+def test_cli_cpu_extension(tmp_path: Path) -> None:
+    library = tmp_path / "libext.so"
+    library.write_bytes(b"")
+    assert config.load(CLI_MODEL).cpu_extension is None
+    cfg = config.load([*CLI_MODEL, "--cpu_extension", str(library)])
+    assert cfg.cpu_extension == library
+    assert "cpu_extension" not in cfg.ignored_flags
+    with pytest.raises(ConfigError) as info:
+        config.load([*CLI_MODEL, "--cpu_extension", str(tmp_path / "missing.so")])
+    assert_one_line_naming(
+        info.value,
+        "File path provided as an --cpu_extension parameter does not exist in the filesystem: "
+        f"{tmp_path / 'missing.so'}",
     )

@@ -1,4 +1,5 @@
-"""Command-line entry point: argv -> ``config.load`` -> logging -> ``server.run``."""
+"""Command-line entry point: argv -> ``config.load`` -> logging -> ``server.run``, or a
+config-management command that edits config.json and exits."""
 
 from __future__ import annotations
 
@@ -23,13 +24,22 @@ def _fail(message: str) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the server with ``argv`` (default ``sys.argv[1:]``); never returns.
 
-    Exit status: 0 after ``--help`` / ``--version``, 1 for a configuration error, otherwise
-    whatever ``server.run`` returns.
+    Exit status: 0 after ``--help`` / ``--version`` or a config-management command
+    (``--list_models``, ``--add_to_config``, ``--remove_from_config``), 1 for a configuration
+    error, a failed management command or an ``--cpu_extension`` OpenVINO cannot load,
+    otherwise whatever ``server.run`` returns.
     """
+    args = sys.argv[1:] if argv is None else argv
     try:
-        cfg = config.load(sys.argv[1:] if argv is None else argv)
+        command = config.management_command(args)
+        if command is None:
+            cfg = config.load(args)
+        else:
+            config.run_management(command, sys.stdout)
     except config.ConfigError as exc:
         _fail(str(exc))
+    if command is not None:
+        sys.exit(0)
 
     level = logging.DEBUG if cfg.log_level == "TRACE" else getattr(logging, cfg.log_level)
     try:
@@ -40,6 +50,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except OSError as exc:
         _fail(f"--log_path: cannot open {cfg.log_path}: {exc.strerror or exc}")
+
+    if cfg.cpu_extension is not None:
+        from .runtime import LoadError, load_cpu_extension  # lazy, as below
+
+        try:
+            load_cpu_extension(cfg.cpu_extension)
+        except LoadError as exc:
+            _fail(str(exc))
+        logging.getLogger(__name__).info("loaded the CPU extension %s", cfg.cpu_extension)
 
     from .server import run  # lazy: --help and config errors must not import trio/openvino
 

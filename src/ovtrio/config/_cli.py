@@ -11,9 +11,13 @@ from typing import Any, NoReturn
 
 from .._version import __version__
 from ._json import load_config_file
+from ._manage import ManageCommand, _command_from_args
+from ._preprocess import _FLAGS as _PREPROCESS_FLAGS
+from ._preprocess import _preprocess_flags
 from ._types import (
     _MAX_NIREQ,
     _MAX_PORT,
+    _MODEL_SETTINGS,
     DEFAULT_METRICS,
     BatchingConfig,
     ConfigError,
@@ -37,17 +41,7 @@ from ._values import (
     _version_policy,
 )
 
-_SINGLE_MODEL_FLAGS = (
-    "model_name",
-    "model_path",
-    "batch_size",
-    "shape",
-    "layout",
-    "model_version_policy",
-    "nireq",
-    "target_device",
-    "plugin_config",
-)
+_SINGLE_MODEL_FLAGS = ("model_name", "model_path", *_MODEL_SETTINGS, *_PREPROCESS_FLAGS)
 _IGNORED_FLAGS = (
     "grpc_workers",
     "rest_workers",
@@ -56,17 +50,12 @@ _IGNORED_FLAGS = (
     "grpc_channel_arguments",
     "sequence_cleaner_poll_wait_minutes",
     "custom_node_resources_cleaner_interval_seconds",
-    "cpu_extension",
     "allowed_origins",
     "allowed_methods",
     "allowed_headers",
     "allow_credentials",
 )
 _REFUSED_FLAGS = {
-    "mean": "input preprocessing is not supported",
-    "scale": "input preprocessing is not supported",
-    "color_format": "input preprocessing is not supported",
-    "precision": "input preprocessing is not supported",
     "stateful": "stateful models are not supported",
     "idle_sequence_cleanup": "stateful models are not supported",
     "low_latency_transformation": "stateful models are not supported",
@@ -133,6 +122,11 @@ def _build_parser() -> _Parser:
     _add_image_flags(
         parser.add_argument_group("encoded images (JPEG/PNG as BYTES / DT_STRING, 4-D inputs)")
     )
+    _add_management_flags(
+        parser.add_argument_group(
+            "config management (list a model repository or edit config.json, then exit)"
+        )
+    )
     _add_ignored_flags(
         parser.add_argument_group("OVMS flags accepted and ignored (a warning is logged)")
     )
@@ -152,6 +146,7 @@ def _add_server_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "graceful_timeout_s", "on SIGINT/SIGTERM, seconds requests may still run", float, 30.0)
     _add(g, "file_system_poll_wait_seconds", "model/config poll period; 0 = off", int, 1)
     _add(g, "cache_dir", "OpenVINO model cache directory")
+    _add(g, "cpu_extension", "library of custom OpenVINO operations to load at start")
     _add(g, "log_level", "log level", str.upper, "INFO", doc="INFO", choices=_LOG_LEVELS)
     _add(g, "log_path", "log file instead of stderr")
     _add(g, "metrics_enable", "serve /metrics on the REST port", _bool_flag, doc="false")
@@ -183,6 +178,10 @@ def _add_model_flags(g: argparse._ArgumentGroup) -> None:
         doc="{}",
         metavar="JSON",
     )
+    _add(g, "mean", 'subtracted from the input: "127.5" or per channel "[123.675,116.28,103.53]"')
+    _add(g, "scale", 'divides the input after --mean: "255" or per channel "[58.4,57.1,57.4]"')
+    _add(g, "color_format", 'target:source, e.g. "BGR:RGB": clients send RGB, the model gets BGR')
+    _add(g, "precision", 'target:source, e.g. "UINT8:FP32": clients send UINT8, the model FP32')
 
 
 def _add_batching_flags(g: argparse._ArgumentGroup) -> None:
@@ -243,12 +242,27 @@ def _add_image_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "image_max_pixels", "largest image (width x height) accepted", int, 64_000_000)
 
 
+def _add_management_flags(g: argparse._ArgumentGroup) -> None:
+    for name, text in (
+        ("list_models", "print the models found under --model_repository_path"),
+        ("add_to_config", "add --model_name (and its model flags) to --config_path's models"),
+        ("remove_from_config", "remove --model_name from --config_path's models"),
+    ):
+        g.add_argument(f"--{name}", action="store_true", help=f"{text} (default: false)")
+    _add(
+        g,
+        "model_repository_path",
+        "repository the commands above list, or add <repository>/<model_name> from",
+        doc="$OVMS_MODEL_REPOSITORY_PATH",
+    )
+
+
 def _add_ignored_flags(g: argparse._ArgumentGroup) -> None:
     for name in _IGNORED_FLAGS:
         kind: Callable[[str], object] = str
         if name == "allow_credentials":
             kind = _bool_flag
-        elif not name.endswith(("_arguments", "_extension", "_origins", "_methods", "_headers")):
+        elif not name.endswith(("_arguments", "_origins", "_methods", "_headers")):
             kind = int
         _add(g, name, "ignored", kind, doc="")
 
@@ -263,6 +277,8 @@ def load(argv: Sequence[str]) -> ServerConfig:
         ConfigError: any bad or contradictory flag, or a bad config file.
     """
     ns = _build_parser().parse_args(list(argv))
+    if _command_from_args(ns) is not None:
+        raise ConfigError("config-management flags are handled by management_command()")
     ignored = _ignored_flags(ns)
     port, rest_port = _ports(ns)
     batching = BatchingConfig(
@@ -301,12 +317,24 @@ def load(argv: Sequence[str]) -> ServerConfig:
     )
 
 
+def management_command(argv: Sequence[str]) -> ManageCommand | None:
+    """The config-management command (``--list_models``, ``--add_to_config``,
+    ``--remove_from_config``) that ``argv`` asks for; ``None`` if it asks to serve models.
+
+    Raises:
+        ConfigError: a bad flag, or one of OVMS' rules for these commands broken.
+    """
+    return _command_from_args(_build_parser().parse_args(list(argv)))
+
+
 def _ignored_flags(ns: argparse.Namespace) -> tuple[str, ...]:
     """Refuse the flags ovtrio refuses; return the ignored ones given."""
     for name, reason in _REFUSED_FLAGS.items():
         if getattr(ns, name) is not None:
             raise ConfigError(f"--{name}: {reason}")
-    return tuple(name for name in _IGNORED_FLAGS if getattr(ns, name) is not None)
+    # --model_repository_path only serves the config-management commands (and OVMS' --pull).
+    given = (*_IGNORED_FLAGS, "model_repository_path")
+    return tuple(name for name in given if getattr(ns, name) is not None)
 
 
 def _ports(ns: argparse.Namespace) -> tuple[int, int]:
@@ -407,6 +435,7 @@ def _server_config(ns: argparse.Namespace, resolved: ServerConfig) -> ServerConf
             ns.file_system_poll_wait_seconds, "--file_system_poll_wait_seconds"
         ),
         cache_dir=_abs_path(ns.cache_dir, None) if ns.cache_dir else None,
+        cpu_extension=_cpu_extension(ns.cpu_extension),
         ssl_certificate=_existing_file(ns.ssl_certificate, "--ssl_certificate"),
         ssl_key=_existing_file(ns.ssl_key, "--ssl_key"),
         ssl_ca=_existing_file(ns.ssl_ca, "--ssl_ca"),
@@ -438,6 +467,18 @@ def _existing_file(value: str | None, flag: str) -> Path | None:
     path = _abs_path(value, None)
     if not path.is_file():
         raise ConfigError(f"{flag}: no such file: {path}")
+    return path
+
+
+def _cpu_extension(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = _abs_path(_str(value, "--cpu_extension"), None)
+    if not path.exists():
+        raise ConfigError(
+            "File path provided as an --cpu_extension parameter does not exist in the "
+            f"filesystem: {path}"
+        )
     return path
 
 
@@ -494,5 +535,8 @@ def _cli_model(
         if ns.plugin_config is not None
         else {},
         batching=batching,
+        preprocess=_preprocess_flags(
+            {flag: getattr(ns, flag) for flag in _PREPROCESS_FLAGS}, ns.layout
+        ),
         source="command line",
     )

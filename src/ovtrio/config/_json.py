@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ._types import (
     _MAX_NIREQ,
+    _MODEL_SETTINGS,
     BatchingConfig,
     ConfigError,
     ConfigFile,
@@ -44,13 +45,7 @@ _TOP_KEYS = ("model_config_list", "monitoring", *_UNSUPPORTED_TOP_KEYS)
 _MODEL_KEYS = (
     "name",
     "base_path",
-    "batch_size",
-    "shape",
-    "layout",
-    "model_version_policy",
-    "nireq",
-    "target_device",
-    "plugin_config",
+    *_MODEL_SETTINGS,
     "dynamic_batching",
     "version_labels",
     "allow_cache",

@@ -24,6 +24,17 @@ _MAX_DIM = 2**31 - 1  # OVMS parses dimensions with std::stoi
 _MAX_NIREQ = 100_000  # OVMS refuses to load a model with a larger nireq
 _MAX_PORT = 65535
 
+_MODEL_SETTINGS = (
+    "batch_size",
+    "shape",
+    "layout",
+    "model_version_policy",
+    "nireq",
+    "target_device",
+    "plugin_config",
+)
+"""OVMS' model settings that are both a single-model flag and a config.json key."""
+
 DEFAULT_METRICS: tuple[str, ...] = (
     "ovms_streams",
     "ovms_current_requests",
@@ -117,6 +128,46 @@ class BatchingConfig:
     """Requests waiting per model version; requests beyond are rejected (RESOURCE_EXHAUSTED)."""
 
 
+COLOR_FORMATS: tuple[str, ...] = ("RGB", "BGR", "GRAY", "NV12", "NV12_2", "I420", "I420_3")
+"""``--color_format`` names (OVMS'): NV12/I420 single plane, NV12_2 two planes, I420_3 three."""
+
+PRECISIONS: tuple[str, ...] = (
+    "BF16",
+    "FP64",
+    "FP32",
+    "FP16",
+    "INT64",
+    "INT32",
+    "INT16",
+    "INT8",
+    "INT4",
+    "UINT64",
+    "UINT32",
+    "UINT16",
+    "UINT8",
+    "UINT4",
+    "UINT1",
+)
+"""``--precision`` names (OVMS'), upper case; the flag takes any case."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preprocess:
+    """Single-model input preprocessing (``--mean``, ``--scale``, ``--color_format``,
+    ``--precision``), applied to the model's only input, in OVMS' order: color conversion,
+    precision conversion, then ``(x - mean) / scale``."""
+
+    mean: float | tuple[float, ...] | None = None
+    """Subtracted from every value, or one value per channel (the layout's ``C``)."""
+    scale: float | tuple[float, ...] | None = None
+    """Divides every value, or one value per channel."""
+    color_format: tuple[str, str] | None = None
+    """``(target, source)``: clients send ``source``, the model gets ``target``."""
+    precision: tuple[str, str] | None = None
+    """``(target, source)`` names from ``PRECISIONS``: clients send ``target``, converted to
+    ``source`` before the model (OVMS' reading of ``target:source``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     """One served model, from a ``model_config_list`` entry or the single-model flags.
@@ -150,6 +201,9 @@ class ModelConfig:
     allow_cache: bool = False
     """config.json ``allow_cache``: use the ``--cache_dir`` model cache even for ``auto``
     shapes and batch sizes (see ``model_cache``)."""
+    preprocess: Preprocess | None = None
+    """``--mean``/``--scale``/``--color_format``/``--precision`` (single-model mode only: OVMS'
+    config.json schema has no such keys)."""
     version_labels: dict[str, int] = field(default_factory=dict, hash=False)
     """ovtrio's (and TF Serving's) ``version_labels``: label -> version, e.g. ``{"stable": 1}``."""
     source: str = field(default="", compare=False)
@@ -251,5 +305,7 @@ class ServerConfig:
     """An idle keep-alive REST connection is closed after this."""
     image_color_order: Literal["BGR", "RGB"] = "BGR"
     """Channel order of decoded JPEG/PNG inputs (OVMS: BGR)."""
+    cpu_extension: Path | None = None
+    """``--cpu_extension``: a library of custom OpenVINO operations, loaded before any model."""
     image_max_pixels: int = 64_000_000
     """Largest encoded image (width x height) accepted; larger ones are refused (413)."""

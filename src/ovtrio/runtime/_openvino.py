@@ -49,6 +49,7 @@ from .._inbox import TrioInbox
 from ..config import Dim, ModelConfig, ShapeSpec
 from ..errors import InferenceFailed
 from ..tensors import TensorSpec, datatype_of_ov
+from ._preprocess import apply_preprocess
 
 __all__ = ["CompiledModel", "LoadError", "compile_version", "find_model_file"]
 
@@ -235,6 +236,7 @@ def compile_version(
         _apply_layout(model, cfg.layout)
     except RuntimeError as exc:
         raise LoadError(f"layout {cfg.layout!r} cannot be applied: {_first_line(exc)}") from exc
+    model = apply_preprocess(model, cfg.preprocess)
     _reshape(model, cfg)
     props: dict[str, Any] = dict(cfg.plugin_config)
     if "NUM_STREAMS" not in props and "PERFORMANCE_HINT" not in props:
