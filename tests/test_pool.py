@@ -97,7 +97,7 @@ def test_slow_model_keeps_the_whole_pool_running(
     batcher = Batcher("slow:1", cm, BatchingConfig(mode="on", max_batch_size=max_batch))
     trio.run(batcher.warm_up)
     assert batcher.allowed == allowed
-    assert batcher.in_flight == cm.nireq == 4
+    assert batcher.max_running == cm.nireq == 4
     assert trio.run(_peak_running, cm, batcher, 8, CHANNELS, 0.0) == 4
     cm.close()
 
@@ -107,7 +107,7 @@ def test_fast_batched_model_keeps_the_optimal_number_running(tiny: Path) -> None
     batcher = Batcher("tiny:1", cm, BatchingConfig(mode="on", max_batch_size=4))
     trio.run(batcher.warm_up)
     assert batcher.allowed == (1, 2, 4)
-    assert batcher.in_flight == cm.optimal == 2
+    assert batcher.max_running == cm.optimal == 2
     assert trio.run(_peak_running, cm, batcher, 24, 4, 1.0) == 2
     statistics = batcher.statistics()
     assert statistics.requests == 24
