@@ -13,7 +13,7 @@ allowed size's is dropped: on a compute-bound model batching turns itself off in
 costing throughput. Mode ``on`` keeps every size.
 
 Cancellation:
-* a caller cancelled while queued is marked and skipped at dispatch (never computed);
+* a caller cancelled while queued leaves the queue (never computed);
 * a caller cancelled while its batch runs has its share dropped; if every caller of the batch
   is gone, the batch's task is cancelled, which cancels the OpenVINO request;
 * ``submit`` never swallows ``trio.Cancelled``.
@@ -200,8 +200,9 @@ class Batcher:
             if not pending.event.is_set():
                 pending.cancelled = True
                 batch = pending.batch
-                if batch is None:
+                if batch is None:  # still queued: it leaves the queue (and its count)
                     self._cancelled_queued += 1
+                    self._queue.remove(pending)
                 else:
                     self._cancelled_running += 1
                     if all(m.cancelled for m in batch.members):
@@ -244,13 +245,11 @@ class Batcher:
                 await self._has_work.wait()
 
     def _queued_samples(self) -> int:
-        return sum(p.size for p in self._queue if not p.cancelled)
+        return sum(p.size for p in self._queue)
 
     def _take(self) -> _Batch | None:
         queue = self._queue
-        while queue and queue[0].cancelled:
-            queue.popleft()
-        if not queue:
+        if not queue:  # every waiting caller left meanwhile
             return None
         first = queue.popleft()
         members = [first]
@@ -260,8 +259,6 @@ class Batcher:
             skipped: list[_Pending] = []
             while queue and total < limit:
                 p = queue.popleft()
-                if p.cancelled:
-                    continue
                 if p.key == first.key and total + p.size <= limit:
                     members.append(p)
                     total += p.size
