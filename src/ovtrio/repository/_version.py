@@ -142,35 +142,15 @@ class ModelVersion:
             self._set_state(ModelState.LOADING, "UNKNOWN", f"{type(exc).__name__}: {exc}")
             task_status.started(False)
             return
-        batcher = Batcher.for_model(cfg.name, self.version, self.compiled, cfg.batching)
-        if batcher is not None:
-            try:
-                await batcher.warm_up()
-            except OvtrioError as exc:
-                log.error("%s version %d failed its warm-up: %s", cfg.name, self.version, exc)
-                self.compiled.close()
-                self.compiled = None
-                self._set_state(ModelState.LOADING, "UNKNOWN", f"warm-up failed: {exc}")
-                task_status.started(False)
-                return
-            if batcher.allowed == (1,) and cfg.batching.mode == "auto":
-                log.info(
-                    "%s version %d: batching does not pay for this model (measured at warm-up); "
-                    "requests run one by one",
-                    cfg.name,
-                    self.version,
-                )
-                batcher = None
-        scheduler: Scheduler = (
-            batcher
-            if batcher is not None
-            else DirectScheduler(
-                cfg.name,
-                self.compiled,
-                cfg.batching.max_queue_size,
-                check_rows=not why_not_batchable(self.compiled),
-            )
-        )
+        try:
+            scheduler = await self._scheduler_for(self.compiled)
+        except OvtrioError as exc:
+            log.error("%s version %d failed its warm-up: %s", cfg.name, self.version, exc)
+            self.compiled.close()
+            self.compiled = None
+            self._set_state(ModelState.LOADING, "UNKNOWN", f"warm-up failed: {exc}")
+            task_status.started(False)
+            return
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(scheduler.run)
@@ -189,6 +169,28 @@ class ModelVersion:
             self.scheduler = None
             if self.state is not ModelState.END:
                 self._set_state(ModelState.END)
+
+    async def _scheduler_for(self, compiled: CompiledModel) -> Scheduler:
+        """The batcher when batching applies and pays (measured at its warm-up), else the
+        direct scheduler. Raises OvtrioError when the warm-up fails."""
+        cfg = self.model.config
+        batcher = Batcher.for_model(cfg.name, self.version, compiled, cfg.batching)
+        if batcher is not None:
+            await batcher.warm_up()
+            if batcher.allowed != (1,) or cfg.batching.mode != "auto":
+                return batcher
+            log.info(
+                "%s version %d: batching does not pay for this model (measured at warm-up); "
+                "requests run one by one",
+                cfg.name,
+                self.version,
+            )
+        return DirectScheduler(
+            cfg.name,
+            compiled,
+            cfg.batching.max_queue_size,
+            check_rows=not why_not_batchable(compiled),
+        )
 
     def unload(self) -> None:
         self._unload.set()
