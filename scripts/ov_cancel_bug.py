@@ -9,7 +9,7 @@ last answer should have P's rows; with OpenVINO 2026.4 on CPU it often has B's (
 the cancelled inference, i.e. another caller's data in a server). The state lives in the
 stream's graph: nodes whose shapes were updated for B but which were not executed still
 remember P, so a later inference of exactly P skips their shape inference. Any inference of
-another shape repairs it. ovtrio's runtime (src/ovtrio/runtime/_openvino.py) works around it.
+another shape repairs it. ovtrio works around it in src/ovtrio/runtime/_cancel_workaround.py.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ import trio
 
 from ovtrio.batching import Batcher
 from ovtrio.config import BatchingConfig, ModelConfig
-from ovtrio.runtime import CompiledModel, compile_version, ov_core
+from ovtrio.load import Load
+from ovtrio.runtime import CompiledModel, _pool, compile_version, ov_core
 from tests import models
 
 CHANNELS = 16
@@ -97,7 +98,7 @@ def test_slow_model_keeps_the_whole_pool_running(
     batcher = Batcher("slow:1", cm, BatchingConfig(mode="on", max_batch_size=max_batch))
     trio.run(batcher.warm_up)
     assert batcher.allowed == allowed
-    assert batcher.in_flight == cm.nireq == 4
+    assert batcher.max_running == cm.nireq == 4
     assert trio.run(_peak_running, cm, batcher, 8, CHANNELS, 0.0) == 4
     cm.close()
 
@@ -107,9 +108,43 @@ def test_fast_batched_model_keeps_the_optimal_number_running(tiny: Path) -> None
     batcher = Batcher("tiny:1", cm, BatchingConfig(mode="on", max_batch_size=4))
     trio.run(batcher.warm_up)
     assert batcher.allowed == (1, 2, 4)
-    assert batcher.in_flight == cm.optimal == 2
+    assert batcher.max_running == cm.optimal == 2
     assert trio.run(_peak_running, cm, batcher, 24, 4, 1.0) == 2
     statistics = batcher.statistics()
     assert statistics.requests == 24
     assert statistics.batches < 24  # the requests waiting meanwhile were batched
+    cm.close()
+
+
+@pytest.mark.parametrize("private", [True, False], ids=["private-infer", "public-infer"])
+def test_the_sole_request_of_a_fast_model_runs_inline(
+    tiny: Path, private: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past ``INLINE_AFTER`` inferences, a request the load counts as the only one runs
+    synchronously, through OpenVINO's private infer on the release it was checked against
+    and through the public one otherwise; a task that serves no request never does."""
+    caplog.set_level("INFO", logger=_pool.__name__)
+    if not private:
+        monkeypatch.setattr(_pool, "_PRIVATE_INFER_CHECKED", "1999.1")
+    _pool._sync_infer.cache_clear()
+    try:
+        cm = compiled(tiny, 2)
+    finally:
+        _pool._sync_infer.cache_clear()
+    assert ("public InferRequest.infer" in caplog.text) is not private
+    cm.load = Load()
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+
+    async def main() -> None:
+        for _ in range(_pool.INLINE_AFTER):
+            (y,) = await cm.infer([x])  # not a request: never inline
+        assert cm.inlined == 0
+        assert cm.load is not None
+        with cm.load.serving():
+            for _ in range(10):
+                (y,) = await cm.infer([x])
+                np.testing.assert_array_equal(y, x + 1)
+
+    trio.run(main)
+    assert cm.inlined >= 5  # "fast" is judged from recent times: a hiccup may skip a few
     cm.close()

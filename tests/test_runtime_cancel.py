@@ -1,4 +1,5 @@
-"""Cancelling inferences inside OpenVINO without poisoning the next ones (runtime/_openvino.py).
+"""Cancelling inferences inside OpenVINO without poisoning the next ones
+(runtime/_cancel_workaround.py).
 
 OpenVINO 2026.4's CPU plugin answers an inference in the shape of an earlier cancelled one
 when its input shape equals the shape run before the cancelled one (scripts/ov_cancel_bug.py).
@@ -19,7 +20,7 @@ import openvino as ov
 import pytest
 import trio
 
-from ovtrio.runtime._openvino import CompiledModel
+from ovtrio.runtime import CompiledModel
 from ovtrio.tensors import TensorSpec, datatype_of_ov
 from tests import models
 

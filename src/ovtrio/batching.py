@@ -13,7 +13,7 @@ allowed size's is dropped: on a compute-bound model batching turns itself off in
 costing throughput. Mode ``on`` keeps every size.
 
 Cancellation:
-* a caller cancelled while queued is marked and skipped at dispatch (never computed);
+* a caller cancelled while queued leaves the queue (never computed);
 * a caller cancelled while its batch runs has its share dropped; if every caller of the batch
   is gone, the batch's task is cancelled, which cancels the OpenVINO request;
 * ``submit`` never swallows ``trio.Cancelled``.
@@ -35,11 +35,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import trio
 
-from .errors import ResourceExhausted
+from .scheduler import QueueLimit, Runtime
 
 if TYPE_CHECKING:
     from .config import BatchingConfig
-    from .runtime import CompiledModel
 
 __all__ = ["Batcher", "BatcherStatistics", "why_not_batchable"]
 
@@ -47,7 +46,7 @@ log = logging.getLogger(__name__)
 
 PIPELINE_FROM_S = 1e-3
 """Batch-1 inferences at least this long keep the whole pool running even when batched (see
-``Batcher._limit_in_flight``): above the ~0.3-1 ms a completion takes to reach the next
+``Batcher._limit_running``): above the ~0.3-1 ms a completion takes to reach the next
 start through Python, a stream's idle time costs more than a bigger next batch gains."""
 
 
@@ -87,9 +86,10 @@ class _Batch:
 
 
 class Batcher:
-    """Coalesces requests to one compiled model version. Build it with ``for_model``."""
+    """Coalesces requests to one compiled model version (a ``scheduler.Scheduler``). Build it
+    with ``for_model``."""
 
-    def __init__(self, name: str, compiled: CompiledModel, cfg: BatchingConfig) -> None:
+    def __init__(self, name: str, compiled: Runtime, cfg: BatchingConfig) -> None:
         self.name = name
         self.compiled = compiled
         self.cfg = cfg
@@ -103,20 +103,20 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._has_work = trio.Event()
         self._free = trio.Semaphore(compiled.nireq)
-        self.in_flight = compiled.nireq
-        """Most batches computing at once (``_limit_in_flight``)."""
+        self.max_running = compiled.nireq
+        """Most batches computing at once (``_limit_running``)."""
+        self._limit = QueueLimit(name.rsplit(":", 1)[0], cfg.max_queue_size)
         self._batches = 0
         self._requests = 0
         self._hist: dict[int, int] = {}
         self._cancelled_queued = 0
         self._cancelled_running = 0
-        self._rejected = 0
         self._infer_time = 0.0
         self._running: set[_Batch] = set()
 
     @classmethod
     def for_model(
-        cls, name: str, version: int, compiled: CompiledModel, cfg: BatchingConfig
+        cls, name: str, version: int, compiled: Runtime, cfg: BatchingConfig
     ) -> Batcher | None:
         """A batcher if batching applies to this model, else None (requests go straight through).
 
@@ -124,7 +124,7 @@ class Batcher:
         every output has a dynamic first dimension. Mode ``off`` never batches; ``auto`` and
         ``on`` batch when the model allows it (``on`` had the batch dimension made dynamic at
         load, see the runtime). Without a batcher, requests wait for a free infer request of
-        the pool, and the version applies the same queue limit (see ModelVersion.infer).
+        the pool (``scheduler.DirectScheduler``, with the same queue limit).
         """
         if cfg.mode == "off" or cfg.max_batch_size <= 1:
             return None
@@ -134,6 +134,23 @@ class Batcher:
                 log.warning("%s version %d: dynamic batching refused: %s", name, version, reason)
             return None
         return cls(f"{name}:{version}", compiled, cfg)
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue)
+
+    @property
+    def rejected(self) -> int:
+        return self._limit.rejected
+
+    def unequal_batch_sizes(self, arrays: Sequence[np.ndarray[Any, Any]]) -> dict[str, int] | None:
+        if len(arrays) < 2:
+            return None
+        sizes = {
+            s.name: int(a.shape[ax])
+            for s, a, ax in zip(self.compiled.inputs, arrays, self.axes, strict=True)
+        }
+        return sizes if len(set(sizes.values())) > 1 else None
 
     def statistics(self) -> BatcherStatistics:
         return BatcherStatistics(
@@ -145,23 +162,15 @@ class Batcher:
             batch_size_histogram=dict(self._hist),
             cancelled_queued=self._cancelled_queued,
             cancelled_running=self._cancelled_running,
-            rejected=self._rejected,
+            rejected=self._limit.rejected,
             inference_time_s=self._infer_time,
             running=tuple(len(b.members) for b in self._running),
         )
 
     # -- the caller's side --------------------------------------------------------------------
-    async def submit(
-        self, arrays: Sequence[np.ndarray[Any, Any]], *, inline: bool = False
-    ) -> list[np.ndarray[Any, Any]]:
-        """Queue one request (arrays in model input order) and wait for its outputs.
-        ``inline``: see ``CompiledModel.infer`` (for a request that runs alone)."""
-        if len(self._queue) >= self.cfg.max_queue_size:
-            self._rejected += 1
-            raise ResourceExhausted(
-                f"Model {self.name.rsplit(':', 1)[0]} is overloaded: its queue of "
-                f"{self.cfg.max_queue_size} requests is full; retry later"
-            )
+    async def submit(self, arrays: Sequence[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        """Queue one request (arrays in model input order) and wait for its outputs."""
+        self._limit.admit(len(self._queue))
         size = int(arrays[0].shape[self.axes[0]]) if arrays and arrays[0].ndim else 1
         key = tuple(
             (a.dtype.str, a.shape[:ax] + a.shape[ax + 1 :])
@@ -175,7 +184,7 @@ class Batcher:
             solo = _Batch([pending])
             pending.batch = solo
             try:
-                await self._run_batch(solo, scoped=False, inline=inline)
+                await self._run_batch(solo, scoped=False)
             except trio.Cancelled:
                 self._cancelled_running += 1
                 raise
@@ -191,8 +200,9 @@ class Batcher:
             if not pending.event.is_set():
                 pending.cancelled = True
                 batch = pending.batch
-                if batch is None:
+                if batch is None:  # still queued: it leaves the queue (and its count)
                     self._cancelled_queued += 1
+                    self._queue.remove(pending)
                 else:
                     self._cancelled_running += 1
                     if all(m.cancelled for m in batch.members):
@@ -235,13 +245,11 @@ class Batcher:
                 await self._has_work.wait()
 
     def _queued_samples(self) -> int:
-        return sum(p.size for p in self._queue if not p.cancelled)
+        return sum(p.size for p in self._queue)
 
     def _take(self) -> _Batch | None:
         queue = self._queue
-        while queue and queue[0].cancelled:
-            queue.popleft()
-        if not queue:
+        if not queue:  # every waiting caller left meanwhile
             return None
         first = queue.popleft()
         members = [first]
@@ -251,8 +259,6 @@ class Batcher:
             skipped: list[_Pending] = []
             while queue and total < limit:
                 p = queue.popleft()
-                if p.cancelled:
-                    continue
                 if p.key == first.key and total + p.size <= limit:
                     members.append(p)
                     total += p.size
@@ -273,7 +279,7 @@ class Batcher:
             m.batch = batch
         return batch
 
-    async def _run_batch(self, batch: _Batch, *, scoped: bool = True, inline: bool = False) -> None:
+    async def _run_batch(self, batch: _Batch, *, scoped: bool = True) -> None:
         """``scoped``: run the inference in ``batch.scope``, which cancels it once every caller
         left. Not for a batch of one run in its caller's task: that caller's own cancellation
         reaches it directly (and a cancel scope costs ~5 us)."""
@@ -296,9 +302,7 @@ class Batcher:
             try:
                 with batch.scope if scoped else contextlib.nullcontext():
                     try:
-                        outputs = await self.compiled.infer(
-                            arrays, expect_rows=total, inline=inline
-                        )
+                        outputs = await self.compiled.infer(arrays, expect_rows=total)
                     except Exception as exc:  # delivered to every caller of the batch
                         error = exc
             finally:
@@ -327,7 +331,7 @@ class Batcher:
         finally:
             self._free.release()
 
-    def _limit_in_flight(self, inference_s: float | None) -> None:
+    def _limit_running(self, inference_s: float | None) -> None:
         """Most batches running at once, set once the warm-up has chosen the sizes (before
         the batcher task starts). ``inference_s``: one batch-1 inference's time, if timed.
 
@@ -336,15 +340,14 @@ class Batcher:
         ``PIPELINE_FROM_S`` or more: a stream would idle for the round trip through Python
         between two inferences. OpenVINO's optimal number for a fast model batched in sizes
         above 1: the requests arriving while those run make the next batch bigger, which pays
-        more (tiny model, 64 clients: 644 us of server CPU per request with 2 batches in
-        flight on 2 streams, 672 with 4 over gRPC; 1085 against 1217 over REST).
+        more (a tiny model at 64 clients costs 4-11 % less server CPU per request).
         """
         pipeline = len(self.allowed) == 1 or (
             inference_s is not None and inference_s >= PIPELINE_FROM_S
         )
         limit = self.compiled.nireq if pipeline else self.compiled.optimal
         self._free = trio.Semaphore(limit)
-        self.in_flight = limit
+        self.max_running = limit
 
     async def _round(self, arrays: list[np.ndarray[Any, Any]]) -> float:
         """Seconds to run one inference of ``arrays`` on every infer request concurrently."""
@@ -369,7 +372,7 @@ class Batcher:
                 sizes.append(b)
                 b *= 2
             self.allowed = tuple(sizes)  # other dims dynamic: cannot warm, allow all
-            self._limit_in_flight(None)
+            self._limit_running(None)
             return
         per_sample: dict[int, float] = {}
         b = 1
@@ -400,7 +403,7 @@ class Batcher:
             ):
                 allowed.append(size)
         self.allowed = tuple(allowed)
-        self._limit_in_flight(per_sample[1] * self.compiled.optimal)
+        self._limit_running(per_sample[1] * self.compiled.optimal)
         log.info(
             "%s: batch sizes %s (per-sample ms: %s)",
             self.name,
@@ -409,7 +412,7 @@ class Batcher:
         )
 
 
-def why_not_batchable(compiled: CompiledModel) -> str:
+def why_not_batchable(compiled: Runtime) -> str:
     """Why the model's requests cannot be batched ("" when they can: every input has a
     dynamic batch axis and every output a dynamic first dimension, its batch)."""
     if not compiled.inputs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +26,10 @@ from .errors import (
     InvalidArgument,
     ModelNotLoadedYet,
     NotFound,
+    Unavailable,
 )
 from .images import ImageOptions, decode_images, is_image_input
+from .load import Load
 from .repository import ModelRegistry, ModelState, ModelVersion, VersionStatistics
 from .runtime import find_model_file
 from .tensors import InferRequest, InferResponse, Tensor, TensorSpec
@@ -134,20 +136,17 @@ class DataPlane:
         self.image_limiter = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
         """Encoded images decode in worker threads, at most one per core at a time."""
         self.shutting_down = False
-        self.in_flight = 0
-        """Inference requests being served (graceful shutdown waits for 0)."""
+        """Set when the graceful shutdown starts: ``infer`` refuses new requests."""
+        self.load: Load = registry.load
+        """The server's requests: transports register their counts here (``add_transport``)
+        and ``infer`` enters each inference request."""
         self._idle = trio.Event()
         self._idle.set()
-        self.transports: list[Callable[[], int]] = []
-        """Each transport's count of requests it holds (received, not yet answered; any
-        route). Empty when no transport registered: then ``in_flight`` stands in."""
 
-    def sole_request(self) -> bool:
-        """Whether the request being served is the only one in the server, from its
-        arrival at a transport to its answer (``CompiledModel.infer(inline=...)``)."""
-        if not self.transports:
-            return self.in_flight <= 1
-        return sum(count() for count in self.transports) <= 1
+    @property
+    def in_flight(self) -> int:
+        """Inference requests being served (graceful shutdown waits for 0)."""
+        return self.load.inferences
 
     async def wait_idle(self) -> None:
         """Return once no inference request is in flight."""
@@ -198,6 +197,7 @@ class DataPlane:
         if not mv.available:
             raise ModelNotLoadedYet(VERSION_NOT_LOADED_YET)
         assert mv.compiled is not None
+        assert mv.scheduler is not None
         cfg = mv.model.config
         policy = cfg.version_policy
         policy_doc: dict[str, Any]
@@ -207,15 +207,14 @@ class DataPlane:
             policy_doc = {"specific": {"versions": list(policy.versions)}}
         else:
             policy_doc = {"all": {}}
-        batcher = mv.batcher
         return ConfigView(
             name=name,
             inputs=mv.inputs,
             outputs=mv.outputs,
-            batch_index=mv.compiled.batch_index,
+            batch_index=mv.batch_axes,
             policy=policy_doc,
-            batcher_max_batch=batcher.max_batch if batcher is not None else None,
-            preferred_batch_sizes=batcher.allowed if batcher is not None else (),
+            batcher_max_batch=mv.scheduler.max_batch,
+            preferred_batch_sizes=mv.scheduler.allowed,
             max_delay_us=cfg.batching.max_delay_us,
             nireq=mv.compiled.nireq,
             device=cfg.target_device,
@@ -293,15 +292,7 @@ class DataPlane:
             for number, mv in sorted(model.versions.items()):
                 if ready_only and not mv.available:
                     continue
-                state = (
-                    "READY"
-                    if mv.available
-                    else (
-                        "LOADING"
-                        if mv.state <= ModelState.LOADING and mv.error_code == "OK"
-                        else "UNAVAILABLE"
-                    )
-                )
+                state = "READY" if mv.available else "LOADING" if mv.loading else "UNAVAILABLE"
                 out.append(
                     {
                         "name": name,
@@ -321,22 +312,41 @@ class DataPlane:
         await self.registry.unload_model(name)
 
     # -- inference --------------------------------------------------------------------------
+    def _refuse_when_shutting_down(self) -> None:
+        if self.shutting_down:
+            raise Unavailable("Server is shutting down")
+
+    async def version_for_infer(self, name: str, version: int | None) -> ModelVersion:
+        """The version an inference request names (``ModelRegistry.get_available``), for a
+        transport that needs its input specs to decode the request before ``infer``.
+        Raises Unavailable during the graceful shutdown."""
+        self._refuse_when_shutting_down()
+        return await self.registry.get_available(name, version)
+
     async def infer(
-        self, request: InferRequest, *, api: str = "KServe", interface: str = "gRPC"
+        self,
+        request: InferRequest,
+        *,
+        api: str = "KServe",
+        interface: str = "gRPC",
+        version: ModelVersion | None = None,
     ) -> InferResponse:
         """Run one inference. ``api`` (KServe | TensorFlowServing) and ``interface``
-        (gRPC | REST) label the request in the metrics."""
+        (gRPC | REST) label the request in the metrics. ``version``: the version
+        ``version_for_infer`` chose (None: look it up from the request).
+
+        Raises Unavailable (gRPC UNAVAILABLE / HTTP 503) during the graceful shutdown."""
+        self._refuse_when_shutting_down()
         if self.in_flight == 0:
             self._idle = trio.Event()
-        self.in_flight += 1
         started = time.perf_counter()
         ok = False
         try:
-            response = await self._infer(request)
+            with self.load.serving():
+                response = await self._infer(request, version)
             ok = True
             return response
         finally:
-            self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
             if self.metrics is not None:
@@ -351,11 +361,12 @@ class DataPlane:
                     time.perf_counter() - started,
                 )
 
-    async def _infer(self, request: InferRequest) -> InferResponse:
-        mv = await self.registry.get_available(request.model_name, request.model_version)
+    async def _infer(self, request: InferRequest, mv: ModelVersion | None) -> InferResponse:
+        if mv is None:
+            mv = await self.registry.get_available(request.model_name, request.model_version)
         await self._decode_images(mv, request)
         arrays = self.validate(mv, request)
-        outputs = await mv.infer(arrays, inline=self.sole_request())
+        outputs = await mv.infer(arrays)
         return InferResponse(
             model_name=request.model_name,
             model_version=mv.version,
@@ -408,13 +419,14 @@ class DataPlane:
                 f"Invalid number of inputs - Expected: {len(specs)}; Actual: {len(given)}"
             )
         by_name: dict[str, np.ndarray[Any, Any]] = {}
+        axes = dict(zip((s.name for s in specs), mv.batch_axes, strict=True))
         for spec in sorted(specs, key=lambda s: s.name):
             tensor = given.get(spec.name)
             if tensor is None:
                 raise InvalidArgument(
                     f"Missing input with specific name - Required input: {spec.name}"
                 )
-            by_name[spec.name] = _check_tensor(spec, tensor, mv)
+            by_name[spec.name] = _check_tensor(spec, tensor, axes[spec.name])
             if spec.datatype.kserve == "BYTES" and tensor.data.size == 0:
                 # OpenVINO cannot take an empty string tensor (it crashes the process)
                 raise InvalidArgument(
@@ -422,17 +434,12 @@ class DataPlane:
                     f"Actual: {list(tensor.shape)}; input name: {spec.name}"
                 )
         arrays = [by_name[s.name] for s in specs]
-        if mv.batcher is not None and len(arrays) > 1:
-            # The batcher concatenates and splits along the batch axis of every input.
-            sizes = {
-                s.name: int(a.shape[ax])
-                for s, a, ax in zip(specs, arrays, mv.batcher.axes, strict=True)
-            }
-            if len(set(sizes.values())) > 1:
-                raise InvalidArgument(
-                    "Invalid input batch size - the inputs of one request must share their "
-                    f"batch size; got {sizes}"
-                )
+        sizes = mv.unequal_batch_sizes(arrays)
+        if sizes is not None:
+            raise InvalidArgument(
+                "Invalid input batch size - the inputs of one request must share their "
+                f"batch size; got {sizes}"
+            )
         return arrays
 
     @staticmethod
@@ -456,7 +463,7 @@ class DataPlane:
         return chosen
 
 
-def _check_tensor(spec: TensorSpec, tensor: Tensor, mv: ModelVersion) -> np.ndarray[Any, Any]:
+def _check_tensor(spec: TensorSpec, tensor: Tensor, axis: int | None) -> np.ndarray[Any, Any]:
     name = spec.name
     if tensor.datatype is not spec.datatype:
         raise InvalidArgument(
@@ -469,8 +476,6 @@ def _check_tensor(spec: TensorSpec, tensor: Tensor, mv: ModelVersion) -> np.ndar
             f"Invalid number of shape dimensions - Expected: {_fmt_spec(spec)}; "
             f"Actual: {_fmt(shape)}; input name: {name}"
         )
-    assert mv.compiled is not None
-    axis = mv.compiled.batch_index[mv.compiled.inputs.index(spec)]
     if axis is not None and not _dim_ok(shape[axis], spec.shape[axis], spec.ranges[axis]):
         expected = spec.shape[axis] if spec.shape[axis] >= 0 else "{}:{}".format(*spec.ranges[axis])
         raise InvalidArgument(

@@ -174,12 +174,12 @@ class _SnapshotCollector(Collector):
                 lv = [model.name, str(mv.version)]
                 st = mv.statistics()
                 streams.add_metric(lv, mv.compiled.streams)
-                current.add_metric(lv, mv.in_flight)
+                current.add_metric(lv, mv.holders)
                 queue_size.add_metric(lv, st.nireq)
                 active.add_metric(lv, mv.compiled.busy)
                 b = st.batcher
-                queue_len.add_metric(lv, b.queue_length if b else st.queue_length)
-                rejected.add_metric(lv, (b.rejected if b else 0) + st.rejected)
+                queue_len.add_metric(lv, st.queue_length)
+                rejected.add_metric(lv, st.rejected)
                 cancelled.add_metric(
                     lv, (b.cancelled_queued + b.cancelled_running) if b else st.inferences_cancelled
                 )

@@ -168,7 +168,7 @@ async def serve(
                 max_body_bytes=cfg.rest_max_body_bytes,
                 api_keys=cfg.api_keys,
             )
-            dataplane.transports.append(lambda: fast.active)
+            dataplane.load.add_transport(lambda: fast.active)
             app: Any = fast  # an ASGI app; hypercorn's types want TypedDict scopes
             try:
                 await root.start(
@@ -202,7 +202,7 @@ async def serve(
                 )
             except OSError as exc:
                 raise StartupError(str(exc)) from None
-            dataplane.transports.append(grpc_endpoint.active)
+            dataplane.load.add_transport(grpc_endpoint.active)
         log.info(
             "ovtrio %s serving: gRPC %s, REST %s",
             __version__,

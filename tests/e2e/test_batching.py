@@ -114,8 +114,8 @@ def expect_cancelled_in_openvino(server: Server, model: str, before: dict[str, A
 
 def settle(server: Server, model: str) -> None:
     """Wait until the model's pool is free: a repair inference after an earlier test's cancel
-    (runtime/_openvino.py) may still hold it, and a call queued behind it is cancelled while
-    queued, not inside OpenVINO."""
+    (runtime/_cancel_workaround.py) may still hold it, and a call queued behind it is cancelled
+    while queued, not inside OpenVINO."""
     assert isinstance(Call(server, model).join(), np.ndarray)
 
 
@@ -288,7 +288,7 @@ def test_rest_disconnect_cancels_the_running_openvino_request(server: Server) ->
 
 def test_dynamic_shape_inference_on_two_streams_is_abandoned(server: Server) -> None:
     """Cancelling it inside OpenVINO could leave another stream's next answer in its shape
-    (OpenVINO 2026.4 bug, runtime/_openvino.py): it runs to the end and is discarded."""
+    (OpenVINO 2026.4 bug, runtime/_cancel_workaround.py): it runs to the end and is discarded."""
     before = stats(server, "slow_two_streams")["ovtrio"]
     call = AsyncCall(server, "slow_two_streams")
     time.sleep(0.3)

@@ -195,7 +195,7 @@ moves to FIXED_BUGS and its reproduction stays as a ``test_regression_*`` test."
 
 FIXED_BUGS = {
     "empty-bytes-tensor": (
-        "a BYTES input with no elements (a 0 in its shape) fails in runtime/_openvino.py:"
+        "a BYTES input with no elements (a 0 in its shape) fails in runtime/_pool.py:"
         " setting ov.Tensor.bytes_data = [] raises 'Unknown string kind passed to fill the"
         " Tensor's data!' -> HTTP 500 / INTERNAL instead of an empty answer"
     ),
@@ -246,7 +246,7 @@ FIXED_BUGS = {
         " before it; the next inference of exactly that earlier shape (on any request of the"
         " stream) is answered in the cancelled shape, with the cancelled inference's rows:"
         " another client's data (scripts/soak: a few per 10 000 requests with disconnects;"
-        " scripts/ov_cancel_bug.py alone). Fixed in runtime/_openvino.py: static shapes are"
+        " scripts/ov_cancel_bug.py alone). Fixed in runtime/_cancel_workaround.py: static shapes are"
         " cancelled; dynamic ones only on one stream with nothing else in flight, followed by a"
         " small repair inference in another shape; otherwise abandoned (run to the end)."
         " Regression tests: tests/test_runtime_cancel.py"

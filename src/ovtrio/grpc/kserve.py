@@ -8,7 +8,6 @@ from .._proto import inference as pb
 from .._proto import inference_raw as raw_pb
 from ..codecs import kserve_grpc, kserve_stats, triton_config
 from ..dataplane import DataPlane
-from ..errors import Unavailable
 from ..tensors import TensorSpec
 from ._servable import RpcSpec
 
@@ -92,8 +91,6 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         req: kserve_grpc.WireInferRequest | raw_pb.ModelInferRequest | pb.ModelInferRequest,
         _stream: Any,
     ) -> kserve_grpc.EncodedResponse:
-        if dp.shutting_down:
-            raise Unavailable("Server is shutting down")
         request = kserve_grpc.decode_infer_request(req, max_elements=dp.max_tensor_elements)
         response = await dp.infer(request)
         return kserve_grpc.encode_infer_response(response)

@@ -8,7 +8,7 @@ from typing import Any
 from .._proto.tensorflow import serving as tfs_pb
 from ..codecs import tfs_tensor
 from ..dataplane import DataPlane
-from ..errors import InvalidArgument, Unavailable, Unimplemented
+from ..errors import InvalidArgument, Unimplemented
 from ._servable import RpcSpec
 
 __all__ = ["rpc_table"]
@@ -31,8 +31,6 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         return spec.version or None
 
     async def predict(req: tfs_pb.PredictRequest, _stream: Any) -> tfs_pb.PredictResponse:
-        if dp.shutting_down:
-            raise Unavailable("Server is shutting down")
         spec = _spec_of(req)
         request = tfs_tensor.decode_predict_request(req, max_elements=dp.max_tensor_elements)
         request.parameters.pop("version_label", None)

@@ -1,11 +1,11 @@
-"""Model repository: version discovery and the registry of loaded models."""
+"""Model repository: version discovery, the versions and the registry of loaded models."""
 
 from ._discovery import scan_versions as scan_versions
 from ._registry import Model as Model
 from ._registry import ModelRegistry as ModelRegistry
-from ._registry import ModelState as ModelState
-from ._registry import ModelVersion as ModelVersion
-from ._registry import VersionStatistics as VersionStatistics
+from ._version import ModelState as ModelState
+from ._version import ModelVersion as ModelVersion
+from ._version import VersionStatistics as VersionStatistics
 
 __all__ = [
     "Model",

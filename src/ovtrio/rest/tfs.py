@@ -7,7 +7,7 @@ from quart_trio import QuartTrio
 
 from ..codecs import tfs_rest, tfs_tensor
 from ..dataplane import DataPlane
-from ..errors import Unavailable, Unimplemented
+from ..errors import Unimplemented
 
 __all__ = ["register"]
 
@@ -40,9 +40,7 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
     @app.post("/v1/models/<name>/versions/<int:version>:predict")
     @app.post("/v1/models/<name>/labels/<label>:predict")
     async def predict(name: str, version: int | None = None, label: str | None = None) -> Response:
-        if dp.shutting_down:
-            raise Unavailable("Server is shutting down")
-        mv = await dp.registry.get_available(name, version_of(name, version, label))
+        mv = await dp.version_for_infer(name, version_of(name, version, label))
         body = await request.get_data(cache=False)
         assert isinstance(body, bytes)
         req, fmt = tfs_rest.decode_predict(
@@ -53,7 +51,7 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
             max_elements=dp.max_tensor_elements,
             max_depth=dp.max_json_depth,
         )
-        resp = await dp.infer(req, api="TensorFlowServing", interface="REST")
+        resp = await dp.infer(req, api="TensorFlowServing", interface="REST", version=mv)
         return Response(tfs_rest.encode_predict(resp, fmt), content_type="application/json")
 
     @app.post("/v1/models/<name>:classify")

@@ -1,14 +1,20 @@
-"""OpenVINO runtime: compiling versions and running inferences."""
+"""OpenVINO runtime: compiling versions and running inferences. The only package that
+imports OpenVINO.
+
+``_compile``: read, reshape and compile a version (``compile_version``, blocking).
+``_pool``: ``CompiledModel``, the compiled version and its pool of infer requests.
+``_cancel_workaround``: cancelling dynamic-shape inferences around an OpenVINO 2026.4 bug.
+"""
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 
-from ._openvino import CompiledModel as CompiledModel
-from ._openvino import LoadError as LoadError
-from ._openvino import compile_version as compile_version
-from ._openvino import find_model_file as find_model_file
+from ._compile import LoadError as LoadError
+from ._compile import compile_version as compile_version
+from ._compile import find_model_file as find_model_file
+from ._pool import CompiledModel as CompiledModel
 
 __all__ = [
     "CompiledModel",
