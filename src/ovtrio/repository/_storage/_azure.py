@@ -1,0 +1,90 @@
+"""Azure Blob Storage through azure-storage-blob.
+
+``az://container/path`` (and ``azure://``) with the account named by
+``AZURE_STORAGE_CONNECTION_STRING``, as OVMS documents; the connection string's
+``BlobEndpoint`` points at Azurite or another endpoint. Proxies come from ``https_proxy`` /
+``http_proxy`` as for any client on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ._base import RemoteStorage, RemoteURL, StorageError
+
+#: Retries of one call by the client itself; the registry retries on its next poll.
+_RETRIES = 2
+
+
+class AzureBlobStorage(RemoteStorage):
+    """``az://container/path``."""
+
+    def __init__(self, remote: RemoteURL, cache_dir: Path) -> None:
+        super().__init__(remote, cache_dir)
+        self._service: Any = None
+
+    def _container(self) -> Any:
+        if self._service is None:
+            from azure.storage.blob import BlobServiceClient
+
+            conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+            if not conn:
+                raise StorageError(
+                    f"{self.url}: AZURE_STORAGE_CONNECTION_STRING is not set", "config"
+                )
+            try:
+                self._service = BlobServiceClient.from_connection_string(
+                    conn,
+                    retry_total=_RETRIES,
+                    retry_backoff_factor=0.5,
+                    connection_timeout=5,
+                    read_timeout=60,
+                )
+            except ValueError as exc:
+                raise StorageError(
+                    f"{self.url}: AZURE_STORAGE_CONNECTION_STRING is not usable: {exc}", "config"
+                ) from exc
+        return self._service.get_container_client(self.remote.bucket)
+
+    def _folders(self, prefix: str) -> list[str]:
+        from azure.storage.blob import BlobPrefix
+
+        items = self._container().walk_blobs(name_starts_with=prefix or None, delimiter="/")
+        return [
+            item.name[len(prefix) :].rstrip("/") for item in items if isinstance(item, BlobPrefix)
+        ]
+
+    def _keys(self, prefix: str) -> list[str]:
+        blobs = self._container().list_blobs(name_starts_with=prefix or None)
+        return [blob.name for blob in blobs]
+
+    def _download(self, key: str, dest: Path) -> None:
+        with dest.open("wb") as out:
+            self._container().download_blob(key).readinto(out)
+
+    def _classify(self, exc: Exception, listing: bool) -> StorageError | None:
+        from azure.core import exceptions as aze
+
+        if isinstance(exc, aze.ResourceNotFoundError):
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                return StorageError(f"container {self.remote.bucket!r} does not exist", "not_found")
+            return StorageError(f"blob not found ({exc.reason})", "not_found")
+        if isinstance(exc, aze.ClientAuthenticationError):
+            return StorageError(
+                f"access denied ({getattr(exc, 'error_code', None) or exc.reason}); check "
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "auth",
+            )
+        if isinstance(exc, aze.ServiceRequestError | aze.ServiceResponseError):
+            return StorageError(f"cannot reach the blob endpoint: {exc}", "network")
+        if isinstance(exc, aze.HttpResponseError):
+            code = getattr(exc, "error_code", None) or exc.status_code
+            return StorageError(f"Azure error {code}: {exc.reason}", "other")
+        return None
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()
+            self._service = None
