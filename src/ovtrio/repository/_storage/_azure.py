@@ -27,7 +27,7 @@ class AzureBlobStorage(RemoteStorage):
 
     def _container(self) -> Any:
         if self._service is None:
-            from azure.storage.blob import BlobServiceClient
+            from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
             conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
             if not conn:
@@ -37,8 +37,12 @@ class AzureBlobStorage(RemoteStorage):
             try:
                 self._service = BlobServiceClient.from_connection_string(
                     conn,
-                    retry_total=_RETRIES,
-                    retry_backoff_factor=0.5,
+                    retry_policy=ExponentialRetry(
+                        initial_backoff=0.5,
+                        increment_base=1.5,
+                        random_jitter_range=0.5,
+                        retry_total=_RETRIES,
+                    ),
                     connection_timeout=5,
                     read_timeout=60,
                 )
@@ -67,21 +71,23 @@ class AzureBlobStorage(RemoteStorage):
     def _classify(self, exc: Exception, listing: bool) -> StorageError | None:
         from azure.core import exceptions as aze
 
+        code = getattr(exc, "error_code", None)
+        code = getattr(code, "value", code)  # azure-storage-blob's StorageErrorCode enum
+        status = getattr(exc, "status_code", None)
         if isinstance(exc, aze.ResourceNotFoundError):
-            if getattr(exc, "error_code", None) == "ContainerNotFound":
+            if code == "ContainerNotFound":
                 return StorageError(f"container {self.remote.bucket!r} does not exist", "not_found")
             return StorageError(f"blob not found ({exc.reason})", "not_found")
-        if isinstance(exc, aze.ClientAuthenticationError):
+        if isinstance(exc, aze.ClientAuthenticationError) or status in (401, 403):
             return StorageError(
-                f"access denied ({getattr(exc, 'error_code', None) or exc.reason}); check "
+                f"access denied ({code or status}: {getattr(exc, 'reason', exc)}); check "
                 "AZURE_STORAGE_CONNECTION_STRING",
                 "auth",
             )
         if isinstance(exc, aze.ServiceRequestError | aze.ServiceResponseError):
             return StorageError(f"cannot reach the blob endpoint: {exc}", "network")
         if isinstance(exc, aze.HttpResponseError):
-            code = getattr(exc, "error_code", None) or exc.status_code
-            return StorageError(f"Azure error {code}: {exc.reason}", "other")
+            return StorageError(f"Azure error {code or status}: {exc.reason}", "other")
         return None
 
     def close(self) -> None:

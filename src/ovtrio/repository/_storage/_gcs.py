@@ -17,7 +17,7 @@ from ._base import RemoteStorage, RemoteURL, StorageError
 
 _READ_ONLY = "https://www.googleapis.com/auth/devstorage.read_only"
 #: Seconds for the client's own retries of one call; the registry retries on its next poll.
-_RETRY_DEADLINE = 10.0
+_RETRY_DEADLINE = 5.0
 #: (connect, read) seconds for one HTTP request.
 _TIMEOUT = (5.0, 60.0)
 
@@ -37,17 +37,14 @@ class GCSStorage(RemoteStorage):
             from google.cloud import storage  # type: ignore[import-untyped]
 
             key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-            if key_file:
-                credentials, project = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
-                    key_file, scopes=[_READ_ONLY]
-                )
-                client = storage.Client(project=project or "<none>", credentials=credentials)
-            elif os.environ.get("STORAGE_EMULATOR_HOST"):
+            if os.environ.get("STORAGE_EMULATOR_HOST") and not key_file:
                 client = storage.Client()
             else:
                 try:
                     credentials, project = google.auth.default(scopes=[_READ_ONLY])
                 except google.auth.exceptions.DefaultCredentialsError:
+                    if key_file:
+                        raise
                     client = storage.Client.create_anonymous_client()
                 else:
                     client = storage.Client(project=project or "<none>", credentials=credentials)
