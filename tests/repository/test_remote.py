@@ -163,7 +163,7 @@ def test_follows_uploads_and_removals(backend: Backend, tmp_path: Path) -> None:
 
 def test_missing_bucket(backend: Backend, tmp_path: Path) -> None:
     storage = open_storage(backend.url("no-such-bucket", "m"), tmp_path)
-    with pytest.raises(StorageError, match="no-such-bucket.*does not exist") as info:
+    with pytest.raises(StorageError, match=r"no-such-bucket.*does not exist") as info:
         storage.versions()
     assert info.value.kind == "not_found"
     assert info.value.reason.startswith(f"{backend.scheme}://no-such-bucket/m: ")

@@ -27,7 +27,7 @@ class AzureBlobStorage(RemoteStorage):
 
     def _container(self) -> Any:
         if self._service is None:
-            from azure.storage.blob import BlobServiceClient, ExponentialRetry
+            from azure.storage.blob import BlobServiceClient, LinearRetry
 
             conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
             if not conn:
@@ -37,11 +37,8 @@ class AzureBlobStorage(RemoteStorage):
             try:
                 self._service = BlobServiceClient.from_connection_string(
                     conn,
-                    retry_policy=ExponentialRetry(
-                        initial_backoff=0.5,
-                        increment_base=1.5,
-                        random_jitter_range=0.5,
-                        retry_total=_RETRIES,
+                    retry_policy=LinearRetry(
+                        backoff=1, random_jitter_range=1, retry_total=_RETRIES
                     ),
                     connection_timeout=5,
                     read_timeout=60,
