@@ -129,6 +129,10 @@ def test_lists_and_fetches_versions(backend: Backend, tmp_path: Path) -> None:
         storage.release(2)
         assert not local.exists() and not storage.cache.exists()  # type: ignore[attr-defined]
         assert storage.versions() == [1]
+        with pytest.raises(StorageError, match="version 2 has no files") as info:
+            storage.fetch(2)
+        assert info.value.kind == "not_found"
+        assert not storage.cache.exists()  # type: ignore[attr-defined]
         assert _files(storage.fetch(1)) == sent[1]
         storage.clear()
         assert not storage.cache.exists()  # type: ignore[attr-defined]

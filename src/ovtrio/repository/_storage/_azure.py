@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._base import RemoteStorage, RemoteURL, StorageError
+from ._base import RemoteStorage, StorageError
 
 #: Retries of one call by the client itself; the registry retries on its next poll.
 _RETRIES = 2
@@ -21,12 +21,8 @@ _RETRIES = 2
 class AzureBlobStorage(RemoteStorage):
     """``az://container/path``."""
 
-    def __init__(self, remote: RemoteURL, cache_dir: Path) -> None:
-        super().__init__(remote, cache_dir)
-        self._service: Any = None
-
     def _container(self) -> Any:
-        if self._service is None:
+        if self._client is None:
             from azure.storage.blob import BlobServiceClient, LinearRetry
 
             conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
@@ -35,7 +31,7 @@ class AzureBlobStorage(RemoteStorage):
                     f"{self.url}: AZURE_STORAGE_CONNECTION_STRING is not set", "config"
                 )
             try:
-                self._service = BlobServiceClient.from_connection_string(
+                self._client = BlobServiceClient.from_connection_string(
                     conn,
                     retry_policy=LinearRetry(
                         backoff=1, random_jitter_range=1, retry_total=_RETRIES
@@ -47,7 +43,7 @@ class AzureBlobStorage(RemoteStorage):
                 raise StorageError(
                     f"{self.url}: AZURE_STORAGE_CONNECTION_STRING is not usable: {exc}", "config"
                 ) from exc
-        return self._service.get_container_client(self.remote.bucket)
+        return self._client.get_container_client(self.remote.bucket)
 
     def _folders(self, prefix: str) -> list[str]:
         from azure.storage.blob import BlobPrefix
@@ -86,8 +82,3 @@ class AzureBlobStorage(RemoteStorage):
         if isinstance(exc, aze.HttpResponseError):
             return StorageError(f"Azure error {code or status}: {exc.reason}", "other")
         return None
-
-    def close(self) -> None:
-        if self._service is not None:
-            self._service.close()
-            self._service = None

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .._discovery import scan_versions
 
@@ -178,6 +178,8 @@ class RemoteStorage(Storage):
         self.url = remote.url
         digest = hashlib.sha256(remote.url.encode()).hexdigest()[:16]
         self.cache = cache_dir / f"{remote.scheme}-{remote.bucket}-{digest}"
+        #: The SDK client, made on first use by the subclass; ``close`` closes it.
+        self._client: Any = None
 
     # -- what a backend provides ---------------------------------------------------------------
 
@@ -224,7 +226,10 @@ class RemoteStorage(Storage):
             return final
         prefix = f"{self.remote.prefix}{version}/"
         keys = self._call(f"listing version {version}", lambda: self._keys(prefix))
-        files = [(key, _relative(key, prefix)) for key in keys]
+        files = [(key, rel) for key in keys if (rel := _relative(key, prefix)) is not None]
+        if not files:
+            # Not cached: the version may be being uploaded, and the next fetch must look again.
+            raise StorageError(f"{self.url}: version {version} has no files", "not_found")
         try:
             self.cache.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.cache))
@@ -232,8 +237,6 @@ class RemoteStorage(Storage):
             raise StorageError(f"{self.url}: cache folder {self.cache}: {exc}", "other") from exc
         try:
             for key, rel in files:
-                if rel is None:
-                    continue
                 self._check(cancel, version)
                 dest = tmp.joinpath(*rel.parts)
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +269,11 @@ class RemoteStorage(Storage):
 
     def clear(self) -> None:
         shutil.rmtree(self.cache, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def _relative(key: str, prefix: str) -> PurePosixPath | None:

@@ -27,7 +27,6 @@ class GCSStorage(RemoteStorage):
 
     def __init__(self, remote: RemoteURL, cache_dir: Path) -> None:
         super().__init__(remote, cache_dir)
-        self._client: Any = None
         self._retry: Any = None
 
     def _gcs(self) -> Any:
@@ -98,8 +97,3 @@ class GCSStorage(RemoteStorage):
         if isinstance(exc, gapi.GoogleAPICallError):
             return StorageError(f"GCS error {exc.code}: {exc.message}", "other")
         return None
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None

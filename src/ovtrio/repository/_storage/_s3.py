@@ -49,7 +49,6 @@ class S3Storage(RemoteStorage):
     def __init__(self, remote: RemoteURL, cache_dir: Path) -> None:
         super().__init__(remote, cache_dir)
         self.endpoint = _endpoint()
-        self._client: Any = None
 
     def _s3(self) -> Any:
         if self._client is None:
@@ -125,8 +124,3 @@ class S3Storage(RemoteStorage):
         if isinstance(exc, bce.BotoCoreError):
             return StorageError(f"{type(exc).__name__}: {exc}", "other")
         return None
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
