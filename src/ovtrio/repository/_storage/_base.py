@@ -230,11 +230,7 @@ class RemoteStorage(Storage):
         if not files:
             # Not cached: the version may be being uploaded, and the next fetch must look again.
             raise StorageError(f"{self.url}: version {version} has no files", "not_found")
-        try:
-            self.cache.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.cache))
-        except OSError as exc:
-            raise StorageError(f"{self.url}: cache folder {self.cache}: {exc}", "other") from exc
+        tmp = self._scratch(version)
         try:
             for key, rel in files:
                 self._check(cancel, version)
@@ -255,6 +251,20 @@ class RemoteStorage(Storage):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
+
+    def _scratch(self, version: int) -> Path:
+        """A new hidden folder in the cache (made again if a ``release`` just removed it)."""
+        error: OSError | None = None
+        for _ in range(3):
+            try:
+                self.cache.mkdir(parents=True, exist_ok=True)
+                return Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.cache))
+            except FileNotFoundError as exc:
+                error = exc
+            except OSError as exc:
+                error = exc
+                break
+        raise StorageError(f"{self.url}: cache folder {self.cache}: {error}", "other") from error
 
     def _check(self, cancel: threading.Event | None, version: int) -> None:
         if cancel is not None and cancel.is_set():
