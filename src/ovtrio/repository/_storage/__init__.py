@@ -9,8 +9,11 @@ through :func:`list_versions`, :func:`fetch_version` and :func:`release_version`
 The clients are the clouds' own SDKs: boto3, google-cloud-storage and azure-storage-blob (the
 ``cloud`` extra). They are synchronous, which is what a worker thread wants; fsspec's s3fs, gcsfs
 and adlfs are asyncio underneath and run their own event loop thread beside trio's, and s3fs pins
-aiobotocore, which pins botocore to a narrow range that fights boto3-based tools. Each SDK is
-imported on first use of its scheme only (0.2-0.4 s each), so local repositories pay nothing.
+aiobotocore, which pins botocore to a narrow range that boto3-based tools (moto) fight. Import
+cost, best of three on 2 cores: boto3 0.19 s against s3fs 0.60 s, google-cloud-storage 0.31 s
+against gcsfs 0.97 s, azure-storage-blob 0.41 s against adlfs 0.76 s. Each SDK is imported on
+first use of its scheme only, so local repositories pay nothing.
+
 Each client's own retries are kept short: a failure becomes a :class:`StorageError` quickly and
 the registry's next poll is the retry.
 """
