@@ -16,7 +16,7 @@
     ├── Unavailable (503, UNAVAILABLE)                   server not ready or shutting down
     ├── Unauthenticated (401, UNAUTHENTICATED)
     ├── InferenceFailed (500, INTERNAL)                  OpenVINO raised while inferring
-    ├── NodeLibraryFailed (500, UNKNOWN)                 a custom node library failed or broke its contract
+    ├── NodeLibraryFailed (500, UNKNOWN)                 custom node library failed or misbehaved
     └── PipelineInvalid (500, FAILED_PRECONDITION)       a pipeline definition failed validation
 
 Transports read ``http_status`` / ``grpc_status`` and the message; nothing else. Where OVMS
