@@ -1,15 +1,55 @@
-"""DAG pipelines as OVMS defines them: custom node libraries and pipeline definitions."""
+"""DAG pipelines as OVMS defines them: config entries, validation and plan, custom nodes."""
 
 from ._custom_node import CustomNode as CustomNode
 from ._custom_node import CustomNodeLibrary as CustomNodeLibrary
 from ._custom_node import CustomNodeStatistics as CustomNodeStatistics
 from ._custom_node import NodeTensorInfo as NodeTensorInfo
 from ._custom_node import Precision as Precision
+from ._graph import CUSTOM as CUSTOM
+from ._graph import DL_MODEL as DL_MODEL
+from ._graph import REQUEST as REQUEST
+from ._graph import RESPONSE as RESPONSE
+from ._graph import LibraryConfig as LibraryConfig
+from ._graph import NodeConfig as NodeConfig
+from ._graph import NodeKind as NodeKind
+from ._graph import NodeOutput as NodeOutput
+from ._graph import PipelineConfig as PipelineConfig
+from ._graph import Source as Source
+from ._graph import parse_libraries as parse_libraries
+from ._graph import parse_pipelines as parse_pipelines
+from ._plan import CustomNodeLookup as CustomNodeLookup
+from ._plan import Edge as Edge
+from ._plan import ExecutionPlan as ExecutionPlan
+from ._plan import ModelLookup as ModelLookup
+from ._plan import NodeMeta as NodeMeta
+from ._plan import Step as Step
+from ._plan import TensorMeta as TensorMeta
+from ._plan import validate as validate
 
 __all__ = [
+    "CUSTOM",
+    "DL_MODEL",
+    "REQUEST",
+    "RESPONSE",
     "CustomNode",
     "CustomNodeLibrary",
+    "CustomNodeLookup",
     "CustomNodeStatistics",
+    "Edge",
+    "ExecutionPlan",
+    "LibraryConfig",
+    "ModelLookup",
+    "NodeConfig",
+    "NodeKind",
+    "NodeMeta",
+    "NodeOutput",
     "NodeTensorInfo",
+    "PipelineConfig",
     "Precision",
+    "Source",
+    "Step",
+    "TensorMeta",
+    "parse_libraries",
+    "parse_pipelines",
+    "validate",
 ]

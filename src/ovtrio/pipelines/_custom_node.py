@@ -34,6 +34,7 @@ import numpy as np
 import trio
 
 from ..errors import InvalidArgument, NodeLibraryFailed
+from ._plan import NodeMeta, TensorMeta
 
 __all__ = [
     "CustomNode",
@@ -272,6 +273,14 @@ class CustomNode:
         if self._outputs is None:
             self._outputs = self._info("getOutputsInfo")
         return self._outputs
+
+    def metadata(self) -> NodeMeta:
+        """Both metadata calls as a pipeline validates them (datatypes as KServe names)."""
+
+        def meta(info: Mapping[str, NodeTensorInfo]) -> dict[str, TensorMeta]:
+            return {name: TensorMeta(t.datatype, t.shape) for name, t in info.items()}
+
+        return NodeMeta(meta(self.inputs_info()), meta(self.outputs_info()))
 
     def _info(self, symbol: str) -> dict[str, NodeTensorInfo]:
         self._check_open()
