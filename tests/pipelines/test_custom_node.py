@@ -86,9 +86,10 @@ def test_execute_copies_outputs_and_releases_every_buffer(
     library: CustomNodeLibrary, node_libs: dict[str, Path]
 ) -> None:
     counters = Counters(node_libs["add_const"])
-    before = counters.allocations
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     with library.initialize({"add_value": "1.5"}) as node:
+        node.metadata()  # the input check reads it once; its buffers are counted apart
+        before = counters.allocations
         out = node.execute_sync({"in": x})
         assert node.statistics().executions == 1
     np.testing.assert_array_equal(out["out"], x + 1.5)
@@ -123,6 +124,49 @@ def test_input_precision_the_interface_cannot_carry(library: CustomNodeLibrary) 
         pytest.raises(InvalidArgument, match="Invalid input precision"),
     ):
         node.execute_sync({"in": np.zeros((1, 2), np.bool_)})
+
+
+INPUT_ERRORS = [
+    (
+        {"in": np.zeros((1, 2, 3), np.float32)},
+        "Invalid number of shape dimensions - Node: n input: in Invalid number of shape dimensions - Expected: (1,2); Actual: (1,2,3)",
+    ),
+    (
+        {"in": np.zeros((1, 3), np.float32)},
+        "Invalid input shape - Node: n input: in Invalid shape - Expected: (1,2); Actual: (1,3)",
+    ),
+    (
+        {"in": np.zeros((1, 2), np.int32)},
+        "Invalid input precision - Node: n input: in Invalid precision - Expected: FP32; Actual: INT32",
+    ),
+    ({"x": np.zeros((1, 2), np.float32)}, "Missing input with specific name - Node: n input: in"),
+    ({}, "Invalid number of inputs - Node: n Expected: 1; Actual: 0"),
+    (
+        {"in": np.zeros((1, 2), np.float32), "x": np.zeros((1, 2), np.float32)},
+        "Invalid number of inputs - Node: n Expected: 1; Actual: 2",
+    ),
+]
+
+
+@lib("broken")
+@pytest.mark.parametrize(("inputs", "message"), INPUT_ERRORS)
+def test_inputs_are_checked_against_the_declared_metadata(
+    library: CustomNodeLibrary, inputs: dict[str, np.ndarray], message: str
+) -> None:
+    with (
+        library.initialize({"mode": "ok"}, name="n") as node,
+        pytest.raises(InvalidArgument) as info,
+    ):
+        node.execute_sync(inputs)
+    assert info.value.message == message
+    assert node.statistics().executions == 0
+
+
+@lib("add_const")
+def test_big_endian_input_is_passed_little_endian(library: CustomNodeLibrary) -> None:
+    x = np.arange(4, dtype=">f4").reshape(2, 2)
+    with library.initialize({"add_value": "1"}) as node:
+        np.testing.assert_array_equal(node.execute_sync({"in": x})["out"], x + 1)
 
 
 @lib("add_const")
@@ -273,12 +317,13 @@ def test_cancelled_execute_releases_its_outputs_and_returns_nothing(
     gate = counters.dll
     gate.entered.restype = ctypes.c_long
     entered = int(gate.entered())
-    allocations = counters.allocations
     managers = counters.live_managers
     results: list[dict[str, np.ndarray]] = []
+    node = library.initialize({"add_value": "1"})
+    node.metadata()
+    allocations = counters.allocations
 
     async def main() -> None:
-        node = library.initialize({"add_value": "1"})
         limiter = trio.CapacityLimiter(1)
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:

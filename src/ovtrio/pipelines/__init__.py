@@ -2,7 +2,6 @@
 
 from ._custom_node import CustomNode as CustomNode
 from ._custom_node import CustomNodeLibrary as CustomNodeLibrary
-from ._custom_node import CustomNodeStatistics as CustomNodeStatistics
 from ._custom_node import NodeTensorInfo as NodeTensorInfo
 from ._custom_node import Precision as Precision
 from ._graph import CUSTOM as CUSTOM
@@ -17,6 +16,9 @@ from ._graph import PipelineConfig as PipelineConfig
 from ._graph import Source as Source
 from ._graph import parse_libraries as parse_libraries
 from ._graph import parse_pipelines as parse_pipelines
+from ._node import NodeStatistics as NodeStatistics
+from ._node import ThreadedNode as ThreadedNode
+from ._node import check_inputs as check_inputs
 from ._plan import CustomNodeLookup as CustomNodeLookup
 from ._plan import Edge as Edge
 from ._plan import ExecutionPlan as ExecutionPlan
@@ -34,7 +36,6 @@ __all__ = [
     "CustomNode",
     "CustomNodeLibrary",
     "CustomNodeLookup",
-    "CustomNodeStatistics",
     "Edge",
     "ExecutionPlan",
     "LibraryConfig",
@@ -43,12 +44,15 @@ __all__ = [
     "NodeKind",
     "NodeMeta",
     "NodeOutput",
+    "NodeStatistics",
     "NodeTensorInfo",
     "PipelineConfig",
     "Precision",
     "Source",
     "Step",
     "TensorMeta",
+    "ThreadedNode",
+    "check_inputs",
     "parse_libraries",
     "parse_pipelines",
     "validate",

@@ -24,27 +24,23 @@ import ctypes
 import enum
 import math
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 import numpy as np
-import trio
 
-from ..errors import InvalidArgument, NodeLibraryFailed
+from ..errors import NodeLibraryFailed
+from ._node import Array, ThreadedNode, Work, check_inputs
 from ._plan import NodeMeta, TensorMeta
 
 __all__ = [
     "CustomNode",
     "CustomNodeLibrary",
-    "CustomNodeStatistics",
     "NodeTensorInfo",
     "Precision",
 ]
-
-Array: TypeAlias = np.ndarray[Any, Any]
 
 
 class Precision(enum.IntEnum):
@@ -174,16 +170,6 @@ class NodeTensorInfo:
         return row[1] if row else "INVALID"
 
 
-@dataclass(frozen=True, slots=True)
-class CustomNodeStatistics:
-    executions: int
-    """Calls of ``execute`` that reached the library."""
-    abandoned: int
-    """Of those, calls whose caller was cancelled: their outputs were released, not returned."""
-    running: int
-    """Calls inside the library right now (abandoned ones included)."""
-
-
 class CustomNodeLibrary:
     """One opened ``.so`` with its six functions. Opening it is blocking I/O (``dlopen``).
 
@@ -214,46 +200,42 @@ class CustomNodeLibrary:
     def __repr__(self) -> str:
         return f"CustomNodeLibrary({str(self.path)!r})"
 
-    def initialize(self, params: Mapping[str, str] | None = None) -> CustomNode:
+    def initialize(self, params: Mapping[str, str] | None = None, *, name: str = "") -> CustomNode:
         """Call ``initialize`` with ``params`` and a fresh NULL handle; blocking.
+
+        ``name`` is the pipeline node's, for messages.
 
         Raises:
             NodeLibraryFailed: NODE_LIBRARY_INITIALIZE_FAILED on a non-zero return code.
         """
-        return CustomNode(self, dict(params or {}))
+        return CustomNode(self, dict(params or {}), name or self.path.stem)
 
 
-class CustomNode:
+class CustomNode(ThreadedNode):
     """A library initialized with one node's params; owns the internal manager until closed."""
 
-    def __init__(self, library: CustomNodeLibrary, params: dict[str, str]) -> None:
+    def __init__(self, library: CustomNodeLibrary, params: dict[str, str], name: str) -> None:
+        super().__init__(name)
         self.library = library
         self.params: Mapping[str, str] = params
         self._fn = library._fn
         # The C strings must outlive every call: the array keeps its bytes objects alive.
+        self._params: Any = None
         if params:
             array = (_Param * len(params))()
             for slot, (key, value) in zip(array, params.items(), strict=True):
                 slot.key = key.encode()
                 slot.value = value.encode()
-            self._params: Any = ctypes.cast(array, _PARAMS)
-            self._params_keepalive: Any = array
-        else:
-            self._params = None
+            self._params = array
         self._params_count = len(params)
         handle = _P()
         rc = self._fn["initialize"](ctypes.byref(handle), self._params, self._params_count)
         if rc != 0:
             raise _failed("NODE_LIBRARY_INITIALIZE_FAILED", f"{library.path}: returned {rc}")
         self._manager = handle
-        self._lock = threading.Lock()
-        self._closing = False
-        self._deinitialized = False
-        self._executions = 0
-        self._abandoned = 0
-        self._running = 0
         self._inputs: dict[str, NodeTensorInfo] | None = None
         self._outputs: dict[str, NodeTensorInfo] | None = None
+        self._meta: NodeMeta | None = None
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -276,11 +258,13 @@ class CustomNode:
 
     def metadata(self) -> NodeMeta:
         """Both metadata calls as a pipeline validates them (datatypes as KServe names)."""
+        if self._meta is None:
 
-        def meta(info: Mapping[str, NodeTensorInfo]) -> dict[str, TensorMeta]:
-            return {name: TensorMeta(t.datatype, t.shape) for name, t in info.items()}
+            def meta(info: Mapping[str, NodeTensorInfo]) -> dict[str, TensorMeta]:
+                return {name: TensorMeta(t.datatype, t.shape) for name, t in info.items()}
 
-        return NodeMeta(meta(self.inputs_info()), meta(self.outputs_info()))
+            self._meta = NodeMeta(meta(self.inputs_info()), meta(self.outputs_info()))
+        return self._meta
 
     def _info(self, symbol: str) -> dict[str, NodeTensorInfo]:
         self._check_open()
@@ -314,147 +298,57 @@ class CustomNode:
 
     # -- execution --------------------------------------------------------------------------
 
-    def execute_sync(self, inputs: Mapping[str, Array]) -> dict[str, Array]:
-        """Run ``execute`` in the calling thread; copy the outputs out and release them.
+    def _prepare(self, inputs: Mapping[str, Array]) -> Work:
+        """Check the inputs against getInputsInfo and lay them out as C tensors.
 
-        Raises:
-            InvalidArgument: an input has a precision the interface cannot carry.
-            NodeLibraryFailed: NODE_LIBRARY_EXECUTION_FAILED on a non-zero return code, or one
-                of the output checks OVMS makes (corrupted handle or count, missing name,
-                unspecified precision, content size != product(dims) x element size).
+        The library then sees one tensor per input, named by its node input; the work checks
+        and copies the outputs and hands every buffer back to ``release``. Errors raised by the
+        work: NodeLibraryFailed NODE_LIBRARY_EXECUTION_FAILED on a non-zero return code, or
+        one of OVMS' output checks (corrupted handle or count, missing name, unspecified
+        precision, content size != product(dims) x element size).
         """
-        return _Call(self, inputs).run()
-
-    async def execute(
-        self, inputs: Mapping[str, Array], *, limiter: trio.CapacityLimiter
-    ) -> dict[str, Array]:
-        """``execute_sync`` in a worker thread taken under ``limiter``.
-
-        Cancellation: returns at once; the library call runs to its end in its thread, then its
-        outputs are released uncopied and ``statistics().abandoned`` counts it.
-        """
-        call = _Call(self, inputs)
-        try:
-            return await trio.to_thread.run_sync(call.run, abandon_on_cancel=True, limiter=limiter)
-        except trio.Cancelled:
-            call.abandon()
-            raise
-
-    def statistics(self) -> CustomNodeStatistics:
-        with self._lock:
-            return CustomNodeStatistics(self._executions, self._abandoned, self._running)
-
-    # -- lifetime ---------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Deinitialize now, or when the last running call returns. Idempotent."""
-        with self._lock:
-            if self._closing:
-                return
-            self._closing = True
-            now = self._running == 0
-        if now:
-            self._deinitialize()
-
-    def __enter__(self) -> CustomNode:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _deinitialize(self) -> None:
-        self._deinitialized = True
-        self._fn["deinitialize"](self._manager)  # OVMS ignores its result
-
-    def _check_open(self) -> None:
-        if self._closing:
-            raise RuntimeError(f"custom node of {self.library.path} is closed")
-
-    def _enter(self) -> None:
-        with self._lock:
-            self._check_open()
-            self._running += 1
-
-    def _leave(self, *, executed: bool = False, abandoned: bool = False) -> None:
-        with self._lock:
-            self._running -= 1
-            self._executions += executed
-            self._abandoned += abandoned
-            last = self._closing and self._running == 0
-        if last:
-            self._deinitialize()
-
-    def _release(self, address: int | None) -> None:
-        self._fn["release"](address, self._manager)
-
-
-class _Call:
-    """One execute call: its C inputs (kept alive until the call ends) and its fate."""
-
-    def __init__(self, node: CustomNode, inputs: Mapping[str, Array]) -> None:
-        self.node = node
-        self._abandoned = False
-        self._lock = threading.Lock()
-        self._arrays: list[Array] = []
-        self._dims: list[Any] = []
-        self._names: list[bytes] = []
+        self._check_open()
+        check_inputs(self.name, self.metadata().inputs, inputs)
+        keep: list[object] = []  # arrays, dims and names the C tensors point into
         tensors = (_Tensor * max(len(inputs), 1))()
         for slot, (name, value) in zip(tensors, inputs.items(), strict=False):
-            array = np.ascontiguousarray(value)
-            precision = _BY_DTYPE.get(array.dtype.newbyteorder("<"))
-            if precision is None:
-                raise InvalidArgument(
-                    f"Invalid input precision - Node input: {name} precision {array.dtype} "
-                    "cannot be passed to a custom node"
-                )
+            precision = _BY_DTYPE[value.dtype.newbyteorder("<")]
+            array = np.ascontiguousarray(value, dtype=_DTYPES[precision][0])
             dims = (ctypes.c_uint64 * max(array.ndim, 1))(*array.shape)
-            self._arrays.append(array)
-            self._dims.append(dims)
-            self._names.append(name.encode())
-            slot.name = self._names[-1]
+            encoded = name.encode()
+            keep += (array, dims, encoded)
+            slot.name = encoded
             slot.data = array.ctypes.data
             slot.dataBytes = array.nbytes
             slot.dims = ctypes.addressof(dims)
             slot.dimsCount = array.ndim
             slot.precision = precision
-        self._tensors = tensors
-        self._count = len(inputs)
+        count = len(inputs)
 
-    def abandon(self) -> None:
-        with self._lock:
-            self._abandoned = True
-
-    def run(self) -> dict[str, Array]:
-        node = self.node
-        with self._lock:
-            if self._abandoned:
-                return {}  # cancelled before its thread started: the library is not called
-        node._enter()
-        outputs = ctypes.POINTER(_Tensor)()
-        count = _INT()
-        try:
-            rc = node._fn["execute"](
-                self._tensors,
-                self._count,
+        def work(abandoned: Callable[[], bool]) -> dict[str, Array]:
+            outputs = ctypes.POINTER(_Tensor)()
+            outputs_count = _INT()
+            rc = self._fn["execute"](
+                tensors,
+                count,
                 ctypes.byref(outputs),
-                ctypes.byref(count),
-                node._params,
-                node._params_count,
-                node._manager,
+                ctypes.byref(outputs_count),
+                self._params,
+                self._params_count,
+                self._manager,
             )
-        except BaseException:
-            node._leave()
-            raise
-        with self._lock:
-            abandoned = self._abandoned
-        try:
+            del keep[:]
             if rc != 0:
-                raise _failed("NODE_LIBRARY_EXECUTION_FAILED", f"returned {rc}")
-            return _collect(node, outputs, count.value, copy=not abandoned)
-        finally:
-            with self._lock:
-                abandoned = self._abandoned
-            node._leave(executed=True, abandoned=abandoned)
+                raise _failed("NODE_LIBRARY_EXECUTION_FAILED", f"node: {self.name} returned {rc}")
+            return _collect(self, outputs, outputs_count.value, copy=not abandoned())
+
+        return work
+
+    def _shutdown(self) -> None:
+        self._fn["deinitialize"](self._manager)  # OVMS ignores its result
+
+    def _release(self, address: int | None) -> None:
+        self._fn["release"](address, self._manager)
 
 
 def _collect(node: CustomNode, outputs: Any, count: int, *, copy: bool) -> dict[str, Array]:

@@ -328,14 +328,14 @@ class _Validator:
             if len(tensor.shape) < 3:
                 raise _invalid(
                     "PIPELINE_NOT_ENOUGH_SHAPE_DIMENSIONS_TO_DEMULTIPLY",
-                    f"node: {node.name} output: {name} shape: {_shape(tensor.shape)}",
+                    f"node: {node.name} output: {name} shape: {shape_text(tensor.shape)}",
                 )
             first = tensor.shape[0]
             if count is not None and count > 0 and first >= 0 and first != count:
                 raise _invalid(
                     "PIPELINE_DEMULTIPLY_COUNT_DOES_NOT_MATCH_TENSOR_SHARD_COUNT",
                     f"node: {node.name} output: {name} count: {count} "
-                    f"shape: {_shape(tensor.shape)}",
+                    f"shape: {shape_text(tensor.shape)}",
                 )
             if count is not None and count > 0 and first < 0:
                 log.warning(
@@ -520,7 +520,8 @@ class _Validator:
         return out
 
 
-def _shape(shape: tuple[int, ...]) -> str:
+def shape_text(shape: tuple[int, ...]) -> str:
+    """OVMS' way of printing a shape in messages: ``(-1,16)``."""
     return "(" + ",".join(str(d) for d in shape) + ")"
 
 
@@ -547,8 +548,8 @@ def _check_fits(produced: TensorMeta, expected: TensorMeta, node: str, key: str)
     if len(a) != len(b) or any(_overlap(x, y) is None for x, y in zip(a, b, strict=True)):
         raise _invalid(
             "INVALID_SHAPE",
-            f"Node: {node} input: {key} Invalid shape - Expected: {_shape(expected.shape)}; "
-            f"Actual: {_shape(produced.shape)}",
+            f"Node: {node} input: {key} Invalid shape - Expected: {shape_text(expected.shape)}; "
+            f"Actual: {shape_text(produced.shape)}",
         )
 
 
