@@ -67,6 +67,8 @@ def lookup_model(name: str, version: int | None) -> NodeMeta | None:
 
 
 def lookup_library(node: NodeConfig) -> NodeMeta | None:
+    if node.callable == "pkg.mod:crop":
+        return LIBRARIES["dyn"]
     if node.library_name == "bad_init":
         raise NodeLibraryFailed(
             "NODE_LIBRARY_INITIALIZE_FAILED", "Failure during custom node library initialization"
@@ -202,6 +204,24 @@ VALID = [
         ),
         {"x": fp32(-1, 16)},
         {"index": TensorMeta("INT32", (-1, 1, 1)), "y": fp32(-1, -1, 16)},
+        [("d", (), None), ("t", ("d",), None)],
+        ("d",),
+    ),
+    (
+        "python node as the demultiplexer",
+        pipeline(
+            [
+                {
+                    **{k: v for k, v in DYN.items() if k != "library_name"},
+                    "type": "python",
+                    "callable": "pkg.mod:crop",
+                },
+                dl("t", "tiny", {"input": src("d", "crops")}),
+            ],
+            {"y": src("t", "t")},
+        ),
+        {"x": fp32(-1, 16)},
+        {"y": fp32(-1, -1, 16)},
         [("d", (), None), ("t", ("d",), None)],
         ("d",),
     ),
@@ -661,7 +681,7 @@ SCHEMA_ERRORS = [
     (
         "node type",
         pipeline([_with(NODE, type="DL")], {"y": src("t", "t")}),
-        f'{WHERE}[0].nodes[0].type: expected "DL model" or "custom", got \'DL\'',
+        f'{WHERE}[0].nodes[0].type: expected "DL model", "custom" or "python", got \'DL\'',
     ),
     (
         "custom node without library",
@@ -672,6 +692,16 @@ SCHEMA_ERRORS = [
         "DL model node with a library",
         pipeline([_with(NODE, library_name="dyn")], {"y": src("t", "t")}),
         f"{WHERE}[0].nodes[0]: a 'DL model' node cannot have 'library_name'",
+    ),
+    (
+        "python node without a callable",
+        pipeline([_with(NODE, type="python")], {"y": src("t", "t")}),
+        f"{WHERE}[0].nodes[0]: a 'python' node needs 'callable'",
+    ),
+    (
+        "custom node with a callable",
+        pipeline([_with(DYN, callable="m:f")], {"y": src("d", "crops")}),
+        f"{WHERE}[0].nodes[0]: a 'custom' node cannot have 'callable'",
     ),
     (
         "params not strings",

@@ -1,4 +1,5 @@
-"""DAG pipelines as OVMS defines them: config entries, validation and plan, custom nodes."""
+"""DAG pipelines as OVMS defines them: config entries, validation and plan, custom nodes
+(C libraries through OVMS' interface) and ovtrio's Python nodes."""
 
 from ._custom_node import CustomNode as CustomNode
 from ._custom_node import CustomNodeLibrary as CustomNodeLibrary
@@ -6,6 +7,7 @@ from ._custom_node import NodeTensorInfo as NodeTensorInfo
 from ._custom_node import Precision as Precision
 from ._graph import CUSTOM as CUSTOM
 from ._graph import DL_MODEL as DL_MODEL
+from ._graph import PYTHON as PYTHON
 from ._graph import REQUEST as REQUEST
 from ._graph import RESPONSE as RESPONSE
 from ._graph import LibraryConfig as LibraryConfig
@@ -27,10 +29,13 @@ from ._plan import NodeMeta as NodeMeta
 from ._plan import Step as Step
 from ._plan import TensorMeta as TensorMeta
 from ._plan import validate as validate
+from ._python_node import PythonNode as PythonNode
+from ._python_node import load_python_node as load_python_node
 
 __all__ = [
     "CUSTOM",
     "DL_MODEL",
+    "PYTHON",
     "REQUEST",
     "RESPONSE",
     "CustomNode",
@@ -48,11 +53,13 @@ __all__ = [
     "NodeTensorInfo",
     "PipelineConfig",
     "Precision",
+    "PythonNode",
     "Source",
     "Step",
     "TensorMeta",
     "ThreadedNode",
     "check_inputs",
+    "load_python_node",
     "parse_libraries",
     "parse_pipelines",
     "validate",

@@ -32,7 +32,7 @@ from typing import Any, Final
 import numpy as np
 
 from ..errors import NodeLibraryFailed
-from ._node import Array, ThreadedNode, Work, check_inputs
+from ._node import Array, ThreadedNode, Work, check_inputs, library_error
 from ._plan import NodeMeta, TensorMeta
 
 __all__ = [
@@ -132,28 +132,6 @@ _SIGNATURES: Final[dict[str, list[Any]]] = {
     "release": [_P, _P],
 }
 
-# OVMS' messages (src/status.cpp) for the NODE_LIBRARY_* codes raised here.
-_MESSAGES: Final = {
-    "NODE_LIBRARY_LOAD_FAILED_OPEN": "Custom node library failed to open",
-    "NODE_LIBRARY_LOAD_FAILED_SYM": "Custom node library failed to load symbol",
-    "NODE_LIBRARY_INITIALIZE_FAILED": "Failure during custom node library initialization",
-    "NODE_LIBRARY_METADATA_FAILED": "Custom node failed on metadata call",
-    "NODE_LIBRARY_EXECUTION_FAILED": "Custom node failed during execution",
-    "NODE_LIBRARY_OUTPUTS_CORRUPTED": "Custom node library has returned corrupted outputs handle",
-    "NODE_LIBRARY_OUTPUTS_CORRUPTED_COUNT": (
-        "Custom node library has produced corrupted number of outputs"
-    ),
-    "NODE_LIBRARY_INVALID_PRECISION": "Custom node has produced tensor with unspecified precision",
-    "NODE_LIBRARY_INVALID_SHAPE": "Custom node has produced tensor with not matching shape",
-    "NODE_LIBRARY_INVALID_CONTENT_SIZE": "Custom node output has invalid content size",
-    "NODE_LIBRARY_OUTPUT_MISSING_NAME": "Custom node output is missing name",
-}
-
-
-def _failed(code: str, detail: str = "") -> NodeLibraryFailed:
-    message = _MESSAGES[code]
-    return NodeLibraryFailed(code, f"{message} - {detail}" if detail else message)
-
 
 @dataclass(frozen=True, slots=True)
 class NodeTensorInfo:
@@ -186,13 +164,15 @@ class CustomNodeLibrary:
         try:
             self._dll = ctypes.CDLL(str(self.path), mode=os.RTLD_LAZY | os.RTLD_LOCAL)
         except OSError as exc:
-            raise _failed("NODE_LIBRARY_LOAD_FAILED_OPEN", f"{self.path}: {exc}") from None
+            raise library_error("NODE_LIBRARY_LOAD_FAILED_OPEN", f"{self.path}: {exc}") from None
         self._fn: dict[str, Callable[..., int]] = {}
         for symbol, argtypes in _SIGNATURES.items():
             try:
                 fn = getattr(self._dll, symbol)
             except AttributeError:
-                raise _failed("NODE_LIBRARY_LOAD_FAILED_SYM", f"{self.path}: {symbol}") from None
+                raise library_error(
+                    "NODE_LIBRARY_LOAD_FAILED_SYM", f"{self.path}: {symbol}"
+                ) from None
             fn.argtypes = argtypes
             fn.restype = ctypes.c_int
             self._fn[symbol] = fn
@@ -231,7 +211,7 @@ class CustomNode(ThreadedNode):
         handle = _P()
         rc = self._fn["initialize"](ctypes.byref(handle), self._params, self._params_count)
         if rc != 0:
-            raise _failed("NODE_LIBRARY_INITIALIZE_FAILED", f"{library.path}: returned {rc}")
+            raise library_error("NODE_LIBRARY_INITIALIZE_FAILED", f"{library.path}: returned {rc}")
         self._manager = handle
         self._inputs: dict[str, NodeTensorInfo] | None = None
         self._outputs: dict[str, NodeTensorInfo] | None = None
@@ -274,13 +254,15 @@ class CustomNode(ThreadedNode):
             ctypes.byref(info), ctypes.byref(count), self._params, self._params_count, self._manager
         )
         if rc != 0:
-            raise _failed("NODE_LIBRARY_METADATA_FAILED", f"{symbol} returned {rc}")
+            raise library_error("NODE_LIBRARY_METADATA_FAILED", f"{symbol} returned {rc}")
         if not info:
-            raise _failed("NODE_LIBRARY_OUTPUTS_CORRUPTED", symbol)
+            raise library_error("NODE_LIBRARY_OUTPUTS_CORRUPTED", symbol)
         out: dict[str, NodeTensorInfo] = {}
         try:
             if count.value <= 0:
-                raise _failed("NODE_LIBRARY_OUTPUTS_CORRUPTED_COUNT", f"{symbol}: {count.value}")
+                raise library_error(
+                    "NODE_LIBRARY_OUTPUTS_CORRUPTED_COUNT", f"{symbol}: {count.value}"
+                )
             for i in range(count.value):
                 entry = info[i]
                 if entry.name is None:
@@ -339,7 +321,9 @@ class CustomNode(ThreadedNode):
             )
             del keep[:]
             if rc != 0:
-                raise _failed("NODE_LIBRARY_EXECUTION_FAILED", f"node: {self.name} returned {rc}")
+                raise library_error(
+                    "NODE_LIBRARY_EXECUTION_FAILED", f"node: {self.name} returned {rc}"
+                )
             return _collect(self, outputs, outputs_count.value, copy=not abandoned())
 
         return work
@@ -354,12 +338,12 @@ class CustomNode(ThreadedNode):
 def _collect(node: CustomNode, outputs: Any, count: int, *, copy: bool) -> dict[str, Array]:
     """Check and copy each output, releasing every buffer; the first problem is raised after."""
     if not outputs:
-        raise _failed("NODE_LIBRARY_OUTPUTS_CORRUPTED")
+        raise library_error("NODE_LIBRARY_OUTPUTS_CORRUPTED")
     result: dict[str, Array] = {}
     problem: NodeLibraryFailed | None = None
     try:
         if count <= 0:
-            raise _failed("NODE_LIBRARY_OUTPUTS_CORRUPTED_COUNT", str(count))
+            raise library_error("NODE_LIBRARY_OUTPUTS_CORRUPTED_COUNT", str(count))
         for i in range(count):
             tensor = outputs[i]
             try:
@@ -382,18 +366,18 @@ def _collect(node: CustomNode, outputs: Any, count: int, *, copy: bool) -> dict[
 
 def _output(tensor: _Tensor) -> tuple[str, Array]:
     if tensor.name is None:
-        raise _failed("NODE_LIBRARY_OUTPUT_MISSING_NAME")
+        raise library_error("NODE_LIBRARY_OUTPUT_MISSING_NAME")
     name: str = tensor.name.decode()
     row = _DTYPES.get(_precision(tensor.precision))
     if row is None:
-        raise _failed("NODE_LIBRARY_INVALID_PRECISION", name)
+        raise library_error("NODE_LIBRARY_INVALID_PRECISION", name)
     if tensor.dimsCount and not tensor.dims:
-        raise _failed("NODE_LIBRARY_INVALID_SHAPE", name)
+        raise library_error("NODE_LIBRARY_INVALID_SHAPE", name)
     shape = _read_dims(tensor.dims, tensor.dimsCount)
     dtype = row[0]
     expected = math.prod(shape) * dtype.itemsize
     if not tensor.data or tensor.dataBytes != expected:
-        raise _failed(
+        raise library_error(
             "NODE_LIBRARY_INVALID_CONTENT_SIZE",
             f"{name}: {tensor.dataBytes} bytes for shape {list(shape)} of {row[1]}",
         )

@@ -3,7 +3,9 @@
 The schema is OVMS' (``DAG_DEFINITIONS`` in its schema.cpp): every object rejects unknown keys,
 naming the key; ``type`` is exactly ``"DL model"`` or ``"custom"``; a custom node needs
 ``library_name`` and no ``model_name``, a DL model node the reverse; ``params`` values are
-strings; ``demultiply_count`` is -1..10000 with 0 read as -1. A schema violation is a
+strings; ``demultiply_count`` is -1..10000 with 0 read as -1. ovtrio adds a third node type,
+``"python"``, which needs ``callable`` (``"module:function"``) and takes ``params`` like a
+custom node. A schema violation is a
 ``ConfigError`` (the whole file is invalid). Everything that depends on models and libraries
 (missing model, unknown data item, cycles, ...) is ``_plan.validate``'s, and fails only that
 pipeline.
@@ -24,6 +26,7 @@ from ..config import ConfigError
 __all__ = [
     "CUSTOM",
     "DL_MODEL",
+    "PYTHON",
     "REQUEST",
     "RESPONSE",
     "LibraryConfig",
@@ -38,9 +41,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-NodeKind = Literal["DL model", "custom"]
+NodeKind = Literal["DL model", "custom", "python"]
 DL_MODEL: Final = "DL model"
 CUSTOM: Final = "custom"
+PYTHON: Final = "python"
+"""ovtrio's extension: a Python callable (``"callable": "module:function"``) as a node."""
 REQUEST: Final = "request"
 """The implicit entry node: exposes each pipeline input under its own name."""
 RESPONSE: Final = "response"
@@ -73,6 +78,8 @@ class NodeConfig:
     """DL model nodes only: a name from ``model_config_list``."""
     library_name: str | None = None
     """Custom nodes only: a name from ``custom_node_library_config_list``."""
+    callable: str | None = None
+    """Python nodes only: ``"module:function"``."""
     version: int | None = None
     """A pinned model version; None follows the model's default version at every run."""
     inputs: tuple[tuple[str, Source], ...] = ()
@@ -198,6 +205,7 @@ _NODE_KEYS: Final = (
     "type",
     "model_name",
     "library_name",
+    "callable",
     "version",
     "inputs",
     "outputs",
@@ -207,19 +215,25 @@ _NODE_KEYS: Final = (
 )
 
 
+_KIND_KEYS: Final[dict[str, str]] = {
+    DL_MODEL: "model_name",
+    CUSTOM: "library_name",
+    PYTHON: "callable",
+}
+"""Per node type, the key it needs; the other types' keys are forbidden."""
+
+
 def _node(value: object, where: str) -> NodeConfig:
     obj = _Obj(value, where, allowed=_NODE_KEYS, required=("name", "type", "inputs", "outputs"))
     kind = obj.string("type")
-    if kind == DL_MODEL:
-        needed, forbidden = "model_name", "library_name"
-    elif kind == CUSTOM:
-        needed, forbidden = "library_name", "model_name"
-    else:
-        _fail(obj.at("type"), f'expected "DL model" or "custom", got {_show(kind)}')
+    needed = _KIND_KEYS.get(kind)
+    if needed is None:
+        _fail(obj.at("type"), f'expected "DL model", "custom" or "python", got {_show(kind)}')
     if needed not in obj.data:
         _fail(where, f"a {kind!r} node needs {needed!r}")
-    if forbidden in obj.data:
-        _fail(where, f"a {kind!r} node cannot have {forbidden!r}")
+    for forbidden in _KIND_KEYS.values():
+        if forbidden != needed and forbidden in obj.data:
+            _fail(where, f"a {kind!r} node cannot have {forbidden!r}")
     version = obj.data.get("version")
     if version is not None and (type(version) is not int or version < 1):
         _fail(obj.at("version"), f"expected an integer >= 1, got {_show(version)}")
@@ -240,9 +254,10 @@ def _node(value: object, where: str) -> NodeConfig:
         outputs.append(NodeOutput(out.string("data_item"), out.string("alias")))
     return NodeConfig(
         name=obj.string("name"),
-        kind=DL_MODEL if kind == DL_MODEL else CUSTOM,
+        kind=DL_MODEL if kind == DL_MODEL else CUSTOM if kind == CUSTOM else PYTHON,
         model_name=obj.opt_string("model_name"),
         library_name=obj.opt_string("library_name"),
+        callable=obj.opt_string("callable"),
         version=version,
         inputs=tuple(
             _one_key(entry, f"{obj.at('inputs')}[{i}]")

@@ -14,20 +14,51 @@ import abc
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 import trio
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NodeLibraryFailed
 from ..tensors import datatype_of_array
 from ._plan import NodeMeta, TensorMeta, shape_text
 
-__all__ = ["Array", "NodeStatistics", "ThreadedNode", "check_inputs"]
+__all__ = [
+    "MESSAGES",
+    "Array",
+    "NodeStatistics",
+    "ThreadedNode",
+    "check_inputs",
+    "library_error",
+]
 
 Array: TypeAlias = np.ndarray[Any, Any]
 Work: TypeAlias = Callable[[Callable[[], bool]], dict[str, Array]]
 """One prepared call: runs in the worker thread, asking ``abandoned()`` once it has a result."""
+
+
+# OVMS' messages (src/status.cpp) for the NODE_LIBRARY_* codes.
+MESSAGES: Final = {
+    "NODE_LIBRARY_LOAD_FAILED_OPEN": "Custom node library failed to open",
+    "NODE_LIBRARY_LOAD_FAILED_SYM": "Custom node library failed to load symbol",
+    "NODE_LIBRARY_INITIALIZE_FAILED": "Failure during custom node library initialization",
+    "NODE_LIBRARY_METADATA_FAILED": "Custom node failed on metadata call",
+    "NODE_LIBRARY_EXECUTION_FAILED": "Custom node failed during execution",
+    "NODE_LIBRARY_OUTPUTS_CORRUPTED": "Custom node library has returned corrupted outputs handle",
+    "NODE_LIBRARY_OUTPUTS_CORRUPTED_COUNT": (
+        "Custom node library has produced corrupted number of outputs"
+    ),
+    "NODE_LIBRARY_INVALID_PRECISION": "Custom node has produced tensor with unspecified precision",
+    "NODE_LIBRARY_INVALID_SHAPE": "Custom node has produced tensor with not matching shape",
+    "NODE_LIBRARY_INVALID_CONTENT_SIZE": "Custom node output has invalid content size",
+    "NODE_LIBRARY_OUTPUT_MISSING_NAME": "Custom node output is missing name",
+}
+
+
+def library_error(code: str, detail: str = "") -> NodeLibraryFailed:
+    """A NodeLibraryFailed with OVMS' message for ``code``, then `` - detail``."""
+    message = MESSAGES[code]
+    return NodeLibraryFailed(code, f"{message} - {detail}" if detail else message)
 
 
 @dataclass(frozen=True, slots=True)

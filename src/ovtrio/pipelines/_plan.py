@@ -131,8 +131,9 @@ class NodeMeta:
 ModelLookup = Callable[[str, int | None], NodeMeta | None]
 """(model name, pinned version or None for the default) -> metadata, None if not available."""
 CustomNodeLookup = Callable[[NodeConfig], NodeMeta | None]
-"""Initialize the node's library with its params -> metadata; None if the library is missing.
-May raise ``NodeLibraryFailed`` (initialize or a metadata call failed)."""
+"""For a custom (or Python) node: initialize its library with the node's params (or load its
+callable) -> metadata; None if the library is missing. May raise ``NodeLibraryFailed``
+(initialize, loading or a metadata call failed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +245,7 @@ class _Validator:
             if meta is None:
                 raise _invalid(
                     "PIPELINE_DEFINITION_INVALID_NODE_LIBRARY",
-                    f"node: {node.name} library: {node.library_name}",
+                    f"node: {node.name} library: {node.library_name or node.callable}",
                 )
             self.meta[node.name] = meta
 
