@@ -197,6 +197,18 @@ VALID = [
         (),
     ),
     (
+        "request demultiplexed and gathered right away",
+        pipeline(
+            [dl("s", "sum3", {"input": X}, gather_from_node="request")],
+            {"y": src("s", "s")},
+            demultiply_count=3,
+        ),
+        {"x": fp32(3, -1, 16)},
+        {"y": fp32(-1, 16)},
+        [("s", (), "request")],
+        (),
+    ),
+    (
         "dynamic custom demultiplexer, its own output also in the response",
         pipeline(
             [DYN, dl("t", "tiny", {"input": src("d", "crops")})],

@@ -485,9 +485,10 @@ class _Validator:
         for node in self.p.nodes:
             for key, source in node.inputs:
                 if source.node == REQUEST:
-                    wanted.setdefault(source.alias, []).append(
-                        (node.name, self.meta[node.name].inputs[key])
-                    )
+                    tensor = self.meta[node.name].inputs[key]
+                    if node.gather_from_node == REQUEST:
+                        tensor = tensor.shard()  # the request's own split adds it back
+                    wanted.setdefault(source.alias, []).append((node.name, tensor))
         direct = {s.alias for _, s in self.p.outputs if s.node == REQUEST}
         out: dict[str, TensorMeta] = {}
         for name in sorted(wanted.keys() | direct):
