@@ -341,8 +341,10 @@ def test_cancelled_execute_releases_its_outputs_and_returns_nothing(
         node.close()
         assert node.statistics().running == 1
         assert counters.live_managers == managers + 1
+        assert limiter.borrowed_tokens == 1  # the thread still holds its token
         gate.open_gate()
         await until(lambda: node.statistics().running == 0)
+        await until(lambda: limiter.borrowed_tokens == 0)
         stats = node.statistics()
         assert (stats.executions, stats.abandoned, stats.running) == (1, 1, 0)
 

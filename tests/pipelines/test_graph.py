@@ -318,6 +318,7 @@ def test_plan_edges_resolve_aliases_to_data_items() -> None:
         ("input", "d", "crops", "out")
     ]
     assert [(e.target, e.node, e.data_item) for e in plan.outputs] == [("y", "t", "output")]
+    assert (d.used, t.used) == (("out",), ("output",))  # "index" is aliased but never read
 
 
 def _with(config: dict[str, Any], **changes: Any) -> dict[str, Any]:

@@ -157,6 +157,9 @@ class Step:
     """The demultiplexer whose shards are stacked (by shard index) into this node's inputs."""
     demultiply_count: int | None
     """Its outputs are split along dimension 0 into this many shards (-1: as many as there are)."""
+    used: tuple[str, ...]
+    """Its outputs (data items) that a later node or the response reads, sorted; others can
+    be dropped as soon as it returns."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,12 +475,15 @@ class _Validator:
         )
 
     def _step(self, node: NodeConfig, level: tuple[str, ...]) -> Step:
+        readers = [s for n in self.p.nodes for _, s in n.inputs] + [s for _, s in self.p.outputs]
+        used = {node.aliases[s.alias] for s in readers if s.node == node.name}
         return Step(
             node=node,
             inputs=tuple(self._edge(key, source) for key, source in node.inputs),
             level=level,
             gathers=node.gather_from_node,
             demultiply_count=node.demultiply_count,
+            used=tuple(sorted(used)),
         )
 
     def _inputs_meta(self) -> dict[str, TensorMeta]:
