@@ -16,7 +16,18 @@ import pytest
 import trio
 
 from ovtrio.errors import InvalidArgument, NodeLibraryFailed
-from ovtrio.pipelines import CustomNodeLibrary, NodeTensorInfo, Precision
+from ovtrio.pipelines import (
+    CustomNodeLibrary,
+    NodeConfig,
+    NodeMeta,
+    NodeTensorInfo,
+    Precision,
+    TensorMeta,
+    ThreadedNode,
+    initialize_node,
+    parse_pipelines,
+    validate,
+)
 
 
 class Counters:
@@ -368,3 +379,77 @@ def test_cancelled_before_a_thread_is_free_never_calls_the_library(
             assert node.statistics() == type(node.statistics())(0, 0, 0)
 
     trio.run(main)
+
+
+def test_pipeline_validated_with_a_real_library(node_libs: dict[str, Path]) -> None:
+    """A dynamic demultiplexer from the C library "demux" feeding a model, validated from the
+    library's own metadata, and a Python node beside it."""
+    entry = {
+        "name": "p",
+        "inputs": ["x"],
+        "nodes": [
+            {
+                "name": "d",
+                "type": "custom",
+                "library_name": "demux",
+                "params": {"count": "3"},
+                "demultiply_count": -1,
+                "inputs": [{"in": {"node_name": "request", "data_item": "x"}}],
+                "outputs": [
+                    {"data_item": "out", "alias": "shards"},
+                    {"data_item": "index", "alias": "i"},
+                ],
+            },
+            {
+                "name": "t",
+                "type": "DL model",
+                "model_name": "tiny",
+                "inputs": [{"input": {"node_name": "d", "data_item": "shards"}}],
+                "outputs": [{"data_item": "output", "alias": "y"}],
+            },
+            {
+                "name": "py",
+                "type": "python",
+                "callable": "tests.pipelines.pynodes:add",
+                "inputs": [{"in": {"node_name": "t", "data_item": "y"}}],
+                "outputs": [{"data_item": "out", "alias": "z"}],
+            },
+        ],
+        "outputs": [
+            {"z": {"node_name": "py", "data_item": "z"}},
+            {"i": {"node_name": "d", "data_item": "i"}},
+        ],
+    }
+    (config,) = parse_pipelines([entry], "config.json: pipeline_config_list")
+    libraries = {"demux": CustomNodeLibrary(node_libs["demux"])}
+    counters = Counters(node_libs["demux"])
+    managers = counters.live_managers
+    tiny = NodeMeta(
+        {"input": TensorMeta("FP32", (-1, 16))}, {"output": TensorMeta("FP32", (-1, 16))}
+    )
+    opened: list[ThreadedNode] = []
+
+    def custom_nodes(node: NodeConfig) -> NodeMeta | None:
+        instance = initialize_node(node, libraries)
+        if instance is None:
+            return None
+        opened.append(instance)
+        return instance.metadata()
+
+    plan = validate(config, models=lambda name, version: tiny, custom_nodes=custom_nodes)
+    assert plan.inputs_meta == {"x": TensorMeta("FP32", (1, -1))}
+    assert plan.outputs_meta == {
+        "i": TensorMeta("INT32", (-1, 1, 1)),
+        "z": TensorMeta("FP32", (-1, -1, -1)),
+    }
+    assert [(s.node.name, s.level) for s in plan.steps] == [
+        ("d", ()),
+        ("t", ("d",)),
+        ("py", ("d",)),
+    ]
+    assert counters.live_managers == managers + 1
+    for instance in opened:
+        instance.close()
+    assert counters.live_managers == managers
+    assert counters.live_buffers == 0
+    assert initialize_node(NodeConfig("x", "custom", library_name="missing"), libraries) is None

@@ -5,6 +5,7 @@ from ._custom_node import CustomNode as CustomNode
 from ._custom_node import CustomNodeLibrary as CustomNodeLibrary
 from ._custom_node import NodeTensorInfo as NodeTensorInfo
 from ._custom_node import Precision as Precision
+from ._custom_node import initialize_node as initialize_node
 from ._graph import CUSTOM as CUSTOM
 from ._graph import DL_MODEL as DL_MODEL
 from ._graph import PYTHON as PYTHON
@@ -59,6 +60,7 @@ __all__ = [
     "TensorMeta",
     "ThreadedNode",
     "check_inputs",
+    "initialize_node",
     "load_python_node",
     "parse_libraries",
     "parse_pipelines",

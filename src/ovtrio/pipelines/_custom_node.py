@@ -32,14 +32,17 @@ from typing import Any, Final
 import numpy as np
 
 from ..errors import NodeLibraryFailed
+from ._graph import CUSTOM, PYTHON, NodeConfig
 from ._node import Array, ThreadedNode, Work, check_inputs, library_error
 from ._plan import NodeMeta, TensorMeta
+from ._python_node import load_python_node
 
 __all__ = [
     "CustomNode",
     "CustomNodeLibrary",
     "NodeTensorInfo",
     "Precision",
+    "initialize_node",
 ]
 
 
@@ -401,3 +404,23 @@ def _precision(value: int) -> Precision:
         return Precision(value)
     except ValueError:
         return Precision.UNSPECIFIED
+
+
+def initialize_node(
+    node: NodeConfig, libraries: Mapping[str, CustomNodeLibrary]
+) -> ThreadedNode | None:
+    """The node instance a custom or Python node config asks for, initialized with its params.
+
+    Returns None when a custom node names a library that is not loaded (validation then reports
+    PIPELINE_DEFINITION_INVALID_NODE_LIBRARY). Blocking (initialize, import).
+
+    Raises:
+        NodeLibraryFailed: initialize failed, or the Python callable cannot be loaded.
+        ValueError: ``node`` is a DL model node.
+    """
+    if node.kind == CUSTOM:
+        library = libraries.get(node.library_name or "")
+        return None if library is None else library.initialize(node.params, name=node.name)
+    if node.kind == PYTHON and node.callable is not None:
+        return load_python_node(node.callable, node.params, name=node.name)
+    raise ValueError(f"node {node.name!r} is a {node.kind!r} node")
