@@ -23,6 +23,7 @@ from ovtrio.pipelines import (
     parse_pipelines,
     validate,
 )
+from ovtrio.tensors import TensorSpec, datatype
 
 WHERE = "config.json: pipeline_config_list"
 
@@ -833,3 +834,36 @@ def test_libraries(tmp_path: Path) -> None:
         parse_libraries([{"name": "a", "base_path": 3}], where, tmp_path)
     with pytest.raises(ConfigError, match=r"custom_node_library_config_list: expected an array"):
         parse_libraries({}, where, tmp_path)
+
+
+def test_model_metadata_with_ranges() -> None:
+    spec = TensorSpec("input", datatype("FP32"), (-1, 16), ((1, 8), (16, 16)))
+    ranged = TensorMeta.of(spec)
+    assert ranged == TensorMeta("FP32", (-1, 16), ((1, 8), (16, 16)))
+    models = {**MODELS, "ranged": model({"input": ranged}, {"output": ranged})}
+    big = model({"input": fp32(-1, 16)}, {"output": fp32(9, 16)})
+    models["big"] = big
+
+    def lookup(name: str, version: int | None) -> NodeMeta | None:
+        return models.get(name)
+
+    ok = pipeline(
+        [dl("a", "tiny", {"input": X}), dl("r", "ranged", {"input": src("a", "a")})],
+        {"y": src("r", "r")},
+    )
+    plan = validate(parse(ok), models=lookup, custom_nodes=lookup_library)
+    assert plan.outputs_meta == {"y": ranged}
+    # two consumers of x: (-1,16) and 1..8 x 16 agree on 1..8
+    both = pipeline(
+        [dl("a", "tiny", {"input": X}), dl("r", "ranged", {"input": X})],
+        {"y": src("a", "a"), "z": src("r", "r")},
+    )
+    assert validate(parse(both), models=lookup, custom_nodes=lookup_library).inputs_meta == {
+        "x": TensorMeta("FP32", (-1, 16), ((1, 8), (16, 16)))
+    }
+    bad = pipeline(
+        [dl("b", "big", {"input": X}), dl("r", "ranged", {"input": src("b", "b")})],
+        {"y": src("r", "r")},
+    )
+    with pytest.raises(PipelineInvalid, match=r"Expected: \(-1,16\); Actual: \(9,16\)"):
+        validate(parse(bad), models=lookup, custom_nodes=lookup_library)

@@ -33,8 +33,8 @@ import numpy as np
 
 from ..errors import NodeLibraryFailed
 from ._graph import CUSTOM, PYTHON, NodeConfig
-from ._node import Array, ThreadedNode, Work, check_inputs, library_error
-from ._plan import NodeMeta, TensorMeta
+from ._meta import NodeMeta, TensorMeta, check_inputs
+from ._node import Array, ThreadedNode, Work, library_error
 from ._python_node import load_python_node
 
 __all__ = [

@@ -1,6 +1,6 @@
 """What custom C nodes and Python callable nodes share: a worker thread per call, the
-cancellation contract, the input check against the node's declared metadata, statistics, and
-a close that waits for running calls.
+cancellation contract, statistics, a close that waits for running calls, and OVMS' messages
+for the NODE_LIBRARY_* codes.
 
 Cancellation: ``execute`` returns at once when cancelled. The node's code cannot be interrupted
 in its thread, so the call runs to its end; then its result is dropped (for a C library: its
@@ -14,25 +14,21 @@ import abc
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import Final, TypeAlias
 
-import numpy as np
 import trio
 
-from ..errors import InvalidArgument, NodeLibraryFailed
-from ..tensors import datatype_of_array
-from ._plan import NodeMeta, TensorMeta, shape_text
+from ..errors import NodeLibraryFailed
+from ._meta import Array, NodeMeta
 
 __all__ = [
     "MESSAGES",
     "Array",
     "NodeStatistics",
     "ThreadedNode",
-    "check_inputs",
     "library_error",
 ]
 
-Array: TypeAlias = np.ndarray[Any, Any]
 Work: TypeAlias = Callable[[Callable[[], bool]], dict[str, Array]]
 """One prepared call: runs in the worker thread, asking ``abandoned()`` once it has a result."""
 
@@ -159,44 +155,3 @@ class ThreadedNode(abc.ABC):
                 last = self._closing and self._running == 0
             if last:
                 self._shutdown()
-
-
-def check_inputs(
-    node: str, declared: Mapping[str, TensorMeta], inputs: Mapping[str, Array]
-) -> None:
-    """OVMS' check of the tensors going into a node against its declared inputs.
-
-    Datatypes are compared by KServe name; a declared ``-1`` or a range
-    accepts any size in it.
-
-    Raises:
-        InvalidArgument: with OVMS' message for the first problem found.
-    """
-    if len(inputs) != len(declared):
-        raise InvalidArgument(
-            f"Invalid number of inputs - Node: {node} Expected: {len(declared)}; "
-            f"Actual: {len(inputs)}"
-        )
-    for name, meta in declared.items():
-        if name not in inputs:
-            raise InvalidArgument(f"Missing input with specific name - Node: {node} input: {name}")
-        array = inputs[name]
-        where = f"Node: {node} input: {name}"
-        actual = datatype_of_array(array).kserve
-        if meta.datatype != actual:
-            raise InvalidArgument(
-                f"Invalid input precision - {where} Invalid precision - "
-                f"Expected: {meta.datatype}; Actual: {actual}"
-            )
-        if len(meta.shape) != array.ndim:
-            raise InvalidArgument(
-                f"Invalid number of shape dimensions - {where} "
-                "Invalid number of shape dimensions - "
-                f"Expected: {shape_text(meta.shape)}; Actual: {shape_text(array.shape)}"
-            )
-        for (low, high), size in zip(meta.intervals(), array.shape, strict=True):
-            if size < low or (high >= 0 and size > high):
-                raise InvalidArgument(
-                    f"Invalid input shape - {where} Invalid shape - "
-                    f"Expected: {shape_text(meta.shape)}; Actual: {shape_text(array.shape)}"
-                )

@@ -20,6 +20,7 @@ from typing import Final
 
 from ..errors import NodeLibraryFailed, PipelineInvalid
 from ._graph import DL_MODEL, REQUEST, RESPONSE, NodeConfig, PipelineConfig, Source
+from ._meta import INVALID, NodeMeta, TensorMeta, intersect, overlap, shape_text
 
 __all__ = [
     "CustomNodeLookup",
@@ -86,46 +87,9 @@ MESSAGES: Final = {
     ),
 }
 
-INVALID: Final = "INVALID"
-"""The datatype of a pipeline tensor nothing describes (a request input sent straight back)."""
-
 
 def _invalid(code: str, detail: str) -> PipelineInvalid:
     return PipelineInvalid(code, f"{MESSAGES[code]} - {detail}")
-
-
-@dataclass(frozen=True, slots=True)
-class TensorMeta:
-    """A tensor's metadata: KServe datatype name and shape with -1 for a dynamic dimension."""
-
-    datatype: str
-    shape: tuple[int, ...]
-    ranges: tuple[tuple[int, int], ...] = ()
-    """Per dimension (min, max), max -1 for unbounded; empty when ``shape`` says it all."""
-
-    def intervals(self) -> tuple[tuple[int, int], ...]:
-        if self.ranges:
-            return self.ranges
-        return tuple((0, -1) if d < 0 else (d, d) for d in self.shape)
-
-    def with_leading(self, count: int) -> TensorMeta:
-        """Gathered: ``count`` shards (-1: dynamic) stacked in front."""
-        ranges = (((0, -1) if count < 0 else (count, count)), *self.ranges) if self.ranges else ()
-        return TensorMeta(self.datatype, (count, *self.shape), ranges)
-
-    def shard(self) -> TensorMeta:
-        """Demultiplexed: one shard's metadata (dimension 0 dropped)."""
-        return TensorMeta(self.datatype, self.shape[1:], self.ranges[1:])
-
-
-@dataclass(frozen=True, slots=True)
-class NodeMeta:
-    """What a model version or an initialized custom node declares."""
-
-    inputs: Mapping[str, TensorMeta]
-    outputs: Mapping[str, TensorMeta]
-    dynamic_parameters: bool = False
-    """The model uses ``batch_size`` or ``shape`` ``auto``, which pipelines forbid."""
 
 
 ModelLookup = Callable[[str, int | None], NodeMeta | None]
@@ -504,7 +468,7 @@ class _Validator:
                 continue
             tensor = consumers[0][1]
             for consumer, other in consumers[1:]:
-                merged = _intersect(tensor, other)
+                merged = intersect(tensor, other)
                 if merged is None:
                     raise _invalid(
                         "PIPELINE_INPUTS_AMBIGUOUS_METADATA", f"input: {name} node: {consumer}"
@@ -528,20 +492,6 @@ class _Validator:
         return out
 
 
-def shape_text(shape: tuple[int, ...]) -> str:
-    """OVMS' way of printing a shape in messages: ``(-1,16)``."""
-    return "(" + ",".join(str(d) for d in shape) + ")"
-
-
-def _overlap(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int] | None:
-    low = max(a[0], b[0])
-    highs = [h for h in (a[1], b[1]) if h >= 0]
-    high = min(highs) if highs else -1
-    if high >= 0 and low > high:
-        return None
-    return low, high
-
-
 def _check_fits(produced: TensorMeta, expected: TensorMeta, node: str, key: str) -> None:
     """A tensor between two nodes must fit the consumer: same precision, overlapping dims."""
     if "BYTES" in (produced.datatype, expected.datatype):
@@ -553,23 +503,9 @@ def _check_fits(produced: TensorMeta, expected: TensorMeta, node: str, key: str)
             f"Actual: {produced.datatype}",
         )
     a, b = produced.intervals(), expected.intervals()
-    if len(a) != len(b) or any(_overlap(x, y) is None for x, y in zip(a, b, strict=True)):
+    if len(a) != len(b) or any(overlap(x, y) is None for x, y in zip(a, b, strict=True)):
         raise _invalid(
             "INVALID_SHAPE",
             f"Node: {node} input: {key} Invalid shape - Expected: {shape_text(expected.shape)}; "
             f"Actual: {shape_text(produced.shape)}",
         )
-
-
-def _intersect(a: TensorMeta, b: TensorMeta) -> TensorMeta | None:
-    if a.datatype != b.datatype or len(a.shape) != len(b.shape):
-        return None
-    dims: list[tuple[int, int]] = []
-    for x, y in zip(a.intervals(), b.intervals(), strict=True):
-        both = _overlap(x, y)
-        if both is None:
-            return None
-        dims.append(both)
-    shape = tuple(lo if lo == hi else -1 for lo, hi in dims)
-    bounded = any(not (lo == hi or (lo == 0 and hi == -1)) for lo, hi in dims)
-    return TensorMeta(a.datatype, shape, tuple(dims) if bounded else ())

@@ -29,8 +29,8 @@ import numpy as np
 
 from ..errors import OvtrioError
 from ..tensors import DATATYPES
-from ._node import Array, ThreadedNode, Work, check_inputs, library_error
-from ._plan import NodeMeta, TensorMeta
+from ._meta import NodeMeta, TensorMeta, check_inputs
+from ._node import Array, ThreadedNode, Work, library_error
 
 __all__ = ["PythonNode", "load_python_node"]
 
