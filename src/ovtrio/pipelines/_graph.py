@@ -133,6 +133,12 @@ def _show(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _array(value: object, where: str) -> list[object]:
+    if not isinstance(value, list):
+        _fail(where, f"expected an array, got {_show(value)}")
+    return value
+
+
 class _Obj:
     """A JSON object read strictly: unknown keys are named, types are checked per key."""
 
@@ -165,10 +171,7 @@ class _Obj:
         return self.string(key) if key in self.data else None
 
     def array(self, key: str) -> list[object]:
-        value = self.data[key]
-        if not isinstance(value, list):
-            _fail(self.at(key), f"expected an array, got {_show(value)}")
-        return value
+        return _array(self.data[key], self.at(key))
 
     def demultiply_count(self) -> int | None:
         if "demultiply_count" not in self.data:
@@ -304,10 +307,8 @@ def parse_pipelines(value: object, where: str) -> tuple[PipelineConfig, ...]:
     Raises:
         ConfigError: the schema is violated.
     """
-    if not isinstance(value, list):
-        _fail(where, f"expected an array, got {_show(value)}")
     pipelines: dict[str, PipelineConfig] = {}
-    for i, entry in enumerate(value):
+    for i, entry in enumerate(_array(value, where)):
         pipeline = _pipeline(entry, f"{where}[{i}]")
         if pipeline.name in pipelines:
             log.warning(
@@ -326,10 +327,8 @@ def parse_libraries(value: object, where: str, relative_to: Path) -> tuple[Libra
     Raises:
         ConfigError: the schema is violated.
     """
-    if not isinstance(value, list):
-        _fail(where, f"expected an array, got {_show(value)}")
     libraries: dict[str, LibraryConfig] = {}
-    for i, entry in enumerate(value):
+    for i, entry in enumerate(_array(value, where)):
         obj = _Obj(
             entry, f"{where}[{i}]", allowed=("name", "base_path"), required=("name", "base_path")
         )
