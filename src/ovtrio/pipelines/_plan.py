@@ -97,7 +97,8 @@ ModelLookup = Callable[[str, int | None], NodeMeta | None]
 CustomNodeLookup = Callable[[NodeConfig], NodeMeta | None]
 """For a custom (or Python) node: initialize its library with the node's params (or load its
 callable) -> metadata; None if the library is missing. May raise ``NodeLibraryFailed``
-(initialize, loading or a metadata call failed)."""
+(initialize, loading or a metadata call failed). What it initializes is the caller's: it closes
+those nodes when validation fails or the definition is replaced."""
 
 
 @dataclass(frozen=True, slots=True)
