@@ -15,7 +15,9 @@
     ├── ResourceExhausted (503, RESOURCE_EXHAUSTED)      a model's queue is full
     ├── Unavailable (503, UNAVAILABLE)                   server not ready or shutting down
     ├── Unauthenticated (401, UNAUTHENTICATED)
-    └── InferenceFailed (500, INTERNAL)                  OpenVINO raised while inferring
+    ├── InferenceFailed (500, INTERNAL)                  OpenVINO raised while inferring
+    ├── NodeLibraryFailed (500, UNKNOWN)                 custom node library failed or misbehaved
+    └── PipelineInvalid (500, FAILED_PRECONDITION)       a pipeline definition failed validation
 
 Transports read ``http_status`` / ``grpc_status`` and the message; nothing else. Where OVMS
 answers a client's mistake with UNKNOWN or 500, ovtrio uses the InvalidArgument branch.
@@ -39,9 +41,11 @@ __all__ = [
     "InvalidUrl",
     "JsonInvalid",
     "ModelNotLoadedYet",
+    "NodeLibraryFailed",
     "NotFound",
     "OvtrioError",
     "PayloadTooLarge",
+    "PipelineInvalid",
     "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
@@ -147,6 +151,39 @@ class Unauthenticated(OvtrioError):
 class InferenceFailed(OvtrioError):
     http_status = 500
     grpc_status = GrpcStatus.INTERNAL
+
+
+class NodeLibraryFailed(OvtrioError):
+    """A custom node library could not be loaded or used, or broke the memory contract.
+
+    ``code`` is OVMS' StatusCode name (``NODE_LIBRARY_EXECUTION_FAILED``, ...); the message starts
+    with OVMS' text for it. OVMS answers these with gRPC UNKNOWN and HTTP 500.
+    """
+
+    http_status = 500
+    grpc_status = GrpcStatus.UNKNOWN
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PipelineInvalid(OvtrioError):
+    """A pipeline definition failed validation; it stays registered but serves nothing.
+
+    ``code`` is OVMS' StatusCode name; the message starts with OVMS' text for it. The HTTP
+    status is what a failing config reload answers with: 400 for a shape or precision
+    mismatch between nodes, 500 otherwise.
+    """
+
+    http_status = 500
+    grpc_status = GrpcStatus.FAILED_PRECONDITION
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        if code in ("INVALID_SHAPE", "INVALID_PRECISION"):
+            self.http_status = 400
 
 
 # Messages of the reference's error table, in one place so both transports say the same.
