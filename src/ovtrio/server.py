@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .repository import ModelRegistry
 from .rest._server import serve as rest_serve
 from .rest.app import create_app
+from .rest.cors import Cors
 from .rest.fast import FastPath
 from .runtime import ov_core
 
@@ -169,7 +170,7 @@ async def serve(
                 api_keys=cfg.api_keys,
             )
             dataplane.transports.append(lambda: fast.active)
-            app: Any = fast  # an ASGI app; hypercorn's types want TypedDict scopes
+            app: Any = Cors(fast, cfg.cors)  # ASGI; hypercorn's types want TypedDict scopes
             try:
                 await root.start(
                     functools.partial(
