@@ -828,10 +828,6 @@ def test_cli_ignored_flags_are_recorded() -> None:
             "--grpc_channel_arguments", "grpc.max_connection_age_ms=2000",
             "--sequence_cleaner_poll_wait_minutes", "5",
             "--custom_node_resources_cleaner_interval_seconds", "300",
-            "--allowed_origins", "*",
-            "--allowed_methods", "GET",
-            "--allowed_headers", "*",
-            "--allow_credentials",
         ]
     )  # fmt: skip
     assert cfg.ignored_flags == (
@@ -842,13 +838,6 @@ def test_cli_ignored_flags_are_recorded() -> None:
         "grpc_channel_arguments",
         "sequence_cleaner_poll_wait_minutes",
         "custom_node_resources_cleaner_interval_seconds",
-        "allowed_origins",
-        "allowed_methods",
-        "allowed_headers",
-        "allow_credentials",
-    )
-    assert config.load([*CLI_MODEL, "--allow_credentials=false"]).ignored_flags == (
-        "allow_credentials",
     )
 
 

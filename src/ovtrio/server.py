@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .repository import ModelRegistry
 from .rest._server import serve as rest_serve
 from .rest.app import create_app
+from .rest.cors import Cors
 from .rest.fast import FastPath
 from .runtime import ov_core
 
@@ -134,6 +135,8 @@ async def serve(
         ov_core().set_property({"CACHE_DIR": str(cfg.cache_dir)})  # type: ignore[attr-defined]
     for flag in cfg.ignored_flags:
         log.warning("flag --%s is accepted for OVMS compatibility but has no effect", flag)
+    for origin in cfg.cors.unmatchable_origins:
+        log.warning("--allowed_origins: %r has no scheme: no browser's Origin matches it", origin)
 
     metrics: Metrics | None = None
     registry = ModelRegistry(
@@ -169,7 +172,7 @@ async def serve(
                 api_keys=cfg.api_keys,
             )
             dataplane.load.add_transport(lambda: fast.active)
-            app: Any = fast  # an ASGI app; hypercorn's types want TypedDict scopes
+            app: Any = Cors(fast, cfg.cors)  # ASGI; hypercorn's types want TypedDict scopes
             try:
                 await root.start(
                     functools.partial(

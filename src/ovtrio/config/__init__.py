@@ -9,8 +9,8 @@ sockets or touches models; the I/O is reading the files the flags name (config.j
 commands' listing of a repository and rewriting of a config.json.
 
 The data lives in ``_types``, the value parsers in ``_values``, the config.json schema in
-``_json``, the command line in ``_cli``, the preprocessing flags in ``_preprocess`` and the
-management commands in ``_manage``.
+``_json``, the command line in ``_cli``, the preprocessing flags in ``_preprocess``, the CORS
+flags in ``_cors`` and the management commands in ``_manage``.
 
 Every problem is a ``ConfigError`` whose message is one line naming the flag or the key path
 and the file, e.g. ``config.json: model_config_list[0].config: unknown key 'nireqs'``.
@@ -21,6 +21,7 @@ Shapes use OVMS' notation. A dimension is a ``Dim`` = ``(min, max)``: a static `
 
 from ._cli import load as load
 from ._cli import management_command as management_command
+from ._cors import parse_cors as parse_cors
 from ._json import load_config_file as load_config_file
 from ._json import parse_config_json as parse_config_json
 from ._manage import ManageCommand as ManageCommand
@@ -36,6 +37,7 @@ from ._types import PRECISIONS as PRECISIONS
 from ._types import BatchingConfig as BatchingConfig
 from ._types import ConfigError as ConfigError
 from ._types import ConfigFile as ConfigFile
+from ._types import CorsConfig as CorsConfig
 from ._types import Dim as Dim
 from ._types import ModelConfig as ModelConfig
 from ._types import MonitoringConfig as MonitoringConfig
@@ -57,6 +59,7 @@ __all__ = [
     "BatchingConfig",
     "ConfigError",
     "ConfigFile",
+    "CorsConfig",
     "Dim",
     "ManageCommand",
     "ModelConfig",
@@ -73,6 +76,7 @@ __all__ = [
     "parse_batch_size",
     "parse_color_format",
     "parse_config_json",
+    "parse_cors",
     "parse_layout",
     "parse_mean_scale",
     "parse_precision",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .._version import __version__
+from ._cors import parse_cors
 from ._json import load_config_file
 from ._manage import ManageCommand, _command_from_args
 from ._preprocess import _FLAGS as _PREPROCESS_FLAGS
@@ -50,10 +51,6 @@ _IGNORED_FLAGS = (
     "grpc_channel_arguments",
     "sequence_cleaner_poll_wait_minutes",
     "custom_node_resources_cleaner_interval_seconds",
-    "allowed_origins",
-    "allowed_methods",
-    "allowed_headers",
-    "allow_credentials",
 )
 _REFUSED_FLAGS = {
     "stateful": "stateful models are not supported",
@@ -117,6 +114,11 @@ def _build_parser() -> _Parser:
     _add_model_flags(parser.add_argument_group("models"))
     _add_batching_flags(
         parser.add_argument_group('dynamic batching (ovtrio; per model: "dynamic_batching")')
+    )
+    _add_cors_flags(
+        parser.add_argument_group(
+            "CORS (REST; each list is comma-separated, * = any, empty = none)"
+        )
     )
     _add_security_flags(parser.add_argument_group("security and limits (ovtrio)"))
     _add_image_flags(
@@ -192,6 +194,13 @@ def _add_batching_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "max_queue_size", "waiting requests per model version; more are rejected", int, 256)
 
 
+def _add_cors_flags(g: argparse._ArgumentGroup) -> None:
+    _add(g, "allowed_origins", "origins (scheme://host[:port]) that may call the API", str, "*")
+    _add(g, "allowed_methods", "methods allowed in cross-origin requests", str, "*")
+    _add(g, "allowed_headers", "request headers allowed in cross-origin requests", str, "*")
+    _add(g, "allow_credentials", "allow cookies and HTTP authentication", _bool_flag, False)
+
+
 def _add_security_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "ssl_certificate", "PEM certificate (chain): serve both ports over TLS")
     _add(g, "ssl_key", "PEM private key of --ssl_certificate")
@@ -259,11 +268,7 @@ def _add_management_flags(g: argparse._ArgumentGroup) -> None:
 
 def _add_ignored_flags(g: argparse._ArgumentGroup) -> None:
     for name in _IGNORED_FLAGS:
-        kind: Callable[[str], object] = str
-        if name == "allow_credentials":
-            kind = _bool_flag
-        elif not name.endswith(("_arguments", "_origins", "_methods", "_headers")):
-            kind = int
+        kind: Callable[[str], object] = str if name.endswith("_arguments") else int
         _add(g, name, "ignored", kind, doc="")
 
 
@@ -458,6 +463,9 @@ def _server_config(ns: argparse.Namespace, resolved: ServerConfig) -> ServerConf
         rest_idle_timeout_s=_positive_seconds(ns.rest_idle_timeout_s, "--rest_idle_timeout_s"),
         image_color_order=ns.image_color_order,
         image_max_pixels=_int(ns.image_max_pixels, "--image_max_pixels", minimum=1),
+        cors=parse_cors(
+            ns.allowed_origins, ns.allowed_methods, ns.allowed_headers, ns.allow_credentials
+        ),
     )
 
 

@@ -169,6 +169,27 @@ class Preprocess:
 
 
 @dataclass(frozen=True, slots=True)
+class CorsConfig:
+    """OVMS' CORS flags (``--allowed_origins``, ``--allowed_methods``, ``--allowed_headers``,
+    ``--allow_credentials``) for the REST port. An empty tuple sends no such header; ``"*"``
+    in a tuple allows any value."""
+
+    allowed_origins: tuple[str, ...] = ("*",)
+    """``*``, ``null`` or serialised origins (``scheme://host[:port]``, lower case)."""
+    allowed_methods: tuple[str, ...] = ("*",)
+    """HTTP methods, or ``*``."""
+    allowed_headers: tuple[str, ...] = ("*",)
+    """Request header names, or ``*``."""
+    allow_credentials: bool = False
+    """Send ``Access-Control-Allow-Credentials: true`` (cookies, HTTP authentication)."""
+
+    @property
+    def unmatchable_origins(self) -> tuple[str, ...]:
+        """Listed origins without a scheme: no browser's ``Origin`` header matches them."""
+        return tuple(o for o in self.allowed_origins if o not in ("*", "null") and "://" not in o)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """One served model, from a ``model_config_list`` entry or the single-model flags.
 
@@ -309,3 +330,5 @@ class ServerConfig:
     """``--cpu_extension``: a library of custom OpenVINO operations, loaded before any model."""
     image_max_pixels: int = 64_000_000
     """Largest encoded image (width x height) accepted; larger ones are refused (413)."""
+    cors: CorsConfig = CorsConfig()
+    """CORS headers and preflight answers on the REST port (OVMS' defaults: any origin)."""
