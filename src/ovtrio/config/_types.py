@@ -222,6 +222,15 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TensorMapping:
+    """A version folder's ``mapping_config.json``: the model's tensor name -> the name
+    clients use, for inputs and for outputs."""
+
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class MonitoringConfig:
     """config.json ``monitoring.metrics``."""
 
