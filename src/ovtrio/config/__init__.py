@@ -22,6 +22,7 @@ Shapes use OVMS' notation. A dimension is a ``Dim`` = ``(min, max)``: a static `
 
 from ._cli import load as load
 from ._cli import management_command as management_command
+from ._json import IGNORED_MODEL_KEYS as IGNORED_MODEL_KEYS
 from ._json import load_config_file as load_config_file
 from ._json import parse_config_json as parse_config_json
 from ._manage import ManageCommand as ManageCommand
@@ -56,6 +57,7 @@ from ._values import parse_version_policy as parse_version_policy
 __all__ = [
     "COLOR_FORMATS",
     "DEFAULT_METRICS",
+    "IGNORED_MODEL_KEYS",
     "MAPPING_FILE",
     "METRIC_NAMES",
     "PRECISIONS",

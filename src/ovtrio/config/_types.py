@@ -208,6 +208,9 @@ class ModelConfig:
     """ovtrio's (and TF Serving's) ``version_labels``: label -> version, e.g. ``{"stable": 1}``."""
     source: str = field(default="", compare=False)
     """Origin, for messages: ``config.json: model_config_list[0]`` or ``command line``."""
+    ignored_keys: tuple[str, ...] = field(default=(), compare=False)
+    """OVMS keys the entry gives that have no effect in ovtrio (``IGNORED_MODEL_KEYS``); the
+    registry logs a warning naming each when it takes the entry."""
 
     @property
     def model_cache(self) -> bool:
