@@ -126,3 +126,18 @@ def test_refusals_at_compile(
     with pytest.raises(LoadError) as info:
         _compile(multi, mapping, **settings)
     assert message in str(info.value)
+
+
+def test_any_name_of_a_tensor_may_be_mapped(tmp_path: Path) -> None:
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter(ov.PartialShape([-1, 2]), ov.Type.f32, name="in")
+    x.output(0).get_tensor().set_names({"in", "in:0"})
+    y = ops.add(x, ops.constant(np.float32(1)))
+    y.output(0).get_tensor().set_names({"out", "out:0"})
+    models._save(ov.Model([y.output(0)], [x], "two_names"), tmp_path)
+    assert _compile(tmp_path, TensorMapping({"in:0": "a"}, {"out:0": "b"})) == (["a"], ["b"])
+    with pytest.raises(LoadError, match="input 'in' is renamed twice"):
+        _compile(tmp_path, TensorMapping({"in:0": "a", "in": "b"}))

@@ -140,22 +140,29 @@ def first_line(exc: BaseException) -> str:
 def _public_names(ports: Sequence[Any], aliases: Mapping[str, str], side: str) -> dict[str, str]:
     """Each port's name -> the name clients use (``mapping_config.json``'s alias, or its own).
 
-    Raises LoadError when an alias names no tensor of ``side`` ("input" or "output"), or when
-    two tensors would share a name.
+    A key may be any of a tensor's names (OpenVINO tensors can have several). Raises LoadError
+    when a key names no tensor of ``side`` ("input" or "output"), when two keys name the same
+    tensor, or when two tensors would share a name.
     """
     own = [p.get_any_name() for p in ports]
     if not aliases:
         return {name: name for name in own}
-    for name in aliases:
-        if name not in own:
+    tensor_of = {name: p.get_any_name() for p in ports for name in p.get_names()}
+    renamed: dict[str, str] = {}
+    for key, alias in aliases.items():
+        tensor = tensor_of.get(key)
+        if tensor is None:
             raise LoadError(
-                f"{MAPPING_FILE}: {name!r} is not an {side} of the model "
+                f"{MAPPING_FILE}: {key!r} is not an {side} of the model "
                 f"({side}s: {', '.join(map(repr, own))})"
             )
+        if tensor in renamed:
+            raise LoadError(f"{MAPPING_FILE}: {side} {tensor!r} is renamed twice")
+        renamed[tensor] = alias
     public: dict[str, str] = {}
     named: dict[str, str] = {}
     for name in own:
-        alias = aliases.get(name, name)
+        alias = renamed.get(name, name)
         if alias in named:
             raise LoadError(
                 f"{MAPPING_FILE}: {side}s {named[alias]!r} and {name!r} would both be "
