@@ -248,3 +248,11 @@ def test_changed_mapping_applies_when_the_model_reloads(server: Server) -> None:
     inp = httpclient.InferInput("after", [1, 10], "FP32")
     inp.set_data_from_numpy(_ones((1, 10)))
     np.testing.assert_array_equal(client.infer("reloaded", [inp]).as_numpy("a"), _ones((1, 10), 2))
+
+
+def test_tfs_rest_row_format_with_aliases(server: Server) -> None:
+    body = {"instances": [{"first": [1, 2, 3, 4], "second": [1, 1, 1, 1]}]}
+    response = requests.post(f"{server.http}/v1/models/mapped:predict", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    (row,) = response.json()["predictions"]
+    assert row == {"plus": [2, 3, 4, 5], "diff": [0, 1, 2, 3]}
