@@ -9,8 +9,9 @@ sockets or touches models; the I/O is reading the files the flags name (config.j
 commands' listing of a repository and rewriting of a config.json.
 
 The data lives in ``_types``, the value parsers in ``_values``, the config.json schema in
-``_json``, the command line in ``_cli``, the preprocessing flags in ``_preprocess``, the CORS
-flags in ``_cors`` and the management commands in ``_manage``.
+``_json``, a version folder's ``mapping_config.json`` in ``_mapping``, the command line in
+``_cli``, the preprocessing flags in ``_preprocess``, the CORS flags in ``_cors`` and the
+management commands in ``_manage``.
 
 Every problem is a ``ConfigError`` whose message is one line naming the flag or the key path
 and the file, e.g. ``config.json: model_config_list[0].config: unknown key 'nireqs'``.
@@ -22,11 +23,14 @@ Shapes use OVMS' notation. A dimension is a ``Dim`` = ``(min, max)``: a static `
 from ._cli import load as load
 from ._cli import management_command as management_command
 from ._cors import parse_cors as parse_cors
+from ._json import IGNORED_MODEL_KEYS as IGNORED_MODEL_KEYS
 from ._json import load_config_file as load_config_file
 from ._json import parse_config_json as parse_config_json
 from ._manage import ManageCommand as ManageCommand
 from ._manage import list_models as list_models
 from ._manage import run_management as run_management
+from ._mapping import MAPPING_FILE as MAPPING_FILE
+from ._mapping import parse_mapping_config as parse_mapping_config
 from ._preprocess import parse_color_format as parse_color_format
 from ._preprocess import parse_mean_scale as parse_mean_scale
 from ._preprocess import parse_precision as parse_precision
@@ -45,6 +49,7 @@ from ._types import PluginValue as PluginValue
 from ._types import Preprocess as Preprocess
 from ._types import ServerConfig as ServerConfig
 from ._types import ShapeSpec as ShapeSpec
+from ._types import TensorMapping as TensorMapping
 from ._types import VersionPolicy as VersionPolicy
 from ._values import parse_batch_size as parse_batch_size
 from ._values import parse_layout as parse_layout
@@ -54,6 +59,8 @@ from ._values import parse_version_policy as parse_version_policy
 __all__ = [
     "COLOR_FORMATS",
     "DEFAULT_METRICS",
+    "IGNORED_MODEL_KEYS",
+    "MAPPING_FILE",
     "METRIC_NAMES",
     "PRECISIONS",
     "BatchingConfig",
@@ -68,6 +75,7 @@ __all__ = [
     "Preprocess",
     "ServerConfig",
     "ShapeSpec",
+    "TensorMapping",
     "VersionPolicy",
     "list_models",
     "load",
@@ -78,6 +86,7 @@ __all__ = [
     "parse_config_json",
     "parse_cors",
     "parse_layout",
+    "parse_mapping_config",
     "parse_mean_scale",
     "parse_precision",
     "parse_shape",

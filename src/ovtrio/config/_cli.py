@@ -52,6 +52,9 @@ _IGNORED_FLAGS = (
     "sequence_cleaner_poll_wait_minutes",
     "custom_node_resources_cleaner_interval_seconds",
 )
+_IGNORED_WHEN_SERVING = ("model_repository_path",)
+"""Flags that serve the config-management commands (and OVMS' ``--pull``) and have no effect
+on a server."""
 _REFUSED_FLAGS = {
     "stateful": "stateful models are not supported",
     "idle_sequence_cleanup": "stateful models are not supported",
@@ -337,8 +340,7 @@ def _ignored_flags(ns: argparse.Namespace) -> tuple[str, ...]:
     for name, reason in _REFUSED_FLAGS.items():
         if getattr(ns, name) is not None:
             raise ConfigError(f"--{name}: {reason}")
-    # --model_repository_path only serves the config-management commands (and OVMS' --pull).
-    given = (*_IGNORED_FLAGS, "model_repository_path")
+    given = (*_IGNORED_FLAGS, *_IGNORED_WHEN_SERVING)
     return tuple(name for name in given if getattr(ns, name) is not None)
 
 

@@ -55,6 +55,13 @@ _MODEL_KEYS = (
     "low_latency_transformation",
     "max_sequence_number",
 )
+IGNORED_MODEL_KEYS = {
+    "idle_sequence_cleanup": "stateful models are not supported",
+    "low_latency_transformation": "stateful models are not supported",
+    "max_sequence_number": "stateful models are not supported",
+}
+"""OVMS model keys that are accepted (type-checked) but have no effect, with the reason; each
+one given is logged as a warning (``ModelConfig.ignored_keys``)."""
 # OVMS model keys that name features ovtrio does not have.
 _UNSUPPORTED_MODEL_KEYS = {
     "custom_loader_options": "custom model loaders are not supported yet",
@@ -162,6 +169,7 @@ def _model_entry(
         if "version_labels" in obj
         else {},
         source=source,
+        ignored_keys=tuple(key for key in IGNORED_MODEL_KEYS if key in obj),
     )
 
 

@@ -229,6 +229,9 @@ class ModelConfig:
     """ovtrio's (and TF Serving's) ``version_labels``: label -> version, e.g. ``{"stable": 1}``."""
     source: str = field(default="", compare=False)
     """Origin, for messages: ``config.json: model_config_list[0]`` or ``command line``."""
+    ignored_keys: tuple[str, ...] = field(default=(), compare=False)
+    """OVMS keys the entry gives that have no effect in ovtrio (``IGNORED_MODEL_KEYS``); the
+    registry logs a warning naming each when it takes the entry."""
 
     @property
     def model_cache(self) -> bool:
@@ -240,6 +243,15 @@ class ModelConfig:
         shapes = self.shape.values() if isinstance(self.shape, dict) else (self.shape,)
         auto = self.batch_size == "auto" or any(s is not None and s.auto for s in shapes)
         return self.allow_cache or not auto
+
+
+@dataclass(frozen=True, slots=True)
+class TensorMapping:
+    """A version folder's ``mapping_config.json``: the model's tensor name -> the name
+    clients use, for inputs and for outputs."""
+
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

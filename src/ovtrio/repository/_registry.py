@@ -10,7 +10,13 @@ from pathlib import Path
 
 import trio
 
-from ..config import BatchingConfig, ConfigError, ModelConfig, parse_config_json
+from ..config import (
+    IGNORED_MODEL_KEYS,
+    BatchingConfig,
+    ConfigError,
+    ModelConfig,
+    parse_config_json,
+)
 from ..errors import (
     MODEL_NOT_FOUND,
     VERSION_NOT_FOUND,
@@ -54,6 +60,13 @@ class Model:
         """Versions that failed to load; retried only after their folder disappears."""
         self.retired = False
         """Removed from the config (or unloaded through the API): versions END, no reload."""
+        for key in config.ignored_keys:
+            log.warning(
+                "%s.config.%s is accepted for OVMS compatibility but has no effect: %s",
+                config.source,
+                key,
+                IGNORED_MODEL_KEYS[key],
+            )
 
     @property
     def name(self) -> str:

@@ -20,10 +20,12 @@ import numpy as np
 import trio
 
 from ..batching import Batcher, BatcherStatistics, why_not_batchable
+from ..config import ConfigError, ModelConfig
 from ..errors import VERSION_RETIRED, NotFound, OvtrioError
 from ..runtime import CompiledModel, LoadError, compile_version, ov_core
 from ..scheduler import DirectScheduler, Scheduler
 from ..tensors import TensorSpec
+from ._discovery import read_mapping
 
 if TYPE_CHECKING:
     from ._registry import Model
@@ -126,7 +128,7 @@ class ModelVersion:
         self._set_state(ModelState.LOADING)
         try:
             compiled, inputs, outputs, batch_index = await trio.to_thread.run_sync(
-                compile_version, ov_core(), cfg, self.path, limiter=limiter
+                _compile, cfg, self.path, limiter=limiter
             )
             self.compiled = CompiledModel(compiled, inputs, outputs, batch_index, cfg.nireq)
             self.compiled.load = self.model.load
@@ -258,6 +260,20 @@ class ModelVersion:
             rejected=scheduler.rejected if scheduler else 0,
             batcher=scheduler.statistics() if scheduler else None,
         )
+
+
+def _compile(
+    cfg: ModelConfig, path: Path
+) -> tuple[Any, tuple[TensorSpec, ...], tuple[TensorSpec, ...], tuple[int | None, ...]]:
+    """Read the version folder's ``mapping_config.json`` and compile the version (blocking).
+
+    The mapping's problems are load errors: a file ovtrio cannot honour fails the version.
+    """
+    try:
+        mapping = read_mapping(path)
+    except ConfigError as exc:
+        raise LoadError(str(exc)) from None
+    return compile_version(ov_core(), cfg, path, mapping)
 
 
 @dataclass(slots=True)

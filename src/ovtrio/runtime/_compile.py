@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import openvino as ov
 
-from ..config import Dim, ModelConfig, ShapeSpec
+from ..config import MAPPING_FILE, Dim, ModelConfig, ShapeSpec, TensorMapping
 from ..tensors import TensorSpec, datatype_of_ov
 from ._preprocess import apply_preprocess
 
 __all__ = ["LoadError", "compile_version", "find_model_file", "first_line"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _MODEL_SUFFIXES = (".xml", ".onnx", ".pdmodel", ".tflite", ".pb")
 
@@ -133,7 +137,81 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _spec(port: Any, layout: ov.Layout | None) -> TensorSpec:
+def _public_names(ports: Sequence[Any], aliases: Mapping[str, str], side: str) -> dict[str, str]:
+    """Each port's name -> the name clients use (``mapping_config.json``'s alias, or its own).
+
+    A key may be any of a tensor's names (OpenVINO tensors can have several). Raises LoadError
+    when a key names no tensor of ``side`` ("input" or "output"), when two keys name the same
+    tensor, or when two tensors would share a name.
+    """
+    own = [p.get_any_name() for p in ports]
+    if not aliases:
+        return {name: name for name in own}
+    tensor_of = {name: p.get_any_name() for p in ports for name in p.get_names()}
+    renamed: dict[str, str] = {}
+    for key, alias in aliases.items():
+        tensor = tensor_of.get(key)
+        if tensor is None:
+            raise LoadError(
+                f"{MAPPING_FILE}: {key!r} is not an {side} of the model "
+                f"({side}s: {', '.join(map(repr, own))})"
+            )
+        if tensor in renamed:
+            raise LoadError(f"{MAPPING_FILE}: {side} {tensor!r} is renamed twice")
+        renamed[tensor] = alias
+    public: dict[str, str] = {}
+    named: dict[str, str] = {}
+    for name in own:
+        alias = renamed.get(name, name)
+        if alias in named:
+            raise LoadError(
+                f"{MAPPING_FILE}: {side}s {named[alias]!r} and {name!r} would both be "
+                f"named {alias!r}"
+            )
+        public[name] = alias
+        named[alias] = name
+    return public
+
+
+def _own_key(name: str, key: str, sides: Sequence[Mapping[str, str]]) -> str:
+    """A ``shape``/``layout`` key (a public name) as the model's tensor name. A key that is
+    a renamed tensor's own name is refused, as in OVMS; other unknown keys pass through (the
+    reshape and the layout report them)."""
+    for public in sides:
+        own = {alias: own for own, alias in public.items()}.get(name)
+        if own is not None:
+            return own
+    for public in sides:
+        alias = public.get(name, name)
+        if alias != name:
+            raise LoadError(
+                f"{key} names {name!r}, which {MAPPING_FILE} renames to {alias!r}: "
+                "use the mapped name"
+            )
+    return name
+
+
+def _own_keys(
+    setting: _T | dict[str, _T] | None, key: str, sides: Sequence[Mapping[str, str]]
+) -> _T | dict[str, _T] | None:
+    if not isinstance(setting, dict):
+        return setting
+    return {_own_key(name, key, sides): value for name, value in setting.items()}
+
+
+def _with_own_names(
+    cfg: ModelConfig, inputs: Mapping[str, str], outputs: Mapping[str, str]
+) -> ModelConfig:
+    """``cfg`` with the per-tensor keys of ``shape`` (inputs) and ``layout`` (inputs, then
+    outputs), which use the public names, turned into the model's tensor names."""
+    return replace(
+        cfg,
+        shape=_own_keys(cfg.shape, "shape", (inputs,)),
+        layout=_own_keys(cfg.layout, "layout", (inputs, outputs)),
+    )
+
+
+def _spec(port: Any, layout: ov.Layout | None, name: str) -> TensorSpec:
     type_name = port.get_element_type().get_type_name()
     row = datatype_of_ov(type_name)
     if row is None:
@@ -153,15 +231,20 @@ def _spec(port: Any, layout: ov.Layout | None) -> TensorSpec:
             shape.append(-1)
             ranges.append((d.get_min_length(), d.get_max_length()))
     text = "" if layout is None or layout.empty else layout.to_string().strip("[]").replace(",", "")
-    return TensorSpec(port.get_any_name(), row, tuple(shape), tuple(ranges), text)
+    return TensorSpec(name, row, tuple(shape), tuple(ranges), text)
 
 
 def compile_version(
-    core: ov.Core, cfg: ModelConfig, version_dir: Path
+    core: ov.Core, cfg: ModelConfig, version_dir: Path, mapping: TensorMapping | None = None
 ) -> tuple[
     ov.CompiledModel, tuple[TensorSpec, ...], tuple[TensorSpec, ...], tuple[int | None, ...]
 ]:
     """Read, reshape and compile one version. Blocking: run it in a worker thread.
+
+    ``mapping`` (the version folder's ``mapping_config.json``) renames tensors: the specs
+    carry the names clients use, and the per-tensor keys of ``cfg.shape`` and ``cfg.layout``
+    are those names. The runtime addresses tensors by port index, so the names cost nothing
+    per request.
 
     Returns the compiled model, input specs, output specs and each input's batch index.
     Raises LoadError with a one-line reason.
@@ -171,6 +254,11 @@ def compile_version(
         model = core.read_model(str(path))
     except RuntimeError as exc:
         raise LoadError(f"cannot read {path.name}: {first_line(exc)}") from exc
+    mapping = mapping or TensorMapping()
+    in_names = _public_names(model.inputs, mapping.inputs, "input")
+    out_names = _public_names(model.outputs, mapping.outputs, "output")
+    if mapping.inputs or mapping.outputs:
+        cfg = _with_own_names(cfg, in_names, out_names)
     try:
         _apply_layout(model, cfg.layout)
     except RuntimeError as exc:
@@ -190,8 +278,12 @@ def compile_version(
     batch_idx: list[int | None] = []
     for port, param in zip(compiled.inputs, model.get_parameters(), strict=True):
         layout = param.get_layout()
-        spec = _spec(port, layout)
+        own = port.get_any_name()
+        spec = _spec(port, layout, in_names.get(own, own))
         inputs.append(spec)
         batch_idx.append(_batch_index(layout, len(spec.shape)))
-    outputs = tuple(_spec(port, None) for port in compiled.outputs)
+    outputs = tuple(
+        _spec(port, None, out_names.get(port.get_any_name(), port.get_any_name()))
+        for port in compiled.outputs
+    )
     return compiled, tuple(inputs), outputs, tuple(batch_idx)
