@@ -26,12 +26,13 @@
     **Upstream.** grpclib's ``_abort`` adding ``content-type`` when the HTTP status is 200.
 
 ``request_handler`` (grpclib.server)
-    **What.** Before grpclib's own, the request headers are checked as a gRPC C++ server
-    checks them while parsing: a malformed ``grpc-timeout`` is INVALID_ARGUMENT (grpclib:
-    UNKNOWN; more than 8 digits too, as grpc-go), a ``grpc-encoding`` other than identity, deflate and gzip is UNIMPLEMENTED with
-    ``grpc-accept-encoding`` naming those three (the spec's answer). Both are trailers-only
-    replies as above. The headers are kept on the stream (``headers``) for
-    ``receive_message``, which reads ``grpc-encoding`` from them.
+    **What.** Before grpclib's own, the request headers are checked, as a gRPC C++ server
+    checks them while parsing them, before routing: a malformed ``grpc-timeout`` (more than
+    8 digits too, as grpc-go) is INVALID_ARGUMENT, a client's mistake (gRPC C++ and grpc-go:
+    INTERNAL; grpclib: UNKNOWN); a ``grpc-encoding`` other than identity, deflate and gzip
+    is UNIMPLEMENTED with ``grpc-accept-encoding`` naming those three (the spec's answer).
+    Both are trailers-only replies as above. The headers are kept on the stream
+    (``headers``) for ``receive_message``, which reads ``grpc-encoding`` from them.
     **Why.** grpclib has no compression: tritonclient's ``compression_algorithm="gzip"`` and
     grpcio's ``compression=`` calls must get their answer.
     **Upstream.** grpclib decoding ``grpc-encoding`` (``Stream.recv_message``) and answering
@@ -196,7 +197,7 @@ def install() -> None:
     _originals["_abort"] = grpclib.server._abort
     grpclib.utils.DeadlineWrapper.start = _deadline_start_marked  # type: ignore[method-assign]
     grpclib.server.Handler.accept = _accept_releasing  # type: ignore[method-assign]
-    grpclib.server.request_handler = _request_handler_checked
+    grpclib.server.request_handler = _request_handler_checked  # type: ignore[assignment]
     grpclib.server._abort = _abort_trailers_only
 
 
