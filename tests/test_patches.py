@@ -35,6 +35,8 @@ _PATCHED = textwrap.dedent(
             "H11Protocol.stream_send": h11p.stream_send,
             "Handler.accept": grpclib.server.Handler.accept,
             "DeadlineWrapper.start": grpclib.utils.DeadlineWrapper.start,
+            "request_handler": grpclib.server.request_handler,
+            "_abort": grpclib.server._abort,
             "grpclib.protocol.H2Connection": grpclib.protocol.H2Connection,
             "Frame.__repr__": hyperframe.frame.Frame.__repr__,
             "_raw_data_repr": hyperframe.frame._raw_data_repr,
@@ -53,6 +55,8 @@ INSTALLED = {
     "H11Protocol.stream_send",
     "Handler.accept",
     "DeadlineWrapper.start",
+    "request_handler",
+    "_abort",
     "Frame.__repr__",
     "_raw_data_repr",
 }

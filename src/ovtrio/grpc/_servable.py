@@ -13,7 +13,7 @@ import grpclib.server
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from .._patches.grpclib import receive_message
+from .._patches.grpclib import receive_message, send_reply
 from ..auth import bearer_ok
 from ..codecs._wire import check_wire_types
 from ..errors import OvtrioError
@@ -125,7 +125,7 @@ class Servable:
                 except Exception:
                     log.exception("unexpected error in %s", route)
                     raise GRPCError(Status.INTERNAL, "Internal server error") from None
-                await stream.send_message(reply)
+                await send_reply(stream, reply)
             finally:
                 self.active -= 1
 
