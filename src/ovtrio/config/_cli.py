@@ -39,6 +39,7 @@ from ._values import (
     _shape_setting,
     _str,
     _version_policy,
+    parse_bind_addresses,
 )
 
 _SINGLE_MODEL_FLAGS = ("model_name", "model_path", *_MODEL_SETTINGS, *_PREPROCESS_FLAGS)
@@ -139,8 +140,8 @@ def _build_parser() -> _Parser:
 def _add_server_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "port", "gRPC port; 0 = no gRPC server", int, 0)
     _add(g, "rest_port", "REST port; 0 = no REST server", int, 0)
-    _add(g, "grpc_bind_address", "address the gRPC server binds to", str, "0.0.0.0")
-    _add(g, "rest_bind_address", "address the REST server binds to", str, "0.0.0.0")
+    _add(g, "grpc_bind_address", "gRPC server address(es), comma-separated", str, "0.0.0.0")
+    _add(g, "rest_bind_address", "REST server address(es), comma-separated", str, "0.0.0.0")
     _add(g, "grpc_max_message_bytes", "largest gRPC message received", int, 1 << 30)
     _add(g, "rest_max_body_bytes", "largest REST request body", int, 1 << 30)
     _add(g, "graceful_timeout_s", "on SIGINT/SIGTERM, seconds requests may still run", float, 30.0)
@@ -423,8 +424,8 @@ def _server_config(ns: argparse.Namespace, resolved: ServerConfig) -> ServerConf
     """``resolved`` completed with the flags that each map to one field."""
     return replace(
         resolved,
-        grpc_bind_address=_str(ns.grpc_bind_address, "--grpc_bind_address"),
-        rest_bind_address=_str(ns.rest_bind_address, "--rest_bind_address"),
+        grpc_bind_address=_bind_addresses(ns.grpc_bind_address, "--grpc_bind_address"),
+        rest_bind_address=_bind_addresses(ns.rest_bind_address, "--rest_bind_address"),
         log_level=ns.log_level,
         log_path=_abs_path(ns.log_path, None) if ns.log_path else None,
         grpc_max_message_bytes=_int(
@@ -459,6 +460,13 @@ def _server_config(ns: argparse.Namespace, resolved: ServerConfig) -> ServerConf
         image_color_order=ns.image_color_order,
         image_max_pixels=_int(ns.image_max_pixels, "--image_max_pixels", minimum=1),
     )
+
+
+def _bind_addresses(value: str, flag: str) -> tuple[str, ...]:
+    try:
+        return parse_bind_addresses(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
 
 
 def _existing_file(value: str | None, flag: str) -> Path | None:
