@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,8 +54,8 @@ def test_every_bind_address_is_served(tmp_path: Path) -> None:
         for host in ADDRESSES:
             rest = f"http://{_url(host, server.rest_port)}"
             assert requests.get(f"{rest}/v2/health/ready", timeout=5).status_code == 200, host
-            body = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": []}]}
-            body["inputs"][0]["data"] = data.ravel().tolist()
+            row = {"name": "b", "shape": [1, 10], "datatype": "FP32", "data": data.ravel().tolist()}
+            body: dict[str, Any] = {"inputs": [row]}
             r = requests.post(f"{rest}/v2/models/dummy/infer", json=body, timeout=5)
             assert r.json()["outputs"][0]["data"] == (data + 1).ravel().tolist(), host
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,10 +36,12 @@ def _server(tmp_path: Path, level: str) -> Server:
 
 def _requests(server: Server) -> None:
     """Three REST and three gRPC inference requests; one of each API fails."""
-    body = {"inputs": [{"name": "b", "shape": [1, 10], "datatype": "FP32", "data": []}]}
-    body["inputs"][0]["data"] = DATA.ravel().tolist()
+    row = {"name": "b", "shape": [1, 10], "datatype": "FP32", "data": DATA.ravel().tolist()}
+    body: dict[str, Any] = {"inputs": [row]}
     assert requests.post(f"{server.http}/v2/models/dummy/infer", json=body).status_code == 200
-    wrong = {"inputs": [{"name": "b", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
+    wrong: dict[str, Any] = {
+        "inputs": [{"name": "b", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]
+    }
     assert requests.post(f"{server.http}/v2/models/dummy/infer", json=wrong).status_code == 400
     tfs = requests.post(f"{server.http}/v1/models/dummy:predict", json={"instances": DATA.tolist()})
     assert tfs.status_code == 200
