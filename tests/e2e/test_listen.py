@@ -107,29 +107,20 @@ def _one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
     return errors[0]
 
 
-def test_busy_rest_port_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["REST", "gRPC"])
+def test_busy_port_is_named(tmp_path: Path, server: str) -> None:
+    other = str(free_port())
     with _busy("127.0.0.2") as port:
-        proc = _run(
-            tmp_path,
-            "--rest_port", str(port),
-            "--rest_bind_address", "127.0.0.1,127.0.0.2",
-        )  # fmt: skip
+        if server == "REST":
+            flags = ["--rest_port", str(port), "--rest_bind_address", "127.0.0.1,127.0.0.2"]
+        else:
+            flags = ["--port", str(port), "--grpc_bind_address", "127.0.0.1,127.0.0.2"]
+            flags += ["--rest_port", other, "--rest_bind_address", "127.0.0.1"]
+        proc = _run(tmp_path, *flags)
     line = _one_error_line(proc)
-    assert line.endswith(f"Failed to start REST server at 127.0.0.2:{port}: Address already in use")
-
-
-def test_busy_grpc_port_is_named(tmp_path: Path) -> None:
-    rest_port = free_port()
-    with _busy("127.0.0.2") as port:
-        proc = _run(
-            tmp_path,
-            "--port", str(port),
-            "--grpc_bind_address", "127.0.0.1,127.0.0.2",
-            "--rest_port", str(rest_port),
-            "--rest_bind_address", "127.0.0.1",
-        )  # fmt: skip
-    line = _one_error_line(proc)
-    assert line.endswith(f"Failed to start gRPC server at 127.0.0.2:{port}: Address already in use")
+    assert line.endswith(
+        f"Failed to start {server} server at 127.0.0.2:{port}: Address already in use"
+    )
 
 
 def test_unresolvable_bind_address_is_named(tmp_path: Path) -> None:

@@ -56,19 +56,20 @@ def _requests(server: Server) -> None:
     make_grpc_client(server.grpc_url).predict(inputs={"b": DATA}, model_name="dummy")
 
 
-def _request_lines(server: Server) -> list[dict[str, str]]:
-    time.sleep(0.2)  # the log file is written by the server process
-    return [m.groupdict() for line in server.log().splitlines() if (m := REQUEST_LINE.search(line))]
-
-
-def test_debug_logs_one_line_per_request(tmp_path: Path) -> None:
-    server = _server(tmp_path, "DEBUG")
+def _served(tmp_path: Path, level: str) -> tuple[list[dict[str, str]], str]:
+    """Serve ``_requests`` at ``level``: the per-request lines and the whole log."""
+    server = _server(tmp_path, level)
     try:
         _requests(server)
-        lines = _request_lines(server)
+        time.sleep(0.2)  # the log file is written by the server process
         log = server.log()
     finally:
         assert server.stop() == 0
+    return [m.groupdict() for line in log.splitlines() if (m := REQUEST_LINE.search(line))], log
+
+
+def test_debug_logs_one_line_per_request(tmp_path: Path) -> None:
+    lines, log = _served(tmp_path, "DEBUG")
     assert lines == [
         {"api": "KServe", "transport": "REST", "model": "dummy", "version": "1", "status": "200"},
         {
@@ -110,24 +111,12 @@ def test_debug_logs_one_line_per_request(tmp_path: Path) -> None:
 
 
 def test_info_logs_no_request_lines(tmp_path: Path) -> None:
-    server = _server(tmp_path, "INFO")
-    try:
-        _requests(server)
-        time.sleep(0.2)
-        log = server.log()
-    finally:
-        assert server.stop() == 0
+    lines, log = _served(tmp_path, "INFO")
+    assert lines == []
     assert " DEBUG " not in log
-    assert "request: model" not in log
 
 
 def test_trace_adds_the_libraries_debug_output(tmp_path: Path) -> None:
-    server = _server(tmp_path, "TRACE")
-    try:
-        _requests(server)
-        lines = _request_lines(server)
-        log = server.log()
-    finally:
-        assert server.stop() == 0
+    lines, log = _served(tmp_path, "TRACE")
     assert len(lines) == 6
     assert " DEBUG hpack" in log
