@@ -148,7 +148,15 @@ def _add_server_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "file_system_poll_wait_seconds", "model/config poll period; 0 = off", int, 1)
     _add(g, "cache_dir", "OpenVINO model cache directory")
     _add(g, "cpu_extension", "library of custom OpenVINO operations to load at start")
-    _add(g, "log_level", "log level", str.upper, "INFO", doc="INFO", choices=_LOG_LEVELS)
+    _add(
+        g,
+        "log_level",
+        "log level; DEBUG: a line per request, load detail; TRACE: libraries' debug too",
+        str.upper,
+        "INFO",
+        doc="INFO",
+        choices=_LOG_LEVELS,
+    )
     _add(g, "log_path", "log file instead of stderr")
     _add(g, "metrics_enable", "serve /metrics on the REST port", _bool_flag, doc="false")
     _add(g, "metrics_list", "comma-separated metric names", doc="the default set")
