@@ -733,6 +733,22 @@ def test_cli_defaults() -> None:
     assert cfg.demo is False
 
 
+@pytest.mark.parametrize(
+    ("text", "addresses"),
+    [
+        ("0.0.0.0", ("0.0.0.0",)),
+        ("127.0.0.1,127.0.0.2", ("127.0.0.1", "127.0.0.2")),
+        (" 127.0.0.1 , ::1 ", ("127.0.0.1", "::1")),
+        ("[::1],localhost", ("::1", "localhost")),
+        ("::,0.0.0.0", ("::", "0.0.0.0")),
+        ("model-server.example.com", ("model-server.example.com",)),
+    ],
+)
+def test_cli_bind_address_lists(text: str, addresses: tuple[str, ...]) -> None:
+    cfg = config.load([*CLI_MODEL, "--rest_bind_address", text, "--grpc_bind_address", text])
+    assert cfg.rest_bind_address == cfg.grpc_bind_address == addresses
+
+
 def test_cli_single_model_all_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     cfg = config.load(
@@ -772,7 +788,7 @@ def test_cli_single_model_all_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         plugin_config={"NUM_STREAMS": "1", "ENABLE_CPU_PINNING": False},
     )
     assert (cfg.port, cfg.rest_port) == (9000, 8000)
-    assert (cfg.grpc_bind_address, cfg.rest_bind_address) == ("127.0.0.1", "::1")
+    assert (cfg.grpc_bind_address, cfg.rest_bind_address) == (("127.0.0.1",), ("::1",))
     assert cfg.log_level == "TRACE"
     assert cfg.log_path == tmp_path / "logs" / "ovtrio.log"
     assert cfg.cache_dir == Path.home() / "cache"
@@ -1077,6 +1093,26 @@ CLI_ERRORS = [
         'format: "FP16"',
     ),
     ("stateful", [*CLI_MODEL, "--stateful"], "--stateful: stateful models are not supported"),
+    (
+        "bind-address-not-ipv4",
+        [*CLI_MODEL, "--rest_bind_address", "192.0.2"],
+        '--rest_bind_address: invalid format "192.0.2": a hostname or an IP address expected',
+    ),
+    (
+        "bind-address-empty-in-list",
+        [*CLI_MODEL, "--grpc_bind_address", "127.0.0.1,,::1"],
+        '--grpc_bind_address: invalid format ""',
+    ),
+    (
+        "bind-address-underscore",
+        [*CLI_MODEL, "--rest_bind_address", "my_host"],
+        '--rest_bind_address: invalid format "my_host"',
+    ),
+    (
+        "bind-address-twice",
+        [*CLI_MODEL, "--rest_bind_address", "127.0.0.1, 127.0.0.1"],
+        "--rest_bind_address: address 127.0.0.1 is given twice",
+    ),
     (
         "max-sequence-number",
         [*CLI_MODEL, "--max_sequence_number", "10"],

@@ -57,8 +57,14 @@ def flags(argv: list[str]) -> dict[str, str]:
     return out
 
 
+def first_address(bind_address: str) -> str:
+    """The first of a comma-separated list of addresses (the server listens on each)."""
+    first = bind_address.split(",")[0].strip()
+    return WILDCARDS.get(first, first)
+
+
 def host(bind_address: str) -> str:
-    address = WILDCARDS.get(bind_address, bind_address)
+    address = first_address(bind_address)
     return f"[{address}]" if ":" in address else address
 
 
@@ -87,7 +93,7 @@ def check(argv: list[str]) -> bool:
     grpc_port = int(f.get("port", "0"))
     if not grpc_port:
         return False
-    address = WILDCARDS.get(f.get("grpc_bind_address", ""), f.get("grpc_bind_address", ""))
+    address = first_address(f.get("grpc_bind_address", "")).strip("[]")
     try:
         socket.create_connection((address, grpc_port), timeout=TIMEOUT_S).close()
     except OSError:

@@ -41,15 +41,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command is not None:
         sys.exit(0)
 
+    # DEBUG is ovtrio's own detail (a line per inference request, load and unload); TRACE
+    # adds the libraries' debug output (every HTTP/2 header and frame).
     level = logging.DEBUG if cfg.log_level == "TRACE" else getattr(logging, cfg.log_level)
     try:
         logging.basicConfig(
-            level=level,
+            level=logging.INFO if cfg.log_level == "DEBUG" else level,
             format=_LOG_FORMAT,
             filename=str(cfg.log_path) if cfg.log_path is not None else None,
         )
     except OSError as exc:
         _fail(f"--log_path: cannot open {cfg.log_path}: {exc.strerror or exc}")
+    logging.getLogger("ovtrio").setLevel(level)
 
     if cfg.cpu_extension is not None:
         from .runtime import LoadError, load_cpu_extension  # lazy, as below

@@ -8,11 +8,12 @@ input count -> for each model input, sorted by name: presence -> precision -> ra
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import trio
@@ -23,9 +24,11 @@ from .errors import (
     VERSION_NOT_FOUND,
     VERSION_NOT_LOADED_YET,
     VERSION_RETIRED,
+    GrpcStatus,
     InvalidArgument,
     ModelNotLoadedYet,
     NotFound,
+    OvtrioError,
     Unavailable,
 )
 from .images import ImageOptions, decode_images, is_image_input
@@ -45,6 +48,8 @@ __all__ = [
     "ModelMetadata",
     "VersionStatus",
 ]
+
+log = logging.getLogger(__name__)
 
 SERVER_NAME = "ovtrio"
 EXTENSIONS = (
@@ -142,6 +147,8 @@ class DataPlane:
         and ``infer`` enters each inference request."""
         self._idle = trio.Event()
         self._idle.set()
+        self.log_requests = log.isEnabledFor(logging.DEBUG)
+        """One DEBUG line per inference request (``--log_level DEBUG``), decided once here."""
 
     @property
     def in_flight(self) -> int:
@@ -340,15 +347,21 @@ class DataPlane:
         if self.in_flight == 0:
             self._idle = trio.Event()
         started = time.perf_counter()
-        ok = False
+        failure: BaseException | None = None
         try:
             with self.load.serving():
-                response = await self._infer(request, version)
-            ok = True
-            return response
+                if version is None:
+                    version = await self.registry.get_available(
+                        request.model_name, request.model_version
+                    )
+                return await self._infer(request, version)
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             if self.in_flight == 0:
                 self._idle.set()
+            seconds = time.perf_counter() - started
             if self.metrics is not None:
                 method = "ModelInfer" if api == "KServe" else "Predict"
                 self.metrics.request(
@@ -357,13 +370,13 @@ class DataPlane:
                     method,
                     request.model_name,
                     request.model_version,
-                    ok,
-                    time.perf_counter() - started,
+                    failure is None,
+                    seconds,
                 )
+            if self.log_requests:
+                _log_request(api, interface, request, version, failure, seconds)
 
-    async def _infer(self, request: InferRequest, mv: ModelVersion | None) -> InferResponse:
-        if mv is None:
-            mv = await self.registry.get_available(request.model_name, request.model_version)
+    async def _infer(self, request: InferRequest, mv: ModelVersion) -> InferResponse:
         await self._decode_images(mv, request)
         arrays = self.validate(mv, request)
         outputs = await mv.infer(arrays)
@@ -461,6 +474,43 @@ class DataPlane:
                 )
             chosen.append(t)
         return chosen
+
+
+_GRPC_NAMES: Final = {
+    code: name for name, code in vars(GrpcStatus).items() if name.isupper() and type(code) is int
+}
+
+
+def _log_request(
+    api: str,
+    interface: str,
+    request: InferRequest,
+    version: ModelVersion | None,
+    failure: BaseException | None,
+    seconds: float,
+) -> None:
+    """The operator's line for one inference request: API and transport, model, version,
+    the status the transport answers (HTTP code or gRPC code name) and the time taken."""
+    rest = interface == "REST"
+    if failure is None:
+        status = "200" if rest else "OK"
+    elif isinstance(failure, OvtrioError):
+        status = str(failure.http_status) if rest else _GRPC_NAMES[failure.grpc_status]
+        status += f" ({failure.message})"
+    elif isinstance(failure, trio.Cancelled):
+        status = "cancelled (client gone, deadline passed or shutdown)"
+    else:
+        status = f"{500 if rest else 'INTERNAL'} ({type(failure).__name__}: {failure})"
+    number = version.version if version is not None else request.model_version or "default"
+    log.debug(
+        "%s %s request: model %s version %s: %s in %.3f ms",
+        api,
+        interface,
+        request.model_name,
+        number,
+        status,
+        seconds * 1000,
+    )
 
 
 def _check_tensor(spec: TensorSpec, tensor: Tensor, axis: int | None) -> np.ndarray[Any, Any]:

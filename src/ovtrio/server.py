@@ -83,8 +83,7 @@ def _leaf(exc: BaseException) -> BaseException:
 
 def _hypercorn_config(cfg: ServerConfig) -> HypercornConfig:
     hc = HypercornConfig()
-    host = cfg.rest_bind_address
-    hc.bind = [f"[{host}]:{cfg.rest_port}" if ":" in host else f"{host}:{cfg.rest_port}"]
+    hc.bind = [_address(host, cfg.rest_port) for host in cfg.rest_bind_address]
     hc.graceful_timeout = cfg.graceful_timeout_s
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
@@ -99,6 +98,15 @@ def _hypercorn_config(cfg: ServerConfig) -> HypercornConfig:
             hc.ca_certs = str(cfg.ssl_ca)
             hc.verify_mode = ssl.CERT_REQUIRED
     return hc
+
+
+def _address(host: str, port: int) -> str:
+    """``host:port``, IPv6 addresses in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _addresses(hosts: tuple[str, ...], port: int) -> str:
+    return ", ".join(_address(h, port) for h in hosts) if port else "off"
 
 
 def _grpc_ssl_context(cfg: ServerConfig) -> ssl.SSLContext | None:
@@ -173,44 +181,37 @@ async def serve(
             )
             dataplane.load.add_transport(lambda: fast.active)
             app: Any = Cors(fast, cfg.cors)  # ASGI; hypercorn's types want TypedDict scopes
-            try:
-                await root.start(
-                    functools.partial(
-                        rest_serve,
-                        app,
-                        _hypercorn_config(cfg),
-                        max_connections=cfg.max_connections,
-                        max_body_bytes=cfg.rest_max_body_bytes,
-                        shutdown_trigger=stop.wait,
-                    )
+            # A port that cannot be bound raises OSError naming the address: run() logs it.
+            await root.start(
+                functools.partial(
+                    rest_serve,
+                    app,
+                    _hypercorn_config(cfg),
+                    max_connections=cfg.max_connections,
+                    max_body_bytes=cfg.rest_max_body_bytes,
+                    shutdown_trigger=stop.wait,
                 )
-            except OSError as exc:
-                raise StartupError(
-                    f"REST server cannot listen on {cfg.rest_bind_address}:{cfg.rest_port}: {exc}"
-                ) from None
+            )
         if cfg.port:
-            try:
-                grpc_endpoint = await root.start(
-                    functools.partial(
-                        grpc_serve,
-                        build_rpc_table(dataplane),
-                        cfg.grpc_bind_address,
-                        cfg.port,
-                        ssl_context=_grpc_ssl_context(cfg),
-                        api_keys=cfg.api_keys,
-                        max_message_bytes=cfg.grpc_max_message_bytes,
-                        max_connections=cfg.max_connections,
-                        max_streams=cfg.grpc_max_concurrent_streams,
-                    )
+            grpc_endpoint = await root.start(
+                functools.partial(
+                    grpc_serve,
+                    build_rpc_table(dataplane),
+                    cfg.grpc_bind_address,
+                    cfg.port,
+                    ssl_context=_grpc_ssl_context(cfg),
+                    api_keys=cfg.api_keys,
+                    max_message_bytes=cfg.grpc_max_message_bytes,
+                    max_connections=cfg.max_connections,
+                    max_streams=cfg.grpc_max_concurrent_streams,
                 )
-            except OSError as exc:
-                raise StartupError(str(exc)) from None
+            )
             dataplane.load.add_transport(grpc_endpoint.active)
         log.info(
             "ovtrio %s serving: gRPC %s, REST %s",
             __version__,
-            f"{cfg.grpc_bind_address}:{cfg.port}" if cfg.port else "off",
-            f"{cfg.rest_bind_address}:{cfg.rest_port}" if cfg.rest_port else "off",
+            _addresses(cfg.grpc_bind_address, cfg.port),
+            _addresses(cfg.rest_bind_address, cfg.rest_port),
         )
         if cfg.demo:
             root.start_soon(_print_demo_hint, cfg, registry)

@@ -651,6 +651,38 @@ def test_decode_errors(
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        ("abc", '"abc"'),
+        ("16 bytes", '"16 bytes"'),
+        ("", '""'),
+        (16.0, "16.0"),
+        (16.5, "16.5"),
+        (-1, "-1"),
+        (-16, "-16"),
+        (True, "true"),
+        (False, "false"),
+        (None, "null"),
+        ([16], "[16]"),
+        ({"size": 16}, '{"size":16}'),
+        ("x" * 100, '"' + "x" * 36 + "..."),
+    ],
+)
+def test_binary_data_size_not_an_integer(size: Any, shown: str) -> None:
+    """Anything but a non-negative JSON integer (or OVMS' comma-separated sizes string) is
+    OVMS' REST_BINARY_DATA_SIZE_PARAMETER_INVALID: 400 with its message."""
+    body, header_length = _err(_one(parameters={"binary_data_size": size}), b"\0" * 16)
+    with pytest.raises(InvalidArgument) as info:
+        decode(body, header_length)
+    assert type(info.value) is InvalidArgument
+    assert info.value.http_status == 400
+    assert info.value.message == (
+        "binary_data_size parameter is invalid and cannot be parsed - expected a non-negative"
+        f" integer (or a string of comma-separated sizes), got {shown}; input name: x"
+    )
+
+
 def test_error_classes_carry_http_status() -> None:
     with pytest.raises(JsonInvalid) as not_json:
         decode(b"nope", None)

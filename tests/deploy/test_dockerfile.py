@@ -207,6 +207,8 @@ def test_build_stage_builds_the_wheel_from_the_build_context(tmp_path: Path) -> 
         (["--rest_port", "8000", "--port", "9000"], "http://127.0.0.1:8000"),
         (["--rest_port=8080", "--rest_bind_address=10.0.0.1"], "http://10.0.0.1:8080"),
         (["--rest_port=8080", "--ssl_certificate", "c.pem"], "https://127.0.0.1:8080"),
+        (["--rest_port=8080", "--rest_bind_address=::1,10.0.0.1"], "http://[::1]:8080"),
+        (["--rest_port=8080", "--rest_bind_address", "0.0.0.0,::"], "http://127.0.0.1:8080"),
     ],
 )
 def test_healthcheck_reads_ovtrio_flags(args: list[str], expected: str) -> None:

@@ -385,7 +385,12 @@ REST_ERRORS = [
         400,
         "Serving signature key",
     ),
-    ("/v1/models/dummy:classify", b'{"examples": []}', 501, "not implemented"),
+    # OVMS answers these before looking the model up: the resource is what is not found
+    ("/v1/models/dummy:classify", b'{"examples": []}', 404, "Requested REST resource not found"),
+    ("/v1/models/dummy:regress", b'{"examples": []}', 404, "Requested REST resource not found"),
+    ("/v1/models/nope:classify", b"{}", 404, "Requested REST resource not found"),
+    ("/v1/models/dummy/versions/9:regress", b"{}", 404, "Requested REST resource not found"),
+    ("/v1/models/dummy/labels/x:classify", b"{}", 404, "Requested REST resource not found"),
 ]
 
 
@@ -394,6 +399,8 @@ def test_rest_errors(server: Server, path: str, body: bytes, status: int, messag
     r = requests.post(server.http + path, data=body)
     assert r.status_code == status, r.text
     assert message in r.json()["error"]
+    if "REST resource" in message:
+        assert r.json() == {"error": message}
 
 
 def test_same_numbers_over_kserve_and_tfs(server: Server) -> None:

@@ -422,8 +422,17 @@ def _binary_data_size(value: Any, name: str) -> tuple[int, list[int] | None]:
             return sum(sizes), sizes
     raise InvalidArgument(
         f"{_SIZE_INVALID} - expected a non-negative integer (or a string of comma-separated"
-        f" sizes), got {value!r}; input name: {name}"
+        f" sizes), got {_as_json(value)}; input name: {name}"
     )
+
+
+def _as_json(value: Any) -> str:
+    """A request's value as the client wrote it (JSON), shortened for an error message."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _split_bytes(

@@ -40,6 +40,7 @@ from ._values import (
     _shape_setting,
     _str,
     _version_policy,
+    parse_bind_addresses,
 )
 
 _SINGLE_MODEL_FLAGS = ("model_name", "model_path", *_MODEL_SETTINGS, *_PREPROCESS_FLAGS)
@@ -144,15 +145,23 @@ def _build_parser() -> _Parser:
 def _add_server_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "port", "gRPC port; 0 = no gRPC server", int, 0)
     _add(g, "rest_port", "REST port; 0 = no REST server", int, 0)
-    _add(g, "grpc_bind_address", "address the gRPC server binds to", str, "0.0.0.0")
-    _add(g, "rest_bind_address", "address the REST server binds to", str, "0.0.0.0")
+    _add(g, "grpc_bind_address", "gRPC server address(es), comma-separated", str, "0.0.0.0")
+    _add(g, "rest_bind_address", "REST server address(es), comma-separated", str, "0.0.0.0")
     _add(g, "grpc_max_message_bytes", "largest gRPC message received", int, 1 << 30)
     _add(g, "rest_max_body_bytes", "largest REST request body", int, 1 << 30)
     _add(g, "graceful_timeout_s", "on SIGINT/SIGTERM, seconds requests may still run", float, 30.0)
     _add(g, "file_system_poll_wait_seconds", "model/config poll period; 0 = off", int, 1)
     _add(g, "cache_dir", "OpenVINO model cache directory")
     _add(g, "cpu_extension", "library of custom OpenVINO operations to load at start")
-    _add(g, "log_level", "log level", str.upper, "INFO", doc="INFO", choices=_LOG_LEVELS)
+    _add(
+        g,
+        "log_level",
+        "log level; DEBUG: a line per request, load detail; TRACE: libraries' debug too",
+        str.upper,
+        "INFO",
+        doc="INFO",
+        choices=_LOG_LEVELS,
+    )
     _add(g, "log_path", "log file instead of stderr")
     _add(g, "metrics_enable", "serve /metrics on the REST port", _bool_flag, doc="false")
     _add(g, "metrics_list", "comma-separated metric names", doc="the default set")
@@ -430,8 +439,8 @@ def _server_config(ns: argparse.Namespace, resolved: ServerConfig) -> ServerConf
     """``resolved`` completed with the flags that each map to one field."""
     return replace(
         resolved,
-        grpc_bind_address=_str(ns.grpc_bind_address, "--grpc_bind_address"),
-        rest_bind_address=_str(ns.rest_bind_address, "--rest_bind_address"),
+        grpc_bind_address=_bind_addresses(ns.grpc_bind_address, "--grpc_bind_address"),
+        rest_bind_address=_bind_addresses(ns.rest_bind_address, "--rest_bind_address"),
         log_level=ns.log_level,
         log_path=_abs_path(ns.log_path, None) if ns.log_path else None,
         grpc_max_message_bytes=_int(
@@ -469,6 +478,13 @@ def _server_config(ns: argparse.Namespace, resolved: ServerConfig) -> ServerConf
             ns.allowed_origins, ns.allowed_methods, ns.allowed_headers, ns.allow_credentials
         ),
     )
+
+
+def _bind_addresses(value: str, flag: str) -> tuple[str, ...]:
+    try:
+        return parse_bind_addresses(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
 
 
 def _existing_file(value: str | None, flag: str) -> Path | None:

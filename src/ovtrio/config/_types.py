@@ -282,10 +282,10 @@ class ServerConfig:
     """gRPC port; 0 = no gRPC server."""
     rest_port: int = 0
     """REST port; 0 = no REST server."""
-    grpc_bind_address: str = "0.0.0.0"
-    """Address the gRPC server binds to."""
-    rest_bind_address: str = "0.0.0.0"
-    """Address the REST server binds to."""
+    grpc_bind_address: tuple[str, ...] = ("0.0.0.0",)
+    """Addresses the gRPC server binds to (IP addresses or hostnames), each on ``port``."""
+    rest_bind_address: tuple[str, ...] = ("0.0.0.0",)
+    """Addresses the REST server binds to, each on ``rest_port``."""
     config_path: Path | None = None
     """Absolute path of config.json; ``None`` in single-model and demo mode."""
     models: tuple[ModelConfig, ...] = ()

@@ -7,6 +7,7 @@ location; the private accessors take ``where``, the location their message names
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -135,6 +136,42 @@ def parse_layout(text: str) -> str:
     for side in sides:
         _check_layout_side(side, text)
     return compact
+
+
+_HOSTNAME = re.compile(
+    r"(([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])\.)*"
+    r"([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+)
+
+
+def parse_bind_addresses(text: str) -> tuple[str, ...]:
+    """``--grpc_bind_address`` / ``--rest_bind_address``: one address or a comma-separated
+    list, each an IPv4 or IPv6 address or a hostname (OVMS' rule), duplicates refused."""
+    addresses: list[str] = []
+    for part in text.split(","):
+        address = part.strip()
+        if address.startswith("[") and address.endswith("]"):
+            address = address[1:-1]
+        if not _is_host(address):
+            raise ConfigError(
+                f"invalid format {_show(part)}: a hostname or an IP address expected"
+                " (several: comma-separated)"
+            )
+        if address in addresses:
+            raise ConfigError(f"address {address} is given twice")
+        addresses.append(address)
+    return tuple(addresses)
+
+
+def _is_host(address: str) -> bool:
+    if not address or len(address) > 255:
+        return False
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        # all digits and dots but not an IPv4 address ("192.0.2"): refused, as OVMS does
+        return not re.fullmatch(r"[0-9.]+", address) and bool(_HOSTNAME.fullmatch(address))
+    return True
 
 
 def parse_version_policy(value: object) -> VersionPolicy:

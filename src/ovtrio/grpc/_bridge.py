@@ -6,6 +6,9 @@ through ``TrioBridge.call``: the handler body runs as a trio task in the gRPC nu
 client cancel (RST_STREAM) or deadline, which grpclib delivers as ``asyncio.CancelledError``,
 cancels that task's scope, so trio code sees ``trio.Cancelled``.
 
+One grpclib server per bind address (all on the same port and handlers), so an address that
+cannot be bound is named in the error.
+
 Shutdown: ``stop()`` stops listening at once; in-flight RPCs finish (the caller bounds that
 with its grace deadline); then every connection gets GOAWAY and is closed
 (``_server.Server.close_connections``).
@@ -14,9 +17,10 @@ with its grace deadline); then every connection gets GOAWAY and is closed
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -91,7 +95,7 @@ class TrioBridge:
 class GrpcEndpoint:
     """What ``serve`` reports through ``task_status.started``."""
 
-    host: str
+    hosts: tuple[str, ...]
     port: int
     stop: Callable[[], None]
     """Stop accepting new connections (in-flight RPCs continue)."""
@@ -101,7 +105,7 @@ class GrpcEndpoint:
 
 async def serve(
     table: RpcTable,
-    host: str,
+    hosts: Sequence[str],
     port: int,
     *,
     ssl_context: ssl.SSLContext | None = None,
@@ -111,7 +115,8 @@ async def serve(
     max_streams: int = DEFAULT_MAX_STREAMS,
     task_status: trio.TaskStatus[GrpcEndpoint] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``table`` on host:port until cancelled; then drain and close.
+    """Serve ``table`` on port ``port`` of every address of ``hosts`` until cancelled; then
+    drain and close. Raises ``OSError`` naming the first address that cannot be bound.
 
     Cancellation: cancelling this task stops listening, waits for in-flight RPCs (which the
     caller's deadline bounds: once the enclosing scope's deadline passes the nursery running
@@ -132,20 +137,20 @@ async def serve(
         async def amain() -> None:
             loop = asyncio.get_running_loop()
             stop = asyncio.Event()
-            server = Server([servable], max_connections=max_connections, max_streams=max_streams)
-            state["loop"], state["stop"], state["server"] = loop, stop, server
+            servers = _Servers([servable], max_connections=max_connections, max_streams=max_streams)
+            state["loop"], state["stop"], state["servers"] = loop, stop, servers
             try:
-                await server.start(host, port, reuse_address=True, ssl=ssl_context)
+                await servers.start(hosts, port, ssl_context)
             except OSError as exc:
                 failure.append(exc)
                 token.run_sync_soon(started.set)
                 return
             token.run_sync_soon(started.set)
             await stop.wait()
-            server.stop_listening()
-            while server.in_flight():  # noqa: ASYNC110 - grpclib offers no event for this
+            servers.stop_listening()
+            while servers.in_flight():  # noqa: ASYNC110 - grpclib offers no event for this
                 await asyncio.sleep(0.01)
-            await server.close_connections()
+            await servers.close_connections()
 
         def thread_main() -> None:
             try:
@@ -165,12 +170,14 @@ async def serve(
         if failure:
             await finished.wait()
             rpc_nursery.cancel_scope.cancel()
-            raise OSError(f"gRPC server cannot listen on {host}:{port}: {failure[0]}")
+            raise failure[0]
 
         def stop_listening() -> None:
-            state["loop"].call_soon_threadsafe(lambda: state["server"].stop_listening())
+            state["loop"].call_soon_threadsafe(state["servers"].stop_listening)
 
-        task_status.started(GrpcEndpoint(host, port, stop_listening, lambda: servable.active))
+        task_status.started(
+            GrpcEndpoint(tuple(hosts), port, stop_listening, lambda: servable.active)
+        )
         try:
             await finished.wait()
         finally:
@@ -188,3 +195,43 @@ async def serve(
             rpc_nursery.cancel_scope.cancel()
         if failure:
             raise RuntimeError(f"gRPC server thread failed: {failure[0]!r}")
+
+
+class _Servers:
+    """The grpclib servers of one port, one per address, with one count of connections."""
+
+    def __init__(self, handlers: list[Any], *, max_connections: int, max_streams: int) -> None:
+        self._handlers = handlers
+        self._limits: dict[str, Any] = {
+            "max_connections": max_connections,
+            "max_streams": max_streams,
+            "live": set(),
+        }
+        self._servers: list[Server] = []
+
+    async def start(
+        self, hosts: Sequence[str], port: int, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        """Listen on ``port`` of every address; an OSError names the address that cannot be
+        bound (one line, as OVMS logs it), the others are closed again."""
+        for host in hosts:
+            server = Server(self._handlers, **self._limits)
+            try:
+                await server.start(host, port, reuse_address=True, ssl=ssl_context)
+            except OSError as exc:
+                self.stop_listening()
+                await self.close_connections()
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                raise OSError(f"Failed to start gRPC server at {address}: {reason}") from None
+            self._servers.append(server)
+
+    def stop_listening(self) -> None:
+        for server in self._servers:
+            server.stop_listening()
+
+    def in_flight(self) -> int:
+        return sum(server.in_flight() for server in self._servers)
+
+    async def close_connections(self) -> None:
+        await asyncio.gather(*(server.close_connections() for server in self._servers))

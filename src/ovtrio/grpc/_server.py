@@ -169,12 +169,15 @@ class Server(grpclib.server.Server):
         *,
         max_connections: int = 0,
         max_streams: int = DEFAULT_MAX_STREAMS,
+        live: set[Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """``max_connections`` 0 means no limit; ``max_streams`` is announced per connection."""
+        """``max_connections`` 0 means no limit; ``max_streams`` is announced per connection.
+        ``live``: the open connections, shared by the servers of one port's addresses so that
+        ``max_connections`` counts them all."""
         super().__init__(handlers, **kwargs)
         self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._live: set[Any] = set()
+        self._live: set[Any] = set() if live is None else live
         self._max_connections = max_connections
         self._settings = {
             h2.settings.SettingCodes.MAX_FRAME_SIZE: _MAX_FRAME_SIZE,

@@ -126,11 +126,24 @@ class ModelVersion:
         """Load, serve until unloaded, drain, end. ``started(ok)``: AVAILABLE or failed."""
         cfg = self.model.config
         self._set_state(ModelState.LOADING)
+        began = time.monotonic()
         try:
             compiled, inputs, outputs, batch_index = await trio.to_thread.run_sync(
                 _compile, cfg, self.path, limiter=limiter
             )
             self.compiled = CompiledModel(compiled, inputs, outputs, batch_index, cfg.nireq)
+            log.debug(
+                "%s version %d: compiled %s for %s in %.2f s, %d infer requests; inputs %s;"
+                " outputs %s",
+                cfg.name,
+                self.version,
+                self.path,
+                cfg.target_device,
+                time.monotonic() - began,
+                self.compiled.nireq,
+                _specs(inputs),
+                _specs(outputs),
+            )
             self.compiled.load = self.model.load
             if self.model.observer_factory is not None:
                 self.compiled.observer = self.model.observer_factory(cfg.name, self.version)
@@ -162,6 +175,12 @@ class ModelVersion:
                 await self._unload.wait()
                 self._set_state(ModelState.UNLOADING)
                 if self._holders:
+                    log.debug(
+                        "%s version %d: waiting for %d requests before unloading",
+                        cfg.name,
+                        self.version,
+                        self._holders,
+                    )
                     await self._idle.wait()
                 nursery.cancel_scope.cancel()
         finally:
@@ -311,3 +330,12 @@ class VersionStatistics:
     rejected: int
     """Requests refused because the queue was full."""
     batcher: BatcherStatistics | None
+
+
+def _specs(specs: Sequence[TensorSpec]) -> str:
+    """``name DATATYPE (d0,d1,...) [layout]`` per tensor, for the load log line."""
+    return ", ".join(
+        f"{s.name} {s.datatype.kserve} ({','.join(map(str, s.shape))})"
+        + (f" {s.layout}" if s.layout else "")
+        for s in specs
+    )

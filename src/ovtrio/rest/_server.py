@@ -1,7 +1,9 @@
 """The REST server: hypercorn's trio worker, composed by ovtrio.
 
 ``serve`` is hypercorn's ``worker_serve`` (the lifespan, the listeners, graceful shutdown)
-with ovtrio's own connection handler in the ``trio.serve_listeners`` loop. The handler
+with ovtrio's own connection handler in the ``trio.serve_listeners`` loop, on ovtrio's own
+listening sockets: one per address of ``config.bind``, and an address that cannot be bound
+is named in the error. The handler
 enforces ``--max_connections`` (a connection beyond the limit is closed at once; hypercorn
 has no such setting), gives each connection one idle timer (``_patches.hypercorn.IdleTimer``)
 and contains a connection's ordinary exceptions: one broken connection ends only that
@@ -15,6 +17,7 @@ one write per answer) are installed by ``ovtrio._patches.install`` at start.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -132,28 +135,50 @@ async def serve(
 
 
 async def _listen(config: Config) -> tuple[list[trio.abc.Listener[Any]], list[str]]:
-    """The listeners for ``config.bind`` (TLS when ``config`` has a certificate), and their URLs."""
-    sockets = config.create_sockets()
-    ssl_context = config.create_ssl_context()
+    """The listeners for ``config.bind`` (TLS when ``config`` has a certificate), and their URLs.
+
+    Raises ``OSError`` naming the address that cannot be bound (the sockets bound before it
+    are closed)."""
+    sockets: list[socket.socket] = []
+    try:
+        for bind in config.bind:
+            sockets.append(_bound_socket(bind, config.backlog, several=len(config.bind) > 1))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    ssl_context = config.create_ssl_context() if config.ssl_enabled else None
+    scheme = "https" if ssl_context is not None else "http"
     listeners: list[trio.abc.Listener[Any]] = []
     binds = []
-    for sock in sockets.secure_sockets:
-        assert ssl_context is not None  # hypercorn makes secure sockets only with a certificate
-        sock.listen(config.backlog)
-        listeners.append(
-            trio.SSLListener(
-                trio.SocketListener(trio.socket.from_stdlib_socket(sock)),
-                ssl_context,
-                https_compatible=True,
-            )
-        )
+    for sock in sockets:
+        listener: trio.abc.Listener[Any] = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        if ssl_context is not None:
+            listener = trio.SSLListener(listener, ssl_context, https_compatible=True)
+        listeners.append(listener)
         bind = repr_socket_addr(sock.family, sock.getsockname())
-        binds.append(f"https://{bind}")
-        await config.log.info(f"Running on https://{bind} (CTRL + C to quit)")
-    for sock in sockets.insecure_sockets:
-        sock.listen(config.backlog)
-        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
-        bind = repr_socket_addr(sock.family, sock.getsockname())
-        binds.append(f"http://{bind}")
-        await config.log.info(f"Running on http://{bind} (CTRL + C to quit)")
+        binds.append(f"{scheme}://{bind}")
+        await config.log.info(f"Running on {scheme}://{bind} (CTRL + C to quit)")
     return listeners, binds
+
+
+def _bound_socket(bind: str, backlog: int, *, several: bool) -> socket.socket:
+    """A listening TCP socket for ``bind`` (``host:port``, ``[v6]:port``), set up as hypercorn
+    sets up its own. With ``several`` binds an IPv6 socket takes IPv6 only, so that ``::``
+    and ``0.0.0.0`` can share a port (one IPv6 wildcard alone keeps the system's dual stack)."""
+    host, _, port = bind.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and several:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, int(port)))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"Failed to start REST server at {bind}: {exc.strerror or exc}") from None
+    return sock

@@ -7,9 +7,12 @@ from quart_trio import QuartTrio
 
 from ..codecs import tfs_rest, tfs_tensor
 from ..dataplane import DataPlane
-from ..errors import Unimplemented
+from ..errors import NotFound
 
-__all__ = ["register"]
+__all__ = ["REST_NOT_FOUND", "register"]
+
+REST_NOT_FOUND = "Requested REST resource not found"
+"""OVMS's answer (404) to ``:classify`` and ``:regress``, whatever the model."""
 
 
 def register(app: QuartTrio, dp: DataPlane) -> None:
@@ -58,5 +61,9 @@ def register(app: QuartTrio, dp: DataPlane) -> None:
     @app.post("/v1/models/<name>:regress")
     @app.post("/v1/models/<name>/versions/<int:version>:classify")
     @app.post("/v1/models/<name>/versions/<int:version>:regress")
-    async def classify(name: str, version: int | None = None) -> Response:
-        raise Unimplemented("Classify and Regress are not implemented: ovtrio serves predict only")
+    @app.post("/v1/models/<name>/labels/<label>:classify")
+    @app.post("/v1/models/<name>/labels/<label>:regress")
+    async def classify(name: str, version: int | None = None, label: str | None = None) -> Response:
+        # OVMS parses these URLs and answers before looking the model up: the resource, not
+        # the model, is what is missing.
+        raise NotFound(REST_NOT_FOUND)
