@@ -222,9 +222,9 @@ def test_remove(tmp_path: Path) -> None:
         ),
         (
             ["--add_to_config", "--config_path", "c.json", "--model_name", "m",
-             "--model_path", "s3://bucket/m"],
-            '--add_to_config.base_path: cloud storage paths are not supported yet, '
-            'got "s3://bucket/m"',
+             "--model_path", "https://host/m"],
+            "--add_to_config.base_path: base_path must be a local folder or an s3://, gs:// or "
+            'az:// URL, got "https://host/m"',
         ),
     ],
 )  # fmt: skip

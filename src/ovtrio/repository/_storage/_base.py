@@ -126,6 +126,10 @@ class Storage(ABC):
         """Sorted positive-integer folder names under the base path (other entries ignored)."""
 
     @abstractmethod
+    def local_path(self, version: int) -> Path:
+        """Where ``version``'s files are on this machine, or will be once fetched (no I/O)."""
+
+    @abstractmethod
     def fetch(self, version: int, cancel: threading.Event | None = None) -> Path:
         """A local folder holding ``version``'s files; remote ones are copied to the cache once."""
 
@@ -148,12 +152,18 @@ class LocalStorage(Storage):
     def __init__(self, base_path: Path) -> None:
         self.base_path = base_path
         self.url = str(base_path)
+        #: The folders the last listing found (a folder named ``02`` is version 2).
+        self._folders: dict[int, Path] = {}
 
     def versions(self) -> list[int]:
-        return sorted(scan_versions(self.base_path))
+        self._folders = scan_versions(self.base_path)
+        return sorted(self._folders)
+
+    def local_path(self, version: int) -> Path:
+        return self._folders.get(version) or self.base_path / str(version)
 
     def fetch(self, version: int, cancel: threading.Event | None = None) -> Path:
-        return self.base_path / str(version)
+        return self.local_path(version)
 
     def release(self, version: int) -> None:
         pass
@@ -220,8 +230,11 @@ class RemoteStorage(Storage):
         names = self._call("listing versions", lambda: self._folders(self.remote.prefix))
         return sorted({n for n in map(_version_number, names) if n is not None})
 
+    def local_path(self, version: int) -> Path:
+        return self.cache / str(version)
+
     def fetch(self, version: int, cancel: threading.Event | None = None) -> Path:
-        final = self.cache / str(version)
+        final = self.local_path(version)
         if final.is_dir():
             return final
         prefix = f"{self.remote.prefix}{version}/"
