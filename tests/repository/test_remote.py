@@ -22,8 +22,7 @@ from ovtrio.repository._storage import (
     release_version,
 )
 from tests import models
-
-from .conftest import Backend
+from tests.storage import Backend
 
 pytestmark = pytest.mark.e2e
 

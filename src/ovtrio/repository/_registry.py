@@ -119,6 +119,8 @@ class Model:
             if mv is not None and mv.state is not ModelState.END:
                 mv._set_state(ModelState.END)
                 changed = True
+        if self.remote:
+            await self._forget_changed_failures()
         retry: set[int] = set()  # failed to download: skipped now, tried again next poll
         while True:
             candidates = [v for v in on_disk if v not in self.failed and v not in retry]
@@ -137,6 +139,20 @@ class Model:
                 mv.unload()
                 changed = True
         return changed
+
+    async def _forget_changed_failures(self) -> None:
+        """Remote versions that failed to load load again once their files change (an upload
+        in progress when the version was first listed)."""
+        for number in sorted(self.failed):
+            try:
+                again = await trio.to_thread.run_sync(
+                    self.storage.changed, number, abandon_on_cancel=True
+                )
+            except StorageError:
+                continue  # the listing failed: the next poll asks again
+            if again:
+                log.info("%s version %d: its files changed; loading it again", self.name, number)
+                self.failed.discard(number)
 
     def retire(self) -> None:
         """Unload every version (each drains first); the model stays listed, versions END."""

@@ -134,6 +134,14 @@ class Storage(ABC):
         """A local folder holding ``version``'s files; remote ones are copied to the cache once."""
 
     @abstractmethod
+    def changed(self, version: int) -> bool:
+        """Whether ``version``'s files differ from those its last fetch found.
+
+        A version that failed to load is tried again when this is true: its upload may have
+        been in progress. A local folder answers False (it is read in place).
+        """
+
+    @abstractmethod
     def release(self, version: int) -> None:
         """Forget the local copy of ``version`` (the version was unloaded)."""
 
@@ -165,6 +173,9 @@ class LocalStorage(Storage):
     def fetch(self, version: int, cancel: threading.Event | None = None) -> Path:
         return self.local_path(version)
 
+    def changed(self, version: int) -> bool:
+        return False
+
     def release(self, version: int) -> None:
         pass
 
@@ -190,6 +201,8 @@ class RemoteStorage(Storage):
         self.cache = cache_dir / f"{remote.scheme}-{remote.bucket}-{digest}"
         #: The SDK client, made on first use by the subclass; ``close`` closes it.
         self._client: Any = None
+        #: Version -> the object keys its last fetch listed (``changed`` compares).
+        self._fetched: dict[int, frozenset[str]] = {}
 
     # -- what a backend provides ---------------------------------------------------------------
 
@@ -239,6 +252,7 @@ class RemoteStorage(Storage):
             return final
         prefix = f"{self.remote.prefix}{version}/"
         keys = self._call(f"listing version {version}", lambda: self._keys(prefix))
+        self._fetched[version] = frozenset(keys)
         files = [(key, rel) for key in keys if (rel := _relative(key, prefix)) is not None]
         if not files:
             # Not cached: the version may be being uploaded, and the next fetch must look again.
@@ -283,6 +297,11 @@ class RemoteStorage(Storage):
         if cancel is not None and cancel.is_set():
             raise StorageError(f"{self.url}: fetching version {version} cancelled", "cancelled")
 
+    def changed(self, version: int) -> bool:
+        prefix = f"{self.remote.prefix}{version}/"
+        keys = self._call(f"listing version {version}", lambda: self._keys(prefix))
+        return frozenset(keys) != self._fetched.get(version)
+
     def release(self, version: int) -> None:
         shutil.rmtree(self.cache / str(version), ignore_errors=True)
         try:
@@ -291,6 +310,7 @@ class RemoteStorage(Storage):
             pass
 
     def clear(self) -> None:
+        self._fetched.clear()
         shutil.rmtree(self.cache, ignore_errors=True)
 
     def close(self) -> None:
