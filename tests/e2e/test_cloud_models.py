@@ -42,7 +42,12 @@ def upload(backend: Backend, bucket: str, version: int, tmp: Path) -> None:
 
 
 def start(
-    tmp: Path, backends: list[Backend], bucket: str, *, bad: bool = False, extra: Sequence[dict[str, Any]] = ()
+    tmp: Path,
+    backends: list[Backend],
+    bucket: str,
+    *,
+    bad: bool = False,
+    extra: Sequence[dict[str, Any]] = (),
 ) -> Server:
     """A server for one model per backend (all versions served), polling every second, with
     the backends' variables (their refused credentials when ``bad``) and its own TMPDIR."""
