@@ -238,3 +238,15 @@ def test_survives_a_storage_outage(private_backend: Backend, tmp_path: Path) -> 
         assert (storage.fetch(1) / "model.xml").is_file()
     finally:
         storage.close()
+
+
+def test_missing_sdk_is_a_reason(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 -> ImportError
+    storage = open_storage("s3://bucket/m", tmp_path)
+    with pytest.raises(StorageError, match=r"boto3 is not installed \(pip install") as info:
+        storage.versions()
+    assert info.value.kind == "config"

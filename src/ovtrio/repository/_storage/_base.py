@@ -233,6 +233,9 @@ class RemoteStorage(Storage):
             return fn()
         except StorageError:
             raise
+        except ImportError as exc:
+            reason = f"{what}: {exc.name or exc} is not installed (pip install 'ovtrio[cloud]')"
+            raise StorageError(f"{self.url}: {reason}", "config") from exc
         except Exception as exc:
             known = self._classify(exc, listing)
             if known is None:
