@@ -41,6 +41,13 @@ def upload(backend: Backend, bucket: str, version: int, tmp: Path) -> None:
     backend.put_tree(bucket, f"{PREFIX}/{version}/", source / "1")
 
 
+def fill(backends: list[Backend], bucket: str, tmp: Path) -> None:
+    """A new bucket on each backend, holding version 1."""
+    for b in backends:
+        b.create_bucket(bucket)
+        upload(b, bucket, 1, tmp)
+
+
 def start(
     tmp: Path,
     backends: list[Backend],
@@ -95,6 +102,13 @@ def statuses(server: Server, name: str) -> dict[int, tuple[str, str, str]]:
     }
 
 
+def problem(server: Server, name: str) -> str:
+    """The reason of a model without versions: its one status entry, version 0."""
+    ((version, (st, code, message)),) = statuses(server, name).items()
+    assert (version, st, code) == (0, "LOADING", "UNKNOWN")
+    return message
+
+
 def state(server: Server, name: str, version: int) -> str | None:
     found = statuses(server, name).get(version)
     return found[0] if found else None
@@ -118,22 +132,22 @@ def stop(server: Server, tmp: Path) -> None:
     assert list((tmp / "tmp").glob("ovtrio-models-*")) == []  # the cache goes with the server
 
 
-def test_serves_and_follows_the_buckets(
-    s3_backend: Backend, gcs_backend: Backend, azure_backend: Backend, tmp_path: Path
-) -> None:
-    backends = [s3_backend, gcs_backend, azure_backend]
+@pytest.fixture
+def backends(s3_backend: Backend, gcs_backend: Backend, azure_backend: Backend) -> list[Backend]:
+    """The session's storage servers (moto checking signatures)."""
+    return [s3_backend, gcs_backend, azure_backend]
+
+
+def test_serves_and_follows_the_buckets(backends: list[Backend], tmp_path: Path) -> None:
     bucket = "e2e-follow"
-    for b in backends:
-        b.create_bucket(bucket)
-        upload(b, bucket, 1, tmp_path)
+    fill(backends, bucket, tmp_path)
     missing = {"name": "missing", "base_path": "s3://no-such-bucket/m"}
     server = start(tmp_path, backends, bucket, extra=[missing])
     try:
         for b in backends:
             assert infer(server, name_of(b)) == 1.0
             assert cached(tmp_path, name_of(b)) == ["1"]
-        ((version, (st, code, message)),) = statuses(server, "missing").items()
-        assert (version, st, code) == (0, "LOADING", "UNKNOWN")
+        message = problem(server, "missing")
         assert message.startswith("s3://no-such-bucket/m: listing versions: "), message
         assert "does not exist" in message, message
 
@@ -156,19 +170,13 @@ def test_serves_and_follows_the_buckets(
         stop(server, tmp_path)
 
 
-def test_bad_credentials_are_a_status(
-    s3_backend: Backend, gcs_backend: Backend, azure_backend: Backend, tmp_path: Path
-) -> None:
-    backends = [s3_backend, gcs_backend, azure_backend]
+def test_bad_credentials_are_a_status(backends: list[Backend], tmp_path: Path) -> None:
     bucket = "e2e-auth"
-    for b in backends:
-        b.create_bucket(bucket)
-        upload(b, bucket, 1, tmp_path)
+    fill(backends, bucket, tmp_path)
     server = start(tmp_path, backends, bucket, bad=True)
     try:
         for b in backends:
-            ((version, (st, code, message)),) = statuses(server, name_of(b)).items()
-            assert (version, st, code) == (0, "LOADING", "UNKNOWN")
+            message = problem(server, name_of(b))
             assert message.startswith(f"{b.url(bucket, PREFIX)}: listing versions: "), message
             assert "access denied" in message or "credentials" in message, message
             ready = requests.get(f"{server.http}/v2/models/{name_of(b)}/ready", timeout=10)
@@ -199,9 +207,7 @@ def private_backends(tmp_path: Path) -> Iterator[list[Backend]]:
 def test_survives_a_storage_outage(private_backends: list[Backend], tmp_path: Path) -> None:
     backends = private_backends
     bucket = "e2e-outage"
-    for b in backends:
-        b.create_bucket(bucket)
-        upload(b, bucket, 1, tmp_path)
+    fill(backends, bucket, tmp_path)
     server = start(tmp_path, backends, bucket)
     try:
         for b in backends:
