@@ -187,8 +187,9 @@ class ModelVersion:
                 self._set_state(ModelState.END)
 
     async def _release(self) -> None:
-        """Remove a remote version's cached copy (a later load downloads it again)."""
-        if self.model.remote:
+        """Remove a remote version's cached copy (a later load downloads it again), unless a
+        newer instance of this version, loaded while this one drained, reads it now."""
+        if self.model.remote and self.model.versions.get(self.version) is self:
             with trio.CancelScope(shield=True):
                 await release_version(self.model.storage, self.version)
 
