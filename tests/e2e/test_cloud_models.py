@@ -166,6 +166,18 @@ def test_serves_and_follows_the_buckets(backends: list[Backend], tmp_path: Path)
             wait_for(lambda b=b: state(server, name_of(b), 1) == "END", f"{b.name} v1 unloaded")
             assert cached(tmp_path, name_of(b)) == ["2"]
             assert statuses(server, name_of(b))[2] == ("AVAILABLE", "OK", "")
+
+        # A version listed while its upload is in progress fails, then loads once it is whole.
+        s3 = backends[0]
+        models.add_model(tmp_path / "partial", version=3, addend=3.0)
+        s3.put(bucket, f"{PREFIX}/3/model.xml", (tmp_path / "partial/3/model.xml").read_bytes())
+        wait_for(
+            lambda: statuses(server, name_of(s3)).get(3, ("", ""))[:2] == ("LOADING", "UNKNOWN"),
+            "v3 failed",
+        )
+        s3.put_tree(bucket, f"{PREFIX}/3/", tmp_path / "partial" / "3")
+        wait_for(lambda: state(server, name_of(s3), 3) == "AVAILABLE", "v3 loaded")
+        assert infer(server, name_of(s3)) == 3.0
     finally:
         stop(server, tmp_path)
 

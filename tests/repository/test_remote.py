@@ -164,6 +164,23 @@ def test_follows_uploads_and_removals(backend: Backend, tmp_path: Path) -> None:
     assert _leftovers(storage) == ["3"]
 
 
+def test_changed_tells_a_finished_upload(backend: Backend, tmp_path: Path) -> None:
+    bucket = f"changed-{backend.name}"
+    backend.create_bucket(bucket)
+    backend.put(bucket, "m/1/model.xml", b"<net/>")
+    storage = open_storage(backend.url(bucket, "m"), tmp_path / "cache")
+    try:
+        assert storage.changed(1)  # never fetched
+        storage.fetch(1)
+        storage.release(1)
+        assert not storage.changed(1)
+        backend.put(bucket, "m/1/model.bin", b"weights")
+        assert storage.changed(1)
+        assert not open_storage(tmp_path / "local", tmp_path).changed(1)
+    finally:
+        storage.close()
+
+
 def test_missing_bucket(backend: Backend, tmp_path: Path) -> None:
     storage = open_storage(backend.url("no-such-bucket", "m"), tmp_path)
     with pytest.raises(StorageError, match=r"no-such-bucket.*does not exist") as info:
