@@ -275,7 +275,17 @@ CONFIG_ERRORS = [
         one_model(base_path=3),
         "config.base_path: expected a non-empty string",
     ),
-    ("base-path-cloud", one_model(base_path="s3://bucket/m"), "config.base_path: cloud storage"),
+    (
+        "base-path-web",
+        one_model(base_path="https://host/m"),
+        'config.base_path: base_path must be a local folder or an s3://, gs:// or az:// URL, got "https://host/m"',
+    ),
+    (
+        "base-path-azure-files",
+        one_model(base_path="azfs://share/m"),
+        "config.base_path: azfs://share/m: Azure Files shares (azfs://) are not supported",
+    ),
+    ("base-path-no-bucket", one_model(base_path="s3:///m"), "config.base_path: s3:///m: no bucket"),
     ("nireq-string", one_model(nireq="4"), 'config.nireq: expected an integer >= 0, got "4"'),
     (
         "nireq-negative",
@@ -633,7 +643,18 @@ def test_relative_base_path_resolves_against_config_dir(
     (model,) = config.load_config_file(path, BatchingConfig()).models
     want = Path(expected.replace("HOME", str(tmp_path / "home")))
     assert model.base_path == (want if want.is_absolute() else tmp_path / want)
-    assert model.base_path.is_absolute()
+    assert isinstance(model.base_path, Path) and model.base_path.is_absolute()
+
+
+@pytest.mark.parametrize(
+    "base_path", ["s3://bucket/models/m", "gs://bucket/m/", "az://container/m", "azure://c/m"]
+)
+def test_remote_base_path_stays_a_url(tmp_path: Path, base_path: str) -> None:
+    path = write_config(tmp_path, one_model(base_path=base_path))
+    (model,) = config.load_config_file(path, BatchingConfig()).models
+    assert model.base_path == base_path
+    cfg = config.load(["--model_name", "m", "--model_path", base_path, "--rest_port", "8000"])
+    assert cfg.models[0].base_path == base_path
 
 
 def test_relative_config_path_still_gives_absolute_base_path(
@@ -986,9 +1007,19 @@ CLI_ERRORS = [
         "--model_name: model name must not contain '/' or '..'",
     ),
     (
-        "model-path-cloud",
-        ["--model_name", "m", "--model_path", "gs://b/m", "--rest_port", "8000"],
-        "--model_path: cloud storage paths are not supported yet",
+        "model-path-web",
+        ["--model_name", "m", "--model_path", "http://b/m", "--rest_port", "8000"],
+        "--model_path: base_path must be a local folder or an s3://, gs:// or az:// URL",
+    ),
+    (
+        "model-path-dotdot",
+        ["--model_name", "m", "--model_path", "gs://b/a/../m", "--rest_port", "8000"],
+        "--model_path: gs://b/a/../m: the path must not contain '.' or '..' segments",
+    ),
+    (
+        "demo-remote",
+        ["--demo", "--model_path", "s3://b/demo", "--rest_port", "8000"],
+        "--demo needs a local --model_path",
     ),
     (
         "demo-and-config",

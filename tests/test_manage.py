@@ -148,6 +148,14 @@ def test_add_keeps_the_rest_of_the_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
 
 
+def test_add_a_model_in_object_storage(tmp_path: Path) -> None:
+    ok(run_ovtrio("--add_to_config", "--config_path", "config.json", "--model_name", "m",
+                  "--model_path", "s3://bucket/models/m", cwd=tmp_path))  # fmt: skip
+    assert json.loads((tmp_path / "config.json").read_text())["model_config_list"] == [
+        {"config": {"name": "m", "base_path": "s3://bucket/models/m"}}
+    ]
+
+
 def test_add_with_the_environment_defaults(repository: Path, tmp_path: Path) -> None:
     env = {"OVMS_MODEL_REPOSITORY_PATH": str(repository)}
     lines = ok(run_ovtrio("--add_to_config", "--model_name", "tf", cwd=tmp_path, env=env))
@@ -222,9 +230,9 @@ def test_remove(tmp_path: Path) -> None:
         ),
         (
             ["--add_to_config", "--config_path", "c.json", "--model_name", "m",
-             "--model_path", "s3://bucket/m"],
-            '--add_to_config.base_path: cloud storage paths are not supported yet, '
-            'got "s3://bucket/m"',
+             "--model_path", "https://host/m"],
+            "--add_to_config.base_path: base_path must be a local folder or an s3://, gs:// or "
+            'az:// URL, got "https://host/m"',
         ),
     ],
 )  # fmt: skip

@@ -238,7 +238,12 @@ class DataPlane:
         return version
 
     def model_status(self, name: str, version: int | None) -> list[VersionStatus]:
-        """Status of one version, or of every version when version is None or 0."""
+        """Status of one version, or of every version when version is None or 0.
+
+        While the model's repository cannot be listed, the reason is each version's message
+        (a serving version stays AVAILABLE/OK), and a model without versions reports it as
+        version 0, LOADING/UNKNOWN.
+        """
         model = self.registry.get_model(name)
         if version:
             mv = model.versions.get(version)
@@ -247,7 +252,13 @@ class DataPlane:
             chosen = [mv]
         else:
             chosen = sorted(model.versions.values(), key=lambda v: v.version)
-        return [VersionStatus(v.version, v.state, v.error_code, v.error_message) for v in chosen]
+        problem = model.storage_error
+        if problem and not chosen:
+            return [VersionStatus(0, ModelState.LOADING, "UNKNOWN", problem)]
+        return [
+            VersionStatus(v.version, v.state, v.error_code, v.error_message or problem)
+            for v in chosen
+        ]
 
     def model_statistics(
         self, name: str | None, version: int | None
@@ -292,7 +303,7 @@ class DataPlane:
                             "name": name,
                             "version": "",
                             "state": "UNAVAILABLE",
-                            "reason": "no version loaded",
+                            "reason": model.storage_error or "no version loaded",
                         }
                     )
                 continue
@@ -305,7 +316,7 @@ class DataPlane:
                         "name": name,
                         "version": str(number),
                         "state": state,
-                        "reason": mv.error_message,
+                        "reason": mv.error_message or model.storage_error,
                     }
                 )
         return out

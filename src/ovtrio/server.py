@@ -16,6 +16,7 @@ import math
 import resource
 import signal
 import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -138,7 +139,7 @@ async def serve(
         from .demo import ensure_demo_model
 
         for m in models:
-            await trio.to_thread.run_sync(ensure_demo_model, m.base_path)
+            await trio.to_thread.run_sync(ensure_demo_model, Path(m.base_path))
     if cfg.cache_dir is not None:
         ov_core().set_property({"CACHE_DIR": str(cfg.cache_dir)})  # type: ignore[attr-defined]
     for flag in cfg.ignored_flags:

@@ -88,11 +88,17 @@ class Server:
 
 
 def start_server(
-    tmp: Path, args: list[str], wait_ready: bool = True, timeout: float = 120
+    tmp: Path,
+    args: list[str],
+    wait_ready: bool = True,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> Server:
+    """An ovtrio process with ``args``; ``env`` (default: this process's) is its environment."""
     grpc_port, rest_port = free_port(), free_port()
     log_path = tmp / f"server-{grpc_port}.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
+    env = dict(os.environ if env is None else env)
+    env.update(PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
     cmd = [
         sys.executable,
         "-m",

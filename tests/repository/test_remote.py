@@ -22,8 +22,7 @@ from ovtrio.repository._storage import (
     release_version,
 )
 from tests import models
-
-from .conftest import Backend
+from tests.storage import Backend
 
 pytestmark = pytest.mark.e2e
 
@@ -165,6 +164,23 @@ def test_follows_uploads_and_removals(backend: Backend, tmp_path: Path) -> None:
     assert _leftovers(storage) == ["3"]
 
 
+def test_changed_tells_a_finished_upload(backend: Backend, tmp_path: Path) -> None:
+    bucket = f"changed-{backend.name}"
+    backend.create_bucket(bucket)
+    backend.put(bucket, "m/1/model.xml", b"<net/>")
+    storage = open_storage(backend.url(bucket, "m"), tmp_path / "cache")
+    try:
+        assert storage.changed(1)  # never fetched
+        storage.fetch(1)
+        storage.release(1)
+        assert not storage.changed(1)
+        backend.put(bucket, "m/1/model.bin", b"weights")
+        assert storage.changed(1)
+        assert not open_storage(tmp_path / "local", tmp_path).changed(1)
+    finally:
+        storage.close()
+
+
 def test_missing_bucket(backend: Backend, tmp_path: Path) -> None:
     storage = open_storage(backend.url("no-such-bucket", "m"), tmp_path)
     with pytest.raises(StorageError, match=r"no-such-bucket.*does not exist") as info:
@@ -239,3 +255,15 @@ def test_survives_a_storage_outage(private_backend: Backend, tmp_path: Path) -> 
         assert (storage.fetch(1) / "model.xml").is_file()
     finally:
         storage.close()
+
+
+def test_missing_sdk_is_a_reason(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 -> ImportError
+    storage = open_storage("s3://bucket/m", tmp_path)
+    with pytest.raises(StorageError, match=r"boto3 is not installed \(pip install") as info:
+        storage.versions()
+    assert info.value.kind == "config"

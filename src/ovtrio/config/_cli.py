@@ -407,7 +407,10 @@ def _models(
     if ns.demo:
         if ns.model_name is not None:
             raise ConfigError("--model_name cannot be used with --demo (the demo model is 'demo')")
-        return None, (_cli_model(ns, "demo", ns.model_path or _DEMO_PATH, batching),), None
+        demo = _cli_model(ns, "demo", ns.model_path or _DEMO_PATH, batching)
+        if isinstance(demo.base_path, str):
+            raise ConfigError("--demo needs a local --model_path (the demo model is written there)")
+        return None, (demo,), None
     if ns.model_name is not None and ns.model_path is not None:
         return None, (_cli_model(ns, ns.model_name, ns.model_path, batching),), None
     if ns.model_name is not None:

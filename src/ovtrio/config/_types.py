@@ -198,8 +198,9 @@ class ModelConfig:
 
     name: str
     """Servable name (non-empty, no ``/``, no ``..``)."""
-    base_path: Path
-    """Absolute directory holding the numeric version directories."""
+    base_path: Path | str
+    """Absolute directory holding the numeric version directories, or a storage URL
+    (``s3://``, ``gs://``, ``az://``; see ``ovtrio.repository._storage``) kept as text."""
     batch_size: Dim | Literal["auto"] | None = None
     """Batch dimension to reshape to at load; ``None`` keeps the model's own."""
     shape: ShapeSpec | dict[str, ShapeSpec] | None = field(default=None, hash=False)

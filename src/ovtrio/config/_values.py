@@ -353,7 +353,7 @@ def _model_name(value: object, where: str) -> str:
     return name
 
 
-_CLOUD_PREFIXES = ("gs://", "s3://", "azure://", "azfs://", "http://", "https://")
+_WEB_PREFIXES = ("http://", "https://")
 
 
 def _abs_path(text: str, relative_to: Path | None) -> Path:
@@ -363,10 +363,29 @@ def _abs_path(text: str, relative_to: Path | None) -> Path:
     return Path(os.path.abspath(path))
 
 
-def _base_path(value: object, where: str, relative_to: Path | None) -> Path:
+def _base_path(value: object, where: str, relative_to: Path | None) -> Path | str:
+    """A local folder (absolute ``Path``) or a storage URL kept as written (``str``).
+
+    ``Path`` would collapse ``s3://b`` to ``s3:/b``, and a URL is never relative to the config
+    file, so a remote base path stays text; the storage layer checks it here so that a bad URL
+    (or ``azfs://``) is refused before anything starts.
+    """
     text = _str(value, where)
-    if text.lower().startswith(_CLOUD_PREFIXES):
-        raise ConfigError(f"{where}: cloud storage paths are not supported yet, got {_show(text)}")
+    if text.lower().startswith(_WEB_PREFIXES):
+        raise ConfigError(
+            f"{where}: base_path must be a local folder or an s3://, gs:// or az:// URL, "
+            f"got {_show(text)}"
+        )
+    if "://" in text:
+        # Imported here: the storage layer pulls in the repository, which imports this package.
+        from ..repository._storage import StorageError, is_remote, parse_url
+
+        if is_remote(text):
+            try:
+                parse_url(text)
+            except StorageError as exc:
+                raise ConfigError(f"{where}: {exc.reason}") from None
+            return text
     return _abs_path(text, relative_to)
 
 

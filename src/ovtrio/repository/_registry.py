@@ -5,6 +5,8 @@ and which version serves a request.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,7 +28,14 @@ from ..errors import (
     NotFound,
 )
 from ..load import Load
-from ._discovery import scan_versions
+from ._storage import (
+    LocalStorage,
+    Storage,
+    StorageError,
+    is_remote,
+    list_versions,
+    open_storage,
+)
 from ._version import ModelState, ModelVersion
 
 __all__ = ["Model", "ModelRegistry"]
@@ -48,8 +57,17 @@ class Model:
         config: ModelConfig,
         observer_factory: ObserverFactory | None = None,
         load: Load | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.config = config
+        self.storage = storage or open_storage(
+            config.base_path, Path(tempfile.gettempdir()) / "ovtrio-models"
+        )
+        """Where the version folders are (``open_storage`` of ``config.base_path``)."""
+        self.remote = not isinstance(self.storage, LocalStorage)
+        """The versions are downloaded to a local cache (object storage)."""
+        self.storage_error = ""
+        """Why the last listing of ``base_path`` failed (empty when it worked)."""
         self.observer_factory = observer_factory
         """Metrics hook handed to each version's compiled model (None: no metrics)."""
         self.load = load
@@ -85,16 +103,26 @@ class Model:
         return mv is not None and not mv.failed and mv.state <= ModelState.AVAILABLE
 
     async def sync(self, nursery: trio.Nursery, limiter: trio.CapacityLimiter) -> bool:
-        """Make the loaded versions match the policy and the folders on disk.
+        """Make the loaded versions match the policy and the version folders.
 
         New versions load first (a version that fails is reported in its status, and the
         policy falls back to the next one); only then are the versions no longer wanted
-        unloaded, each after its in-flight and queued requests finish. Returns whether
-        anything changed.
+        unloaded, each after its in-flight and queued requests finish. A repository that
+        cannot be listed changes nothing (``storage_error`` says why; the next poll retries).
+        Returns whether anything changed.
         """
         if self.retired:
             return False
-        on_disk = await trio.to_thread.run_sync(scan_versions, self.config.base_path)
+        try:
+            on_disk = await list_versions(self.storage)
+        except StorageError as exc:
+            if exc.reason != self.storage_error:
+                log.error("%s: %s (loaded versions keep serving)", self.name, exc.reason)
+            self.storage_error = exc.reason
+            return False
+        if self.storage_error:
+            log.info("%s: %s can be listed again", self.name, self.storage.url)
+            self.storage_error = ""
         if not on_disk and not self.versions:
             log.error("%s: no version folders under %s", self.name, self.config.base_path)
         changed = False
@@ -104,23 +132,40 @@ class Model:
             if mv is not None and mv.state is not ModelState.END:
                 mv._set_state(ModelState.END)
                 changed = True
+        if self.remote:
+            await self._forget_changed_failures()
+        retry: set[int] = set()  # failed to download: skipped now, tried again next poll
         while True:
-            candidates = sorted(v for v in on_disk if v not in self.failed)
+            candidates = [v for v in on_disk if v not in self.failed and v not in retry]
             wanted = set(self.config.version_policy.select(candidates))
             todo = [v for v in sorted(wanted, reverse=True) if not self._live(v)]
             if not todo:
                 break
             for number in todo:
-                mv = ModelVersion(self, number, on_disk[number])
+                mv = ModelVersion(self, number, self.storage.local_path(number))
                 self.versions[number] = mv
                 changed = True
                 if not await nursery.start(mv.serve, limiter):
-                    self.failed.add(number)
+                    (retry if mv.retry else self.failed).add(number)
         for number, mv in sorted(self.versions.items()):
             if number not in wanted and self._live(number):
                 mv.unload()
                 changed = True
         return changed
+
+    async def _forget_changed_failures(self) -> None:
+        """Remote versions that failed to load load again once their files change (an upload
+        in progress when the version was first listed)."""
+        for number in sorted(self.failed):
+            try:
+                again = await trio.to_thread.run_sync(
+                    self.storage.changed, number, abandon_on_cancel=True
+                )
+            except StorageError:
+                continue  # the listing failed: the next poll asks again
+            if again:
+                log.info("%s version %d: its files changed; loading it again", self.name, number)
+                self.failed.discard(number)
 
     def retire(self) -> None:
         """Unload every version (each drains first); the model stays listed, versions END."""
@@ -129,6 +174,19 @@ class Model:
             if mv.failed:
                 mv._set_state(ModelState.END)
             mv.unload()
+
+    async def close_storage(self) -> None:
+        """Once every version has ended: remove the model's cached versions, close the client."""
+        if not self.remote:
+            return
+        for mv in list(self.versions.values()):
+            while mv.state is not ModelState.END and not mv.failed:
+                await mv.wait_changed()
+        await trio.to_thread.run_sync(self._clear_storage)
+
+    def _clear_storage(self) -> None:
+        self.storage.clear()
+        self.storage.close()
 
 
 class ModelRegistry:
@@ -156,6 +214,10 @@ class ModelRegistry:
         self.observer_factory = observer_factory
         self.load = load or Load()
         """The server's requests (transports and the data plane keep it)."""
+        self.cache_root: Path | None = None
+        """The temporary folder remote models download their versions to (made on first use,
+        removed when ``run`` ends); each Model instance has a folder of its own there."""
+        self._instances = 0
         self.models: dict[str, Model] = {m.name: self._new_model(m) for m in models}
         self.ready = False
         """True once the initial configuration was processed (OVMS' server readiness)."""
@@ -172,9 +234,41 @@ class ModelRegistry:
         self._lock = trio.Lock()
 
     def _new_model(self, config: ModelConfig) -> Model:
-        return Model(config, self.observer_factory, self.load)
+        if is_remote(str(config.base_path)):
+            storage = open_storage(config.base_path, self._model_cache(config.name))
+        else:
+            storage = LocalStorage(Path(config.base_path))
+        return Model(config, self.observer_factory, self.load, storage)
+
+    def _model_cache(self, name: str) -> Path:
+        """A cache folder per Model instance: a reloaded model never shares its predecessor's."""
+        self._instances += 1
+        if self.cache_root is None:
+            self.cache_root = Path(tempfile.mkdtemp(prefix="ovtrio-models-"))
+        return self.cache_root / f"{name}.{self._instances}"
+
+    def _retire(self, model: Model) -> None:
+        """``Model.retire``, then its cached versions are removed once they have ended."""
+        assert self._nursery is not None
+        model.retire()
+        self._nursery.start_soon(model.close_storage)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._clear_caches)
+
+    def _clear_caches(self) -> None:
+        """At the end: every remote model's cache and client, then the cache root."""
+        for model in self.models.values():
+            if model.remote:
+                model._clear_storage()
+        if self.cache_root is not None:
+            shutil.rmtree(self.cache_root, ignore_errors=True)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
@@ -265,7 +359,7 @@ class ModelRegistry:
         for name, model in list(self.models.items()):
             if name not in wanted and not model.retired:
                 log.info("%s: removed from the config; unloading", name)
-                model.retire()
+                self._retire(model)
                 changed = True
         for name, cfg in wanted.items():
             old = self.models.get(name)
@@ -283,10 +377,10 @@ class ModelRegistry:
             await new.sync(self._nursery, self._limiter)
             if new.default_version() is None and old.default_version() is not None:
                 log.error("%s: the new settings did not load; the previous instance stays", name)
-                new.retire()
+                self._retire(new)
                 continue
             self.models[name] = new
-            old.retire()
+            self._retire(old)
             changed = True
         return changed
 
@@ -304,7 +398,7 @@ class ModelRegistry:
     async def unload_model(self, name: str) -> None:
         """Repository extension ``unload``: unload every version of a model."""
         async with self._lock:
-            self.get_model(name).retire()
+            self._retire(self.get_model(name))
 
     def get_model(self, name: str) -> Model:
         model = self.models.get(name)

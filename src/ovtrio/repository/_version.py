@@ -26,6 +26,7 @@ from ..runtime import CompiledModel, LoadError, compile_version, ov_core
 from ..scheduler import DirectScheduler, Scheduler
 from ..tensors import TensorSpec
 from ._discovery import read_mapping
+from ._storage import StorageError, fetch_version, release_version
 
 if TYPE_CHECKING:
     from ._registry import Model
@@ -53,6 +54,7 @@ class ModelVersion:
         self.model = model
         self.version = version
         self.path = path
+        """The version's folder on this machine (a remote version's cached copy)."""
         self.state = ModelState.START
         self.error_code = "OK"
         self.error_message = ""
@@ -64,6 +66,8 @@ class ModelVersion:
         self._holders = 0
         self._idle = trio.Event()
         self.stats = _Counters()
+        self.retry = False
+        """It failed to load for a storage reason: the next poll tries again."""
 
     # -- state ---------------------------------------------------------------------------------
     def _set_state(self, state: ModelState, code: str = "OK", message: str = "") -> None:
@@ -128,6 +132,14 @@ class ModelVersion:
         self._set_state(ModelState.LOADING)
         began = time.monotonic()
         try:
+            self.path = await fetch_version(self.model.storage, self.version)
+        except StorageError as exc:
+            log.error("%s version %d failed to load: %s", cfg.name, self.version, exc.reason)
+            self.retry = True
+            self._set_state(ModelState.LOADING, "UNKNOWN", exc.reason)
+            task_status.started(False)
+            return
+        try:
             compiled, inputs, outputs, batch_index = await trio.to_thread.run_sync(
                 _compile, cfg, self.path, limiter=limiter
             )
@@ -150,11 +162,13 @@ class ModelVersion:
         except LoadError as exc:
             log.error("%s version %d failed to load: %s", cfg.name, self.version, exc)
             self._set_state(ModelState.LOADING, "UNKNOWN", str(exc))
+            await self._release()
             task_status.started(False)
             return
         except Exception as exc:  # a bug or an OpenVINO surprise must not take the server down
             log.exception("%s version %d failed to load", cfg.name, self.version)
             self._set_state(ModelState.LOADING, "UNKNOWN", f"{type(exc).__name__}: {exc}")
+            await self._release()
             task_status.started(False)
             return
         try:
@@ -164,6 +178,7 @@ class ModelVersion:
             self.compiled.close()
             self.compiled = None
             self._set_state(ModelState.LOADING, "UNKNOWN", f"warm-up failed: {exc}")
+            await self._release()
             task_status.started(False)
             return
         try:
@@ -188,8 +203,16 @@ class ModelVersion:
                 self.compiled.close()
             self.compiled = None
             self.scheduler = None
+            await self._release()
             if self.state is not ModelState.END:
                 self._set_state(ModelState.END)
+
+    async def _release(self) -> None:
+        """Remove a remote version's cached copy (a later load downloads it again), unless a
+        newer instance of this version, loaded while this one drained, reads it now."""
+        if self.model.remote and self.model.versions.get(self.version) is self:
+            with trio.CancelScope(shield=True):
+                await release_version(self.model.storage, self.version)
 
     async def _scheduler_for(self, compiled: CompiledModel) -> Scheduler:
         """The batcher when batching applies and pays (measured at its warm-up), else the

@@ -126,8 +126,20 @@ class Storage(ABC):
         """Sorted positive-integer folder names under the base path (other entries ignored)."""
 
     @abstractmethod
+    def local_path(self, version: int) -> Path:
+        """Where ``version``'s files are on this machine, or will be once fetched (no I/O)."""
+
+    @abstractmethod
     def fetch(self, version: int, cancel: threading.Event | None = None) -> Path:
         """A local folder holding ``version``'s files; remote ones are copied to the cache once."""
+
+    @abstractmethod
+    def changed(self, version: int) -> bool:
+        """Whether ``version``'s files differ from those its last fetch found.
+
+        A version that failed to load is tried again when this is true: its upload may have
+        been in progress. A local folder answers False (it is read in place).
+        """
 
     @abstractmethod
     def release(self, version: int) -> None:
@@ -148,12 +160,21 @@ class LocalStorage(Storage):
     def __init__(self, base_path: Path) -> None:
         self.base_path = base_path
         self.url = str(base_path)
+        #: The folders the last listing found (a folder named ``02`` is version 2).
+        self._folders: dict[int, Path] = {}
 
     def versions(self) -> list[int]:
-        return sorted(scan_versions(self.base_path))
+        self._folders = scan_versions(self.base_path)
+        return sorted(self._folders)
+
+    def local_path(self, version: int) -> Path:
+        return self._folders.get(version) or self.base_path / str(version)
 
     def fetch(self, version: int, cancel: threading.Event | None = None) -> Path:
-        return self.base_path / str(version)
+        return self.local_path(version)
+
+    def changed(self, version: int) -> bool:
+        return False
 
     def release(self, version: int) -> None:
         pass
@@ -180,6 +201,8 @@ class RemoteStorage(Storage):
         self.cache = cache_dir / f"{remote.scheme}-{remote.bucket}-{digest}"
         #: The SDK client, made on first use by the subclass; ``close`` closes it.
         self._client: Any = None
+        #: Version -> the object keys its last fetch listed (``changed`` compares).
+        self._fetched: dict[int, frozenset[str]] = {}
 
     # -- what a backend provides ---------------------------------------------------------------
 
@@ -210,6 +233,9 @@ class RemoteStorage(Storage):
             return fn()
         except StorageError:
             raise
+        except ImportError as exc:
+            reason = f"{what}: {exc.name or exc} is not installed (pip install 'ovtrio[cloud]')"
+            raise StorageError(f"{self.url}: {reason}", "config") from exc
         except Exception as exc:
             known = self._classify(exc, listing)
             if known is None:
@@ -220,12 +246,16 @@ class RemoteStorage(Storage):
         names = self._call("listing versions", lambda: self._folders(self.remote.prefix))
         return sorted({n for n in map(_version_number, names) if n is not None})
 
+    def local_path(self, version: int) -> Path:
+        return self.cache / str(version)
+
     def fetch(self, version: int, cancel: threading.Event | None = None) -> Path:
-        final = self.cache / str(version)
+        final = self.local_path(version)
         if final.is_dir():
             return final
         prefix = f"{self.remote.prefix}{version}/"
         keys = self._call(f"listing version {version}", lambda: self._keys(prefix))
+        self._fetched[version] = frozenset(keys)
         files = [(key, rel) for key in keys if (rel := _relative(key, prefix)) is not None]
         if not files:
             # Not cached: the version may be being uploaded, and the next fetch must look again.
@@ -270,6 +300,11 @@ class RemoteStorage(Storage):
         if cancel is not None and cancel.is_set():
             raise StorageError(f"{self.url}: fetching version {version} cancelled", "cancelled")
 
+    def changed(self, version: int) -> bool:
+        prefix = f"{self.remote.prefix}{version}/"
+        keys = self._call(f"listing version {version}", lambda: self._keys(prefix))
+        return frozenset(keys) != self._fetched.get(version)
+
     def release(self, version: int) -> None:
         shutil.rmtree(self.cache / str(version), ignore_errors=True)
         try:
@@ -278,6 +313,7 @@ class RemoteStorage(Storage):
             pass
 
     def clear(self) -> None:
+        self._fetched.clear()
         shutil.rmtree(self.cache, ignore_errors=True)
 
     def close(self) -> None:
