@@ -99,6 +99,7 @@ async def _read_data(self: Any) -> None:
                 await self.protocol.handle(RawData(b""))
                 break
             reader._remaining = 0  # h11: the body is here, the end of the message next
+            lane = None  # else held while the loop waits for the next request (a whole body)
             await protocol._handle_events()
         await self.protocol.handle(Closed())
     finally:  # the connection is over: its idle timer too
