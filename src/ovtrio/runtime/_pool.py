@@ -70,8 +70,10 @@ clients; scripts/bench measures both pool sizes)."""
 LARGE_BYTES = 16 << 20
 """An inference whose inputs or outputs hold this many bytes gives its memory back (module
 doc): what a request may keep is below it, so a pool never holds ``nireq`` times the largest
-tensor a client may send. Giving back costs the next large inference fresh tensors (page
-faults: about 3 ms for 16 MiB) and the large request one small flush inference."""
+tensor a client may send. Giving back costs the next large inference fresh tensors (their
+page faults) and the large request one small flush inference. In a process that ran one
+64 MiB inference on a ``[-1,16]`` model, RSS stayed 190 MiB up without it, 0 with it (a model
+with a 128 MiB intermediate tensor: 320 up, then 128 until ``release_memory``, then 0)."""
 
 _PRIVATE_INFER_CHECKED = "2026.4"
 """The OpenVINO release whose private ``_pyopenvino.InferRequest.infer`` signature
