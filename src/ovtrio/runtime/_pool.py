@@ -16,7 +16,10 @@ request's tensors only grow, and the stream's graph keeps its input and output b
 until the request's next inference. After one, the request gets empty tensors and runs one
 small *flush* inference (zeros in the shapes of the last inference before it), which lets go
 of them; the graph's intermediate memory goes with ``release_memory``, which the keeper task
-(``ovtrio._malloc``) calls once the pool is idle.
+(``ovtrio._malloc``) calls once the pool is idle. With several streams the flush may run on
+another stream than the large inference (OpenVINO picks it), whose graph then keeps that
+input and output bound until its own next inference: at most one large input and output per
+stream, never per request.
 """
 
 from __future__ import annotations
