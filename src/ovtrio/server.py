@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from hypercorn.config import Config as HypercornConfig
 
-from . import _patches
+from . import _malloc, _patches
 from ._version import __version__
 from .config import ServerConfig
 from .dataplane import DataPlane
@@ -169,6 +169,7 @@ async def serve(
     stop = trio.Event()
     async with trio.open_nursery() as root:
         root.start_soon(_watch_signals, stop, root.cancel_scope)
+        await root.start(_malloc.keep)
         await root.start(registry.run)
         grpc_endpoint: GrpcEndpoint | None = None
         if cfg.rest_port:

@@ -99,6 +99,7 @@ async def _read_data(self: Any) -> None:
                 await self.protocol.handle(RawData(b""))
                 break
             reader._remaining = 0  # h11: the body is here, the end of the message next
+            lane = None  # else held while the loop waits for the next request (a whole body)
             await protocol._handle_events()
         await self.protocol.handle(Closed())
     finally:  # the connection is over: its idle timer too
@@ -155,21 +156,25 @@ async def _create_stream(self: Any, request: h11.Request) -> None:
         or self.connection.they_are_waiting_for_100_continue
     ):
         return
-    lane = self._ovtrio_lane = BodyLane(reader._remaining)
+    lane: BodyLane | None = BodyLane(reader._remaining)
+    self._ovtrio_lane = lane
     handle = stream.handle
 
     async def lane_handle(event: Event) -> None:
-        if self._ovtrio_lane is lane:
+        nonlocal lane
+        if lane is not None and self._ovtrio_lane is lane:
             if isinstance(event, Body):
                 lane.add(event.data)
                 return
+            # Let go of the buffer: a kept-alive connection holds its last stream (and this
+            # handler) until its next request.
+            view, lane, self._ovtrio_lane = lane.view, None, None
             if isinstance(event, EndBody):
-                self._ovtrio_lane = None
                 if not stream.closed:
-                    body: Any = {"type": "http.request", "body": lane.view, "more_body": False}
+                    body: Any = {"type": "http.request", "body": view, "more_body": False}
                     await stream.app_put(body)
                 return
-            self._ovtrio_lane = None  # the stream closes first: the client left
+            # the stream closes first: the client left
         await handle(event)
 
     stream.handle = lane_handle  # type: ignore[method-assign]

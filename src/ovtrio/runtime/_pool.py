@@ -10,12 +10,23 @@ decides (an OpenVINO 2026.4 bug). OpenVINO fires no callback for a cancelled req
 module waits for the request to become idle (in a worker thread, shielded, which takes a few
 milliseconds) and replaces it. ``AsyncInferQueue`` is not used because one cancel breaks it
 for good.
+
+Memory: an inference that moves ``LARGE_BYTES`` or more leaves its size behind. The infer
+request's tensors only grow, and the stream's graph keeps its input and output bound to them
+until the request's next inference. After one, the request gets empty tensors and runs one
+small *flush* inference (zeros in the shapes of the last inference before it), which lets go
+of them; the graph's intermediate memory goes with ``release_memory``, which the keeper task
+(``ovtrio._malloc``) calls once the pool is idle. With several streams the flush may run on
+another stream than the large inference (OpenVINO picks it), whose graph then keeps that
+input and output bound until its own next inference: at most one large input and output per
+stream, never per request.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +37,7 @@ import numpy as np
 import openvino as ov
 import trio
 
+from .. import _malloc
 from .._inbox import TrioInbox
 from ..errors import InferenceFailed
 from ..load import Load
@@ -33,7 +45,7 @@ from ..tensors import TensorSpec
 from . import _cancel_workaround
 from ._compile import first_line
 
-__all__ = ["INLINE_BELOW_NS", "POOL_PER_OPTIMAL", "CompiledModel"]
+__all__ = ["INLINE_BELOW_NS", "LARGE_BYTES", "POOL_PER_OPTIMAL", "CompiledModel"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +69,14 @@ inference reaches Python through its callback, the GIL and trio before the next 
 on its request; with one request per stream, that stream idles meanwhile. A second request per
 stream, already started, keeps it computing (8-15 % more requests per second unbatched with 4
 clients; scripts/bench measures both pool sizes)."""
+
+LARGE_BYTES = 16 << 20
+"""An inference whose inputs or outputs hold this many bytes gives its memory back (module
+doc): what a request may keep is below it, so a pool never holds ``nireq`` times the largest
+tensor a client may send. Giving back costs the next large inference fresh tensors (their
+page faults) and the large request one small flush inference. In a process that ran one
+64 MiB inference on a ``[-1,16]`` model, RSS stayed 190 MiB up without it, 0 with it (a model
+with a 128 MiB intermediate tensor: 320 up, then 128 until ``release_memory``, then 0)."""
 
 _PRIVATE_INFER_CHECKED = "2026.4"
 """The OpenVINO release whose private ``_pyopenvino.InferRequest.infer`` signature
@@ -111,6 +131,29 @@ class _Lease:
     """The infer request one caller holds; replaced in place when it must be renewed."""
 
     request: ov.InferRequest
+    flush: tuple[tuple[int, ...], ...] | None = None
+    """Set for a large inference: the input shapes of the flush inference (module doc)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _EmptyPort:
+    """A port whose tensor can grow, and the empty tensor's type and shape that replace it."""
+
+    index: int
+    type: ov.Type
+    shape: tuple[int, ...]
+    """The port's smallest shape (0 for every unbounded dimension)."""
+
+
+def _empty_ports(ports: Sequence[Any]) -> tuple[_EmptyPort, ...]:
+    """The ports of dynamic shape, which a large inference makes grow."""
+    out = []
+    for i, port in enumerate(ports):
+        shape = port.get_partial_shape()
+        if shape.is_dynamic and not shape.rank.is_dynamic:
+            dims = tuple(int(d.get_min_length()) for d in shape)
+            out.append(_EmptyPort(i, port.get_element_type(), dims))
+    return tuple(out)
 
 
 class CompiledModel:
@@ -182,6 +225,12 @@ class CompiledModel:
         self.streams_one = streams == 1
         """OpenVINO reports exactly one stream."""
         self._static = all(-1 not in spec.shape for spec in inputs)
+        self._empty_inputs = _empty_ports(compiled.inputs)
+        self._empty_outputs = _empty_ports(compiled.outputs)
+        self._grows = bool(self._empty_inputs or self._empty_outputs)
+        """A large inference can make this model's memory grow (a dynamic shape)."""
+        self.flushes = 0
+        """Flush inferences run after large ones (module doc)."""
         self.shapes = _cancel_workaround.ShapeMemory()
         self._inbox: TrioInbox | None = None
         self.observer: Callable[[str, float], None] | None = None
@@ -237,8 +286,12 @@ class CompiledModel:
             self.observer("wait", waited)
         try:
             lease = _Lease(self._free.pop())
+            if self._grows and _nbytes(arrays) >= LARGE_BYTES:
+                lease.flush = self._flush_shapes(arrays)
             try:
                 outputs = await self._run(lease, arrays, may_inline=True)
+                if self._grows and lease.flush is None and _nbytes(outputs) >= LARGE_BYTES:
+                    lease.flush = self._flush_shapes(arrays)
                 if expect_rows is None or _rows_ok(outputs, expect_rows):
                     return outputs
                 self.wrong_shapes += 1
@@ -258,12 +311,75 @@ class CompiledModel:
                     "the inputs"
                 )
             finally:
+                if lease.flush is not None and not self._closed:
+                    with trio.CancelScope(shield=True):
+                        await self._shed(lease, arrays, lease.flush)
                 if self._closed:
                     self._drop(lease.request)
                 else:
                     self._free.append(lease.request)
         finally:
             self._sem.release()
+
+    def _flush_shapes(self, arrays: Sequence[np.ndarray[Any, Any]]) -> tuple[tuple[int, ...], ...]:
+        """The flush inference's input shapes: those of the last inference when it was small,
+        else the large one's with every dynamic dimension at its smallest non-zero size."""
+        last = self.shapes.last
+        if (
+            last
+            and len(last) == len(arrays)
+            and all(
+                math.prod(shape) * a.itemsize < LARGE_BYTES
+                for shape, a in zip(last, arrays, strict=True)
+            )
+        ):
+            return last
+        smallest = {p.index: p.shape for p in self._empty_inputs}
+        shapes = []
+        for i, a in enumerate(arrays):
+            low = smallest.get(i)
+            if low is None or len(low) != a.ndim:
+                shapes.append(a.shape)
+            else:
+                shapes.append(tuple(max(1, d) for d in low))
+        return tuple(shapes)
+
+    async def _shed(
+        self,
+        lease: _Lease,
+        arrays: Sequence[np.ndarray[Any, Any]],
+        shapes: tuple[tuple[int, ...], ...],
+    ) -> None:
+        """Give back what a large inference left on the leased request (module doc). Runs
+        shielded: one small inference."""
+        req = lease.request
+        for port in self._empty_inputs:
+            req.set_input_tensor(port.index, ov.Tensor(port.type, ov.Shape(list(port.shape))))
+        for port in self._empty_outputs:
+            req.set_output_tensor(port.index, ov.Tensor(port.type, ov.Shape(list(port.shape))))
+        flush = [
+            np.full(shape, b"", dtype=object) if a.dtype == object else np.zeros(shape, a.dtype)
+            for shape, a in zip(shapes, arrays, strict=True)
+        ]
+        try:
+            await self._run(lease, flush, counted=False)
+            self.flushes += 1
+        except InferenceFailed as exc:  # the request was renewed: its tensors went with it
+            log.debug("the flush inference after a large one failed: %s", exc)
+        _malloc.note_large(self)
+
+    def release_memory(self) -> bool:
+        """Let OpenVINO free the graphs' intermediate memory (``_malloc.Releasable``); False
+        while an inference runs (OpenVINO refuses then)."""
+        if self._closed:
+            return True
+        if self.busy:
+            return False
+        try:
+            self.compiled.release_memory()
+        except RuntimeError:
+            return False
+        return True
 
     def renew(self, lease: _Lease) -> None:
         """Replace a request that was cancelled or failed: OpenVINO may answer the next
@@ -469,6 +585,10 @@ class CompiledModel:
                 pass
 
         return on_done
+
+
+def _nbytes(arrays: Sequence[np.ndarray[Any, Any]]) -> int:
+    return sum(a.nbytes for a in arrays)
 
 
 def _rows_ok(outputs: list[np.ndarray[Any, Any]], rows: int) -> bool:
