@@ -345,3 +345,31 @@ def test_direct_scheduler_checks_rows_and_refuses_when_its_queue_is_full() -> No
         assert direct.statistics() is None
 
     run(main)
+
+
+def test_a_batched_request_is_freed_without_the_garbage_collector() -> None:
+    """Once answered, nothing of a request stays in a reference cycle: its arrays are freed
+    by reference counting (an idle server never runs the cycle collector)."""
+    import gc
+    import weakref
+
+    freed: list[bool] = []
+
+    async def script(_b: Batcher, clients: Clients) -> None:
+        x, y = rows(1.0), rows(2.0)
+        refs = [weakref.ref(x), weakref.ref(y)]
+        clients.send("a", x)
+        clients.send("b", y)
+        del x, y
+        await trio.sleep(1)
+        clients.got.clear()  # the answers are views of the batch's output, not of the inputs
+        freed.extend(r() is None for r in refs)
+
+    gc.disable()
+    try:
+        fake = FakeRuntime(nireq=1)
+        scenario(fake, script, max_delay_us=1000)
+    finally:
+        gc.enable()
+    assert fake.sizes[-1] == 2  # the two ran as one batch
+    assert freed == [True, True]

@@ -235,6 +235,7 @@ class Batcher:
                     self._free.release()
                     continue
                 nursery.start_soon(self._run_batch, batch)
+                del batch  # held until the next batch, it would keep this one's arrays alive
 
     async def _linger(self) -> None:
         deadline = trio.current_time() + self.cfg.max_delay_us / 1e6
@@ -330,6 +331,10 @@ class Batcher:
                 m.event.set()
         finally:
             self._free.release()
+            # Every member is answered or gone: break the member <-> batch cycle, so the
+            # request's arrays are freed now rather than at the next garbage collection.
+            for m in batch.members:
+                m.batch = None
 
     def _limit_running(self, inference_s: float | None) -> None:
         """Most batches running at once, set once the warm-up has chosen the sizes (before
