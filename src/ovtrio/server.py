@@ -14,8 +14,10 @@ import functools
 import logging
 import math
 import resource
+import shlex
 import signal
 import ssl
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,14 +249,22 @@ async def _print_demo_hint(cfg: ServerConfig, registry: ModelRegistry) -> None:
             '"datatype": "FP32", "data": [1,2,3,4,5,6,7,8,9,10]}]}\'',
         ]
     if cfg.port:
+        python = _python()
         lines += [
-            "or over gRPC with tritonclient (pip install 'tritonclient[grpc]'):",
-            f'  python -c "import numpy as np, tritonclient.grpc as g; c = g.InferenceServerClient('
-            f"'localhost:{cfg.port}'); i = g.InferInput('input_name', [1, 10], 'FP32'); "
+            "or over gRPC with tritonclient, installed into this server's Python:",
+            f"  {python} -m pip install 'tritonclient[grpc]'",
+            f'  {python} -c "import numpy as np, tritonclient.grpc as g; '
+            f"c = g.InferenceServerClient('localhost:{cfg.port}'); "
+            "i = g.InferInput('input_name', [1, 10], 'FP32'); "
             f"i.set_data_from_numpy(np.arange(10, dtype=np.float32)[None]); "
             f"print(c.infer('{name}', [i]).as_numpy('output_name'))\"",
         ]
     print("\n".join(lines), flush=True)
+
+
+def _python() -> str:
+    """The interpreter running the server, as a command a shell can run (its venv's python)."""
+    return shlex.quote(sys.executable or "python3")
 
 
 def _no_observer(_kind: str, _seconds: float) -> None:
