@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from ..pipelines import LibraryConfig, PipelineConfig
 
 
 class ConfigError(Exception):
@@ -239,6 +242,10 @@ class ConfigFile:
     """``model_config_list``, in file order."""
     monitoring: MonitoringConfig | None = None
     """``monitoring``, if the file has that key."""
+    pipelines: tuple[PipelineConfig, ...] = ()
+    """``pipeline_config_list`` (a later duplicate name is skipped, as OVMS does)."""
+    libraries: tuple[LibraryConfig, ...] = ()
+    """``custom_node_library_config_list``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +264,10 @@ class ServerConfig:
     """Absolute path of config.json; ``None`` in single-model and demo mode."""
     models: tuple[ModelConfig, ...] = ()
     """The models to serve at start-up."""
+    pipelines: tuple[PipelineConfig, ...] = ()
+    """config.json ``pipeline_config_list``."""
+    libraries: tuple[LibraryConfig, ...] = ()
+    """config.json ``custom_node_library_config_list``."""
     log_level: str = "INFO"
     """``TRACE``, ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``."""
     log_path: Path | None = None
