@@ -30,9 +30,17 @@ from .errors import (
 )
 from .images import ImageOptions, decode_images, is_image_input
 from .load import Load
-from .repository import ModelRegistry, ModelState, ModelVersion, VersionStatistics
+from .repository import (
+    ModelRegistry,
+    ModelState,
+    ModelVersion,
+    Pipeline,
+    PipelineDefinition,
+    VersionStatistics,
+    run_pipeline,
+)
 from .runtime import find_model_file
-from .tensors import InferRequest, InferResponse, Tensor, TensorSpec
+from .tensors import InferRequest, InferResponse, Tensor, TensorSpec, datatype_of_array
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -164,11 +172,21 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     # -- models -----------------------------------------------------------------------------
+    def pipeline(self, name: str) -> Pipeline | None:
+        """The pipeline ``name`` names, unless a model does (models come first, as in OVMS)."""
+        if name in self.registry.models:
+            return None
+        return self.registry.pipelines.get(name)
+
     def model_ready(self, name: str, version: int | None) -> bool:
         """True if the version (default: the default version) is AVAILABLE.
 
         Raises NotFound for an unknown model name or a version that does not exist.
+        A pipeline's version is ignored.
         """
+        pipeline = self.pipeline(name)
+        if pipeline is not None:
+            return pipeline.available
         model = self.registry.get_model(name)
         if not version:
             default = model.default_version()
@@ -176,6 +194,17 @@ class DataPlane:
         return self.registry.get_version(name, version).available
 
     def model_metadata(self, name: str, version: int | None) -> ModelMetadata:
+        pipeline = self.pipeline(name)
+        if pipeline is not None:  # any version: pipelines have version 1 only
+            definition = pipeline.definition_for_request()
+            return ModelMetadata(
+                name,
+                (definition.version,),
+                "OpenVINO",
+                definition.inputs,
+                definition.outputs,
+                definition.version,
+            )
         mv = self.registry.get_version(name, version)
         if not mv.available:
             if mv.state >= ModelState.UNLOADING:
@@ -231,7 +260,18 @@ class DataPlane:
         return version
 
     def model_status(self, name: str, version: int | None) -> list[VersionStatus]:
-        """Status of one version, or of every version when version is None or 0."""
+        """Status of one version, or of every version when version is None or 0 (a pipeline:
+        its one version, whatever version is asked for)."""
+        pipeline = self.pipeline(name)
+        if pipeline is not None:
+            return [
+                VersionStatus(
+                    PipelineDefinition.version,
+                    pipeline.state,
+                    pipeline.error_code,
+                    pipeline.error_message,
+                )
+            ]
         model = self.registry.get_model(name)
         if version:
             mv = model.versions.get(version)
@@ -271,7 +311,8 @@ class DataPlane:
             raise InvalidArgument(f"Reloading config file failed - {exc}") from None
 
     def all_statuses(self) -> dict[str, list[VersionStatus]]:
-        return {name: self.model_status(name, None) for name in sorted(self.registry.models)}
+        names = self.registry.models.keys() | self.registry.pipelines.pipelines.keys()
+        return {name: self.model_status(name, None) for name in sorted(names)}
 
     def repository_index(self, ready_only: bool) -> list[dict[str, str]]:
         """Triton's repository index: one entry per model version."""
@@ -316,11 +357,16 @@ class DataPlane:
         if self.shutting_down:
             raise Unavailable("Server is shutting down")
 
-    async def version_for_infer(self, name: str, version: int | None) -> ModelVersion:
-        """The version an inference request names (``ModelRegistry.get_available``), for a
-        transport that needs its input specs to decode the request before ``infer``.
-        Raises Unavailable during the graceful shutdown."""
+    async def version_for_infer(
+        self, name: str, version: int | None
+    ) -> ModelVersion | PipelineDefinition:
+        """The version an inference request names (``ModelRegistry.get_available``), or the
+        pipeline's definition, for a transport that needs its input specs to decode the request
+        before ``infer``. Raises Unavailable during the graceful shutdown."""
         self._refuse_when_shutting_down()
+        pipeline = self.pipeline(name)
+        if pipeline is not None:
+            return pipeline.definition_for_request()
         return await self.registry.get_available(name, version)
 
     async def infer(
@@ -329,7 +375,7 @@ class DataPlane:
         *,
         api: str = "KServe",
         interface: str = "gRPC",
-        version: ModelVersion | None = None,
+        version: ModelVersion | PipelineDefinition | None = None,
     ) -> InferResponse:
         """Run one inference. ``api`` (KServe | TensorFlowServing) and ``interface``
         (gRPC | REST) label the request in the metrics. ``version``: the version
@@ -343,7 +389,7 @@ class DataPlane:
         ok = False
         try:
             with self.load.serving():
-                response = await self._infer(request, version)
+                response = await self._route(request, version, api, interface)
             ok = True
             return response
         finally:
@@ -360,6 +406,73 @@ class DataPlane:
                     ok,
                     time.perf_counter() - started,
                 )
+
+    async def _route(
+        self,
+        request: InferRequest,
+        version: ModelVersion | PipelineDefinition | None,
+        api: str,
+        interface: str,
+    ) -> InferResponse:
+        """A model's inference, or a pipeline's (named by the request or chosen already)."""
+        if isinstance(version, ModelVersion):
+            return await self._infer(request, version)
+        if version is None:
+            pipeline = self.pipeline(request.model_name)
+            if pipeline is None:
+                return await self._infer(request, None)
+            version = pipeline.definition_for_request()
+        request.model_version = version.version
+        method = "ModelInfer" if api == "KServe" else "Predict"
+        metrics = self.metrics
+
+        def observe(model: str, number: int, ok: bool, seconds: float) -> None:
+            if metrics is not None:
+                metrics.request(api, interface, method, model, number, ok, seconds)
+
+        outputs = await run_pipeline(
+            version,
+            self._pipeline_inputs(version, request),
+            models=self.registry.get_available,
+            limiter=self.registry.pipelines.limiter,
+            observe=observe,
+        )
+        return InferResponse(
+            model_name=request.model_name,
+            model_version=version.version,
+            outputs=[
+                Tensor(name, datatype_of_array(array), array)
+                for name, array in sorted(outputs.items())
+            ],
+            id=request.id,
+        )
+
+    @staticmethod
+    def _pipeline_inputs(
+        definition: PipelineDefinition, request: InferRequest
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """The request checked against the pipeline's inputs as its metadata reports them, in
+        OVMS' order (count, then by name: presence, precision, rank, shape)."""
+        given = {t.name: t for t in request.inputs}
+        if len(given) != len(request.inputs):
+            raise InvalidArgument("Duplicate input names in request")
+        specs = definition.inputs
+        if len(given) != len(specs):
+            raise InvalidArgument(
+                f"Invalid number of inputs - Expected: {len(specs)}; Actual: {len(given)}"
+            )
+        arrays: dict[str, np.ndarray[Any, Any]] = {}
+        for spec in specs:  # sorted by name
+            tensor = given.get(spec.name)
+            if tensor is None:
+                raise InvalidArgument(
+                    f"Missing input with specific name - Required input: {spec.name}"
+                )
+            if spec.datatype.kserve == "INVALID":  # passed straight to the response
+                arrays[spec.name] = tensor.data
+            else:
+                arrays[spec.name] = _check_tensor(spec, tensor, None)
+        return arrays
 
     async def _infer(self, request: InferRequest, mv: ModelVersion | None) -> InferResponse:
         if mv is None:
