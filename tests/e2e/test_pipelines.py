@@ -16,6 +16,7 @@ import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from ovmsclient import make_grpc_client, make_http_client
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from tests import models
@@ -167,7 +168,10 @@ def server(
     models.add_model(root / "models" / "tiny")
     models.slow_model(root / "models" / "slow", channels=SLOW)
     cfg = write_config(root, PIPELINES, node_libs)
-    srv = start_server(root, ["--config_path", str(cfg), "--file_system_poll_wait_seconds", "0"])
+    srv = start_server(
+        root,
+        ["--config_path", str(cfg), "--file_system_poll_wait_seconds", "0", "--metrics_enable"],
+    )
     yield srv
     assert srv.stop() == 0, srv.log()
     assert "Traceback" not in srv.log(), srv.log()
@@ -260,6 +264,28 @@ def test_v1_config_lists_pipelines(server: Server) -> None:
     assert failed["state"] == "LOADING"
     assert failed["status"]["error_code"] == "FAILED_PRECONDITION"
     assert "Pipeline definition has reference to missing model" in failed["status"]["error_message"]
+
+
+def test_metrics_count_the_pipeline_and_its_node_runs(server: Server) -> None:
+    def counts() -> dict[tuple[str, str, str], float]:
+        text = requests.get(f"{server.http}/metrics", timeout=10).text
+        found: dict[tuple[str, str, str], float] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name != "ovms_requests_success":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels["interface"] == "REST":
+                    key = (sample.labels["name"], sample.labels["version"], sample.labels["method"])
+                    found[key] = found.get(key, 0) + sample.value
+        return found
+
+    before = counts()
+    body = {"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": [1.0] * 10}]}
+    r = requests.post(f"{server.http}/v2/models/chain/infer", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    after = counts()
+    for key in (("chain", "1", "ModelInfer"), ("tiny", "1", "ModelInfer")):
+        assert after.get(key, 0) - before.get(key, 0) == 1, (key, before, after)
 
 
 # -- demultiplexing ---------------------------------------------------------------------------
@@ -385,8 +411,8 @@ def test_pipelines_added_and_removed_by_reload(
     node_libs: dict[str, Path],  # noqa: F811
 ) -> None:
     models.add_model(tmp_path / "models" / "tiny")
-    models.slow_model(tmp_path / "models" / "slow", channels=SLOW, layers=1)
-    cfg = write_config(tmp_path, [], node_libs)
+    (tmp_path / "models" / "slow").mkdir(parents=True)  # no version yet
+    cfg = write_config(tmp_path, [PIPELINES[-1]], node_libs)
     srv = start_server(
         tmp_path, ["--config_path", str(cfg), "--file_system_poll_wait_seconds", "0"]
     )
@@ -394,6 +420,14 @@ def test_pipelines_added_and_removed_by_reload(
         body = {"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": [0.0] * 10}]}
         r = requests.post(f"{srv.http}/v2/models/chain/infer", json=body, timeout=30)
         assert r.status_code == 404
+        assert r.json()["error"] == "Model with requested name is not found"
+        status = requests.get(f"{srv.http}/v1/models/slow_any", timeout=10).json()
+        assert status["model_version_status"][0]["status"]["error_code"] == "FAILED_PRECONDITION"
+        # the model it needs appears: the pipeline comes back by itself
+        models.slow_model(tmp_path / "models" / "slow", channels=SLOW, layers=1)
+        requests.post(f"{srv.http}/v1/config/reload", timeout=60)
+        status = requests.get(f"{srv.http}/v1/models/slow_any", timeout=10).json()
+        assert status["model_version_status"][0]["state"] == "AVAILABLE", status
         write_config(tmp_path, PIPELINES[:1], node_libs)
         assert requests.post(f"{srv.http}/v1/config/reload", timeout=60).status_code in (200, 201)
         r = requests.post(f"{srv.http}/v2/models/chain/infer", json=body, timeout=30)
