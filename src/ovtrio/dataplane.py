@@ -26,6 +26,7 @@ from .errors import (
     InvalidArgument,
     ModelNotLoadedYet,
     NotFound,
+    PipelineInvalid,
     Unavailable,
 )
 from .images import ImageOptions, decode_images, is_image_input
@@ -62,6 +63,8 @@ EXTENSIONS = (
     "model_repository",
 )
 """KServe/Triton protocol extensions this server implements."""
+RELOAD_FAILED = "Reloading config file failed. Check server logs for more info."
+"""OVMS' answer to a reload that left a pipeline invalid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,12 +306,17 @@ class DataPlane:
     async def reload_config(self) -> bool:
         """Re-read config.json and apply it; True if anything changed.
 
-        Raises InvalidArgument (the running configuration stays) if the file is invalid.
+        Raises InvalidArgument (the running configuration stays) if the file is invalid, and
+        PipelineInvalid (after applying the file) while a pipeline in it fails validation.
         """
         try:
-            return await self.registry.reload()
+            changed = await self.registry.reload()
         except ConfigError as exc:
             raise InvalidArgument(f"Reloading config file failed - {exc}") from None
+        for pipeline in self.registry.pipelines.pipelines.values():
+            if pipeline.failure is not None:  # OVMS: the first invalid pipeline's code
+                raise PipelineInvalid(pipeline.failure.code, RELOAD_FAILED)
+        return changed
 
     def all_statuses(self) -> dict[str, list[VersionStatus]]:
         names = self.registry.models.keys() | self.registry.pipelines.pipelines.keys()

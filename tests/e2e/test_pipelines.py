@@ -330,6 +330,10 @@ def test_zero_results(server: Server) -> None:
     r = requests.post(f"{server.http}/v2/models/empty/infer", json=body, timeout=30)
     assert r.status_code == 204
     assert r.content == b""
+    tfs = {"inputs": {"x": [[0.0] * 10]}}
+    r = requests.post(f"{server.http}/v1/models/empty:predict", json=tfs, timeout=30)
+    assert r.status_code == 204
+    assert r.content == b""
 
 
 # -- failures ---------------------------------------------------------------------------------
@@ -423,6 +427,11 @@ def test_pipelines_added_and_removed_by_reload(
         assert r.json()["error"] == "Model with requested name is not found"
         status = requests.get(f"{srv.http}/v1/models/slow_any", timeout=10).json()
         assert status["model_version_status"][0]["status"]["error_code"] == "FAILED_PRECONDITION"
+        r = requests.post(f"{srv.http}/v1/config/reload", timeout=60)
+        assert r.status_code == 500
+        assert r.json()["error"] == (
+            "Reloading config file failed. Check server logs for more info."
+        )
         # the model it needs appears: the pipeline comes back by itself
         models.slow_model(tmp_path / "models" / "slow", channels=SLOW, layers=1)
         requests.post(f"{srv.http}/v1/config/reload", timeout=60)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import trio
+import trio.lowlevel
 
 from ovtrio.errors import PipelineFailed, PipelineNoResults
 from ovtrio.pipelines import NodeConfig, ThreadedNode, execute, load_python_node, validate
@@ -37,7 +38,7 @@ class Models:
     async def __call__(self, node: NodeConfig, inputs: Mapping[str, Array]) -> dict[str, Array]:
         x = inputs["input"]
         self.calls.append((node.name, x.shape))
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         if node.model_name in ("tiny", "tiny2"):
             return {"output": x + 1}
         if node.model_name == "expand":
