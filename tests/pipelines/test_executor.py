@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,8 +14,16 @@ import trio
 import trio.lowlevel
 
 from ovtrio.errors import PipelineFailed, PipelineNoResults
-from ovtrio.pipelines import NodeConfig, ThreadedNode, execute, load_python_node, validate
+from ovtrio.pipelines import (
+    CustomNodeLibrary,
+    NodeConfig,
+    ThreadedNode,
+    execute,
+    load_python_node,
+    validate,
+)
 
+from .test_custom_node import Counters, until
 from .test_graph import (
     CHAIN,
     EXPAND,
@@ -149,3 +160,68 @@ def test_a_failing_node_fails_the_request_and_cancels_the_rest() -> None:
     nodes: dict[str, ThreadedNode] = {"f": node}
     with pytest.raises(Exception, match="Custom node failed during execution"):
         run(entry, {"x": x(1, 16)}, nodes=nodes)
+
+
+class Blocked:
+    """A model whose inference never ends (queued behind others); counts its cancellations."""
+
+    def __init__(self) -> None:
+        self.cancelled = 0
+
+    async def __call__(self, node: NodeConfig, inputs: Mapping[str, Array]) -> dict[str, Array]:
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            self.cancelled += 1
+            raise
+        raise AssertionError("unreachable")
+
+
+def test_cancel_stops_every_branch(node_libs: dict[str, Path], tmp_path: Path) -> None:
+    """A custom node inside its library and a model node waiting for its model, in two
+    branches: cancelling the request cancels the model work and abandons the custom node's
+    call, whose outputs go back to the library unread. Counters, not timing."""
+    private = tmp_path / "libgate_private.so"  # its own gate, closed whatever ran before
+    shutil.copy(node_libs["gate"], private)
+    counters = Counters(private)
+    gate = counters.dll
+    gate.entered.restype = ctypes.c_long
+    node = CustomNodeLibrary(private).initialize({"add_value": "1"}, name="g")
+    entry = pipeline(
+        [
+            {
+                "name": "g",
+                "type": "custom",
+                "library_name": "gate",
+                "inputs": [{"in": X}],
+                "outputs": [{"data_item": "out", "alias": "out"}],
+            },
+            dl("t", "tiny", {"input": X}),
+        ],
+        {"y": src("g", "out"), "z": src("t", "t")},
+    )
+    plan = validate(parse(entry), models=lookup_model, custom_nodes=lambda _: node.metadata())
+    blocked = Blocked()
+
+    async def main() -> None:
+        limiter = trio.CapacityLimiter(2)
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+
+                async def request() -> None:
+                    await execute(
+                        plan, {"x": x(1, 16)}, run_model=blocked, nodes={"g": node}, limiter=limiter
+                    )
+
+                nursery.start_soon(request)
+                await until(lambda: gate.entered() == 1)
+                scope.cancel()
+        assert blocked.cancelled == 1
+        assert node.statistics().running == 1  # the C call cannot be interrupted ...
+        gate.open_gate()
+        await until(lambda: node.statistics().running == 0)
+        assert node.statistics().abandoned == 1  # ... its result is dropped
+        node.close()
+
+    trio.run(main)
+    assert counters.live_buffers == 0
