@@ -5,8 +5,7 @@ shown by the counters the server reports (statistics extension), never by timing
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests import models
 from tests.e2e.conftest import Server, start_server
+from tests.e2e.test_batching import stats, wait_for
 from tests.pipelines.conftest import node_libs  # noqa: F401  (the gcc fixture)
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +66,16 @@ def pipeline(name: str, nodes: list[dict[str, Any]], outputs: dict[str, Any], **
 
 
 X = src("request", "x")
-DEMUX_OUTPUTS = [{"data_item": "out", "alias": "crops"}, {"data_item": "index", "alias": "index"}]
+
+
+def splitter(count: int) -> dict[str, Any]:
+    """The demux library as a dynamic demultiplexer making ``count`` shards of the request."""
+    outputs = [{"data_item": "out", "alias": "crops"}, {"data_item": "index", "alias": "index"}]
+    return custom(
+        "split", "demux", X, params={"count": str(count)}, demultiply_count=-1, outputs=outputs
+    )
+
+
 PIPELINES = [
     pipeline(
         "chain",
@@ -79,34 +88,10 @@ PIPELINES = [
     pipeline("any_batch", [tiny_node("t", X)], {"y": src("t", "sum")}, demultiply_count=-1),
     pipeline(
         "crops",
-        [
-            custom(
-                "split",
-                "demux",
-                X,
-                params={"count": "4"},
-                demultiply_count=-1,
-                outputs=DEMUX_OUTPUTS,
-            ),
-            tiny_node("t", src("split", "crops")),
-        ],
+        [splitter(4), tiny_node("t", src("split", "crops"))],
         {"y": src("t", "sum"), "index": src("split", "index")},
     ),
-    pipeline(
-        "empty",
-        [
-            custom(
-                "split",
-                "demux",
-                X,
-                params={"count": "0"},
-                demultiply_count=-1,
-                outputs=DEMUX_OUTPUTS,
-            ),
-            tiny_node("t", src("split", "crops")),
-        ],
-        {"y": src("t", "sum")},
-    ),
+    pipeline("empty", [splitter(0), tiny_node("t", src("split", "crops"))], {"y": src("t", "sum")}),
     pipeline("missing_model", [tiny_node("t", X, model="nope")], {"y": src("t", "sum")}),
     pipeline(
         "fails", [custom("bad", "broken", X, params={"mode": "fail"})], {"y": src("bad", "out")}
@@ -175,21 +160,6 @@ def server(
     yield srv
     assert srv.stop() == 0, srv.log()
     assert "Traceback" not in srv.log(), srv.log()
-
-
-def stats(server: Server, model: str) -> dict[str, Any]:
-    r = requests.get(f"{server.http}/v2/models/{model}/stats", timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()["model_stats"][0]  # type: ignore[no-any-return]
-
-
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def rows(n: int, width: int = 10) -> np.ndarray[Any, Any]:
