@@ -219,9 +219,13 @@ class ModelConfig:
         As in OVMS, not when ``shape`` (of any input) or ``batch_size`` is ``auto``, unless
         ``allow_cache`` is set.
         """
+        return self.allow_cache or not self.auto
+
+    @property
+    def auto(self) -> bool:
+        """``batch_size`` or ``shape`` (of any input) is ``auto``; pipelines refuse such models."""
         shapes = self.shape.values() if isinstance(self.shape, dict) else (self.shape,)
-        auto = self.batch_size == "auto" or any(s is not None and s.auto for s in shapes)
-        return self.allow_cache or not auto
+        return self.batch_size == "auto" or any(s is not None and s.auto for s in shapes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -48,7 +48,7 @@ from ..pipelines import (
     validate,
 )
 from ..tensors import Datatype, TensorSpec, datatype
-from ._version import ModelState
+from ._version import ModelState, ModelVersion
 
 if TYPE_CHECKING:
     from ._registry import Model
@@ -158,7 +158,11 @@ class Pipeline:
             raise ModelNotLoadedYet(NOT_LOADED_YET)
         return self.definition
 
-    def _set(self, definition: PipelineDefinition | None, failure: PipelineInvalid | None) -> None:
+    def set_definition(
+        self, definition: PipelineDefinition | None, failure: PipelineInvalid | None
+    ) -> None:
+        """A validation's outcome: a definition (AVAILABLE) or a failure (LOADING /
+        FAILED_PRECONDITION); the previous definition retires."""
         old = self.definition
         self.definition = definition
         self.failure = failure
@@ -173,7 +177,7 @@ class Pipeline:
             old.retire()
 
     def retire(self) -> None:
-        self._set(None, None)
+        self.set_definition(None, None)
         self.state, self.error_code, self.error_message = ModelState.END, "OK", ""
         log.info("pipeline %s: removed from the config", self.name)
 
@@ -182,12 +186,6 @@ class Pipeline:
 class _Library:
     config: LibraryConfig
     library: CustomNodeLibrary | None
-
-
-def _dynamic_parameters(model: Model) -> bool:
-    cfg = model.config
-    shapes: Sequence[Any] = list(cfg.shape.values()) if isinstance(cfg.shape, dict) else [cfg.shape]
-    return cfg.batch_size == "auto" or any(s is not None and s.auto for s in shapes)
 
 
 def _model_meta(model: Model, version: int | None) -> tuple[int, NodeMeta] | None:
@@ -200,7 +198,7 @@ def _model_meta(model: Model, version: int | None) -> tuple[int, NodeMeta] | Non
     meta = NodeMeta(
         {s.name: TensorMeta.of(s) for s in mv.inputs},
         {s.name: TensorMeta.of(s) for s in mv.outputs},
-        _dynamic_parameters(model),
+        model.config.auto,
     )
     return mv.version, meta
 
@@ -240,7 +238,7 @@ class PipelineRegistry:
             if name not in wanted and pipeline.state is not ModelState.END:
                 pipeline.retire()
                 changed = True
-        taken = frozenset(name for name, model in models.items() if not model.retired)
+        taken = frozenset(models)  # a retired model keeps its name, as in OVMS
         for config in self._configs:
             changed |= await self._refresh_one(config, models, taken)
         return changed
@@ -317,13 +315,13 @@ class PipelineRegistry:
                 pipeline = self.pipelines[config.name] = Pipeline(config)
             pipeline.config = config
             pipeline.key = key
-            pipeline._set(None, exc)
+            pipeline.set_definition(None, exc)
             return True
         if pipeline is None or pipeline.state is ModelState.END:
             pipeline = self.pipelines[config.name] = Pipeline(config)
         pipeline.config = config
         pipeline.key = key
-        pipeline._set(PipelineDefinition(plan, nodes, key), None)
+        pipeline.set_definition(PipelineDefinition(plan, nodes, key), None)
         return True
 
     def close(self) -> None:
@@ -370,7 +368,7 @@ async def run_pipeline(
     definition: PipelineDefinition,
     inputs: Mapping[str, np.ndarray[Any, Any]],
     *,
-    models: Callable[[str, int | None], Any],
+    models: Callable[[str, int | None], Awaitable[ModelVersion]],
     limiter: trio.CapacityLimiter,
     observe: NodeRunObserver | None = None,
 ) -> dict[str, np.ndarray[Any, Any]]:
