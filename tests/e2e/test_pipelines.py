@@ -92,6 +92,21 @@ PIPELINES = [
         {"y": src("t", "sum"), "index": src("split", "index")},
     ),
     pipeline("empty", [splitter(0), tiny_node("t", src("split", "crops"))], {"y": src("t", "sum")}),
+    pipeline(
+        "py_chain",
+        [
+            tiny_node("t", X),
+            {
+                "name": "plus5",
+                "type": "python",
+                "callable": "tests.pipelines.pynodes:add",
+                "params": {"add_value": "5"},
+                "inputs": [{"in": src("t", "sum")}],
+                "outputs": [{"data_item": "out", "alias": "out"}],
+            },
+        ],
+        {"y": src("plus5", "out")},
+    ),
     pipeline("missing_model", [tiny_node("t", X, model="nope")], {"y": src("t", "sum")}),
     pipeline(
         "fails", [custom("bad", "broken", X, params={"mode": "fail"})], {"y": src("bad", "out")}
@@ -190,6 +205,15 @@ def test_chain_over_kserve_grpc_and_rest(server: Server) -> None:
     assert r.json()["model_name"] == "chain"
     assert r.json()["model_version"] == "1"
     assert r.json()["outputs"][0]["data"] == [12.0] * 10
+
+
+def test_python_node(server: Server) -> None:
+    """The server runs from the repository's root, so the test module is importable."""
+    data = rows(3)
+    inp = grpcclient.InferInput("x", [3, 10], "FP32")
+    inp.set_data_from_numpy(data)
+    result = grpcclient.InferenceServerClient(server.grpc_url).infer("py_chain", [inp])
+    np.testing.assert_array_equal(result.as_numpy("y"), data + 6)
 
 
 def test_metadata_and_readiness(server: Server) -> None:
