@@ -438,6 +438,7 @@ class DataPlane:
             if metrics is not None:
                 metrics.request(api, interface, method, model, number, ok, seconds)
 
+        await self._decode_images(version, request)
         outputs = await run_pipeline(
             version,
             self._pipeline_inputs(version, request),
@@ -495,7 +496,9 @@ class DataPlane:
             id=request.id,
         )
 
-    async def _decode_images(self, mv: ModelVersion, request: InferRequest) -> None:
+    async def _decode_images(
+        self, mv: ModelVersion | PipelineDefinition, request: InferRequest
+    ) -> None:
         """Replace BYTES tensors aimed at 4-D numeric inputs by their decoded JPEG/PNG images.
 
         Decoding runs in a worker thread under ``image_limiter``, so a burst of large images

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import requests
@@ -107,6 +108,19 @@ PIPELINES = [
         ],
         {"y": src("plus5", "out")},
     ),
+    pipeline(
+        "images",
+        [
+            {
+                "name": "id",
+                "type": "DL model",
+                "model_name": "image_id",
+                "inputs": [{"in": X}],
+                "outputs": [{"data_item": "out", "alias": "pixels"}],
+            }
+        ],
+        {"y": src("id", "pixels")},
+    ),
     pipeline("missing_model", [tiny_node("t", X, model="nope")], {"y": src("t", "sum")}),
     pipeline(
         "fails", [custom("bad", "broken", X, params={"mode": "fail"})], {"y": src("bad", "out")}
@@ -136,6 +150,7 @@ def write_config(root: Path, pipelines: list[Any], libs: dict[str, Path]) -> Pat
             "plugin_config": F32,
             "dynamic_batching": {"mode": "on", "max_batch_size": 32, "max_delay_us": 20000},
         },
+        {"name": "image_id", "base_path": "models/image_id", "plugin_config": F32},
         {
             "name": "slow",
             "base_path": "models/slow",
@@ -167,6 +182,7 @@ def server(
     root = tmp_path_factory.mktemp("pipelines")
     models.add_model(root / "models" / "tiny")
     models.slow_model(root / "models" / "slow", channels=SLOW)
+    models.identity_model(root / "models" / "image_id", "UINT8", shape=(-1, 2, 2, 3))
     cfg = write_config(root, PIPELINES, node_libs)
     srv = start_server(
         root,
@@ -214,6 +230,19 @@ def test_python_node(server: Server) -> None:
     inp.set_data_from_numpy(data)
     result = grpcclient.InferenceServerClient(server.grpc_url).infer("py_chain", [inp])
     np.testing.assert_array_equal(result.as_numpy("y"), data + 6)
+
+
+def test_encoded_images_into_a_pipeline(server: Server) -> None:
+    """A BYTES input aimed at a 4-D pipeline input (NHWC-like) is decoded, as for a model."""
+    pixels = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    ok, png = cv2.imencode(".png", pixels)
+    assert ok
+    inp = grpcclient.InferInput("x", [1], "BYTES")
+    inp.set_data_from_numpy(np.array([png.tobytes()], dtype=np.object_))
+    result = grpcclient.InferenceServerClient(server.grpc_url).infer("images", [inp])
+    y = result.as_numpy("y")
+    assert y.shape == (1, 2, 2, 3)
+    np.testing.assert_array_equal(y[0], pixels)  # BGR in, BGR out (OVMS' default order)
 
 
 def test_metadata_and_readiness(server: Server) -> None:
