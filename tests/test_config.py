@@ -231,12 +231,26 @@ CONFIG_ERRORS = [
             f"{key} is not supported yet",
         )
         for key in (
-            "pipeline_config_list",
-            "custom_node_library_config_list",
             "mediapipe_config_list",
             "custom_loader_config_list",
         )
     ],
+    # pipelines and custom node libraries: OVMS' schema
+    (
+        "pipeline-unknown-key",
+        {
+            "model_config_list": [],
+            "pipeline_config_list": [
+                {"name": "p", "inputs": [], "nodes": [], "outputs": [], "extra": 1}
+            ],
+        },
+        "pipeline_config_list[0]: unknown key 'extra'",
+    ),
+    (
+        "library-missing-base-path",
+        {"model_config_list": [], "custom_node_library_config_list": [{"name": "lib"}]},
+        "custom_node_library_config_list[0]: missing required key 'base_path'",
+    ),
     # list entries
     ("entry-not-object", {"model_config_list": ["m"]}, "model_config_list[0]: expected an object"),
     (

@@ -29,13 +29,22 @@ from .errors import (
     ModelNotLoadedYet,
     NotFound,
     OvtrioError,
+    PipelineInvalid,
     Unavailable,
 )
 from .images import ImageOptions, decode_images, is_image_input
 from .load import Load
-from .repository import ModelRegistry, ModelState, ModelVersion, VersionStatistics
+from .repository import (
+    ModelRegistry,
+    ModelState,
+    ModelVersion,
+    Pipeline,
+    PipelineDefinition,
+    VersionStatistics,
+    run_pipeline,
+)
 from .runtime import find_model_file
-from .tensors import InferRequest, InferResponse, Tensor, TensorSpec
+from .tensors import InferRequest, InferResponse, Tensor, TensorSpec, datatype_of_array
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -59,6 +68,8 @@ EXTENSIONS = (
     "model_repository",
 )
 """KServe/Triton protocol extensions this server implements."""
+RELOAD_FAILED = "Reloading config file failed. Check server logs for more info."
+"""OVMS' answer to a reload that left a pipeline invalid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +182,21 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     # -- models -----------------------------------------------------------------------------
+    def pipeline(self, name: str) -> Pipeline | None:
+        """The pipeline ``name`` names, unless a model does (models come first, as in OVMS)."""
+        if name in self.registry.models:
+            return None
+        return self.registry.pipelines.get(name)
+
     def model_ready(self, name: str, version: int | None) -> bool:
         """True if the version (default: the default version) is AVAILABLE.
 
         Raises NotFound for an unknown model name or a version that does not exist.
+        A pipeline's version is ignored.
         """
+        pipeline = self.pipeline(name)
+        if pipeline is not None:
+            return pipeline.available
         model = self.registry.get_model(name)
         if not version:
             default = model.default_version()
@@ -183,6 +204,17 @@ class DataPlane:
         return self.registry.get_version(name, version).available
 
     def model_metadata(self, name: str, version: int | None) -> ModelMetadata:
+        pipeline = self.pipeline(name)
+        if pipeline is not None:  # any version: pipelines have version 1 only
+            definition = pipeline.definition_for_request()
+            return ModelMetadata(
+                name,
+                (definition.version,),
+                "OpenVINO",
+                definition.inputs,
+                definition.outputs,
+                definition.version,
+            )
         mv = self.registry.get_version(name, version)
         if not mv.available:
             if mv.state >= ModelState.UNLOADING:
@@ -238,12 +270,23 @@ class DataPlane:
         return version
 
     def model_status(self, name: str, version: int | None) -> list[VersionStatus]:
-        """Status of one version, or of every version when version is None or 0.
+        """Status of one version, or of every version when version is None or 0 (a pipeline:
+        its one version, whatever version is asked for).
 
         While the model's repository cannot be listed, the reason is each version's message
         (a serving version stays AVAILABLE/OK), and a model without versions reports it as
         version 0, LOADING/UNKNOWN.
         """
+        pipeline = self.pipeline(name)
+        if pipeline is not None:
+            return [
+                VersionStatus(
+                    PipelineDefinition.version,
+                    pipeline.state,
+                    pipeline.error_code,
+                    pipeline.error_message,
+                )
+            ]
         model = self.registry.get_model(name)
         if version:
             mv = model.versions.get(version)
@@ -281,15 +324,21 @@ class DataPlane:
     async def reload_config(self) -> bool:
         """Re-read config.json and apply it; True if anything changed.
 
-        Raises InvalidArgument (the running configuration stays) if the file is invalid.
+        Raises InvalidArgument (the running configuration stays) if the file is invalid, and
+        PipelineInvalid (after applying the file) while a pipeline in it fails validation.
         """
         try:
-            return await self.registry.reload()
+            changed = await self.registry.reload()
         except ConfigError as exc:
             raise InvalidArgument(f"Reloading config file failed - {exc}") from None
+        for pipeline in self.registry.pipelines.pipelines.values():
+            if pipeline.failure is not None:  # OVMS: the first invalid pipeline's code
+                raise PipelineInvalid(pipeline.failure.code, RELOAD_FAILED)
+        return changed
 
     def all_statuses(self) -> dict[str, list[VersionStatus]]:
-        return {name: self.model_status(name, None) for name in sorted(self.registry.models)}
+        names = self.registry.models.keys() | self.registry.pipelines.pipelines.keys()
+        return {name: self.model_status(name, None) for name in sorted(names)}
 
     def repository_index(self, ready_only: bool) -> list[dict[str, str]]:
         """Triton's repository index: one entry per model version."""
@@ -334,11 +383,16 @@ class DataPlane:
         if self.shutting_down:
             raise Unavailable("Server is shutting down")
 
-    async def version_for_infer(self, name: str, version: int | None) -> ModelVersion:
-        """The version an inference request names (``ModelRegistry.get_available``), for a
-        transport that needs its input specs to decode the request before ``infer``.
-        Raises Unavailable during the graceful shutdown."""
+    async def version_for_infer(
+        self, name: str, version: int | None
+    ) -> ModelVersion | PipelineDefinition:
+        """The version an inference request names (``ModelRegistry.get_available``), or the
+        pipeline's definition, for a transport that needs its input specs to decode the request
+        before ``infer``. Raises Unavailable during the graceful shutdown."""
         self._refuse_when_shutting_down()
+        pipeline = self.pipeline(name)
+        if pipeline is not None:
+            return pipeline.definition_for_request()
         return await self.registry.get_available(name, version)
 
     async def infer(
@@ -347,7 +401,7 @@ class DataPlane:
         *,
         api: str = "KServe",
         interface: str = "gRPC",
-        version: ModelVersion | None = None,
+        version: ModelVersion | PipelineDefinition | None = None,
     ) -> InferResponse:
         """Run one inference. ``api`` (KServe | TensorFlowServing) and ``interface``
         (gRPC | REST) label the request in the metrics. ``version``: the version
@@ -362,10 +416,8 @@ class DataPlane:
         try:
             with self.load.serving():
                 if version is None:
-                    version = await self.registry.get_available(
-                        request.model_name, request.model_version
-                    )
-                return await self._infer(request, version)
+                    version = await self._choose(request)
+                return await self._route(request, version, api, interface)
         except BaseException as exc:
             failure = exc
             raise
@@ -387,6 +439,76 @@ class DataPlane:
             if self.log_requests:
                 _log_request(api, interface, request, version, failure, seconds)
 
+    async def _choose(self, request: InferRequest) -> ModelVersion | PipelineDefinition:
+        """What the request names: a pipeline's definition, or a model's available version."""
+        pipeline = self.pipeline(request.model_name)
+        if pipeline is not None:
+            return pipeline.definition_for_request()
+        return await self.registry.get_available(request.model_name, request.model_version)
+
+    async def _route(
+        self,
+        request: InferRequest,
+        version: ModelVersion | PipelineDefinition,
+        api: str,
+        interface: str,
+    ) -> InferResponse:
+        """A model version's inference, or a pipeline's."""
+        if isinstance(version, ModelVersion):
+            return await self._infer(request, version)
+        request.model_version = version.version
+        method = "ModelInfer" if api == "KServe" else "Predict"
+        metrics = self.metrics
+
+        def observe(model: str, number: int, ok: bool, seconds: float) -> None:
+            if metrics is not None:
+                metrics.request(api, interface, method, model, number, ok, seconds)
+
+        await self._decode_images(version, request)
+        outputs = await run_pipeline(
+            version,
+            self._pipeline_inputs(version, request),
+            models=self.registry.get_available,
+            limiter=self.registry.pipelines.limiter,
+            observe=observe,
+        )
+        return InferResponse(
+            model_name=request.model_name,
+            model_version=version.version,
+            outputs=[
+                Tensor(name, datatype_of_array(array), array)
+                for name, array in sorted(outputs.items())
+            ],
+            id=request.id,
+        )
+
+    @staticmethod
+    def _pipeline_inputs(
+        definition: PipelineDefinition, request: InferRequest
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """The request checked against the pipeline's inputs as its metadata reports them, in
+        OVMS' order (count, then by name: presence, precision, rank, shape)."""
+        given = {t.name: t for t in request.inputs}
+        if len(given) != len(request.inputs):
+            raise InvalidArgument("Duplicate input names in request")
+        specs = definition.inputs
+        if len(given) != len(specs):
+            raise InvalidArgument(
+                f"Invalid number of inputs - Expected: {len(specs)}; Actual: {len(given)}"
+            )
+        arrays: dict[str, np.ndarray[Any, Any]] = {}
+        for spec in specs:  # sorted by name
+            tensor = given.get(spec.name)
+            if tensor is None:
+                raise InvalidArgument(
+                    f"Missing input with specific name - Required input: {spec.name}"
+                )
+            if spec.datatype.kserve == "INVALID":  # passed straight to the response
+                arrays[spec.name] = tensor.data
+            else:
+                arrays[spec.name] = _check_tensor(spec, tensor, None)
+        return arrays
+
     async def _infer(self, request: InferRequest, mv: ModelVersion) -> InferResponse:
         await self._decode_images(mv, request)
         arrays = self.validate(mv, request)
@@ -398,7 +520,9 @@ class DataPlane:
             id=request.id,
         )
 
-    async def _decode_images(self, mv: ModelVersion, request: InferRequest) -> None:
+    async def _decode_images(
+        self, mv: ModelVersion | PipelineDefinition, request: InferRequest
+    ) -> None:
         """Replace BYTES tensors aimed at 4-D numeric inputs by their decoded JPEG/PNG images.
 
         Decoding runs in a worker thread under ``image_limiter``, so a burst of large images
@@ -496,7 +620,7 @@ def _log_request(
     api: str,
     interface: str,
     request: InferRequest,
-    version: ModelVersion | None,
+    version: ModelVersion | PipelineDefinition | None,
     failure: BaseException | None,
     seconds: float,
 ) -> None:

@@ -17,6 +17,8 @@
     ├── Unauthenticated (401, UNAUTHENTICATED)
     ├── InferenceFailed (500, INTERNAL)                  OpenVINO raised while inferring
     ├── NodeLibraryFailed (500, UNKNOWN)                 custom node library failed or misbehaved
+    ├── PipelineFailed (500, UNKNOWN)                    a pipeline could not (de)multiplex a tensor
+    ├── PipelineNoResults (204, ABORTED)                 a dynamic demultiplexer gave no shards
     └── PipelineInvalid (500, FAILED_PRECONDITION)       a pipeline definition failed validation
 
 Transports read ``http_status`` / ``grpc_status`` and the message; nothing else. Where OVMS
@@ -45,7 +47,9 @@ __all__ = [
     "NotFound",
     "OvtrioError",
     "PayloadTooLarge",
+    "PipelineFailed",
     "PipelineInvalid",
+    "PipelineNoResults",
     "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
@@ -75,6 +79,7 @@ class GrpcStatus:
     NOT_FOUND = 5
     RESOURCE_EXHAUSTED = 8
     FAILED_PRECONDITION = 9
+    ABORTED = 10
     UNIMPLEMENTED = 12
     INTERNAL = 13
     UNAVAILABLE = 14
@@ -166,6 +171,29 @@ class NodeLibraryFailed(OvtrioError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class PipelineFailed(OvtrioError):
+    """A pipeline request broke a demultiplexing or gathering rule at run time.
+
+    ``code`` is OVMS' StatusCode name (``PIPELINE_WRONG_DIMENSION_SIZE_TO_DEMULTIPLY``, ...);
+    OVMS answers these with gRPC UNKNOWN and HTTP 500.
+    """
+
+    http_status = 500
+    grpc_status = GrpcStatus.UNKNOWN
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PipelineNoResults(OvtrioError):
+    """A dynamic demultiplexer produced zero shards: OVMS aborts the request (gRPC ABORTED,
+    HTTP 204 without a body)."""
+
+    http_status = 204
+    grpc_status = GrpcStatus.ABORTED
 
 
 class PipelineInvalid(OvtrioError):

@@ -152,6 +152,8 @@ async def serve(
     metrics: Metrics | None = None
     registry = ModelRegistry(
         models,
+        pipelines=cfg.pipelines,
+        libraries=cfg.libraries,
         config_path=cfg.config_path,
         batching_defaults=cfg.batching,
         poll_wait_s=cfg.file_system_poll_wait_seconds,

@@ -71,3 +71,49 @@ def test_the_readme_says_to_make_the_models_first() -> None:
     readme = (ROOT / "config" / "README.md").read_text()
     make = readme.index(".venv/bin/python scripts/example-models")
     assert make < readme.index(".venv/bin/ovtrio --config_path config/config.json")
+
+
+PIPELINE_EXAMPLE = ROOT / "config" / "pipelines" / "config.json"
+
+
+def test_example_pipelines_serve(tmp_path: Path) -> None:
+    made = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "example-models"), "--pipelines",
+         str(tmp_path / "models")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )  # fmt: skip
+    assert made.stdout.count("created ") == 3, made.stdout
+    config_path = tmp_path / "config.json"
+    shutil.copy(PIPELINE_EXAMPLE, config_path)
+    server = start_server(tmp_path, ["--config_path", str(config_path)])
+    try:
+        meta = requests.get(f"{server.http}/v2/models/any_batch", timeout=10).json()
+        assert meta["inputs"] == [
+            {"name": "image", "datatype": "FP32", "shape": [-1, -1, 3, 32, 32]}
+        ]
+        images = np.random.default_rng(0).random((5, 1, 3, 32, 32), dtype=np.float32)
+        body = {
+            "inputs": [
+                {"name": "image", "shape": [5, 1, 3, 32, 32], "datatype": "FP32",
+                 "data": images.ravel().tolist()}
+            ]
+        }  # fmt: skip
+        reply = requests.post(f"{server.http}/v2/models/any_batch/infer", json=body, timeout=60)
+        assert reply.status_code == 200, reply.text
+        (scores,) = reply.json()["outputs"]
+        assert scores["shape"] == [5, 1, 10]
+        assert np.allclose(np.array(scores["data"]).reshape(5, 10).sum(axis=1), 1.0, atol=1e-4)
+
+        body["inputs"][0]["shape"] = [1, 3, 32, 32]
+        body["inputs"][0]["data"] = images[0].ravel().tolist()
+        reply = requests.post(f"{server.http}/v2/models/ensemble/infer", json=body, timeout=60)
+        assert reply.status_code == 200, reply.text
+        out = {o["name"]: np.array(o["data"]) for o in reply.json()["outputs"]}
+        assert set(out) == {"scores", "scores_a"}
+        assert np.allclose(out["scores"].sum(), 1.0, atol=1e-4)
+    finally:
+        assert server.stop() == 0, server.log()
+    assert "Traceback" not in server.log()

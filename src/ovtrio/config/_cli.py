@@ -22,6 +22,7 @@ from ._types import (
     DEFAULT_METRICS,
     BatchingConfig,
     ConfigError,
+    ConfigFile,
     ModelConfig,
     MonitoringConfig,
     ServerConfig,
@@ -308,9 +309,9 @@ def load(argv: Sequence[str]) -> ServerConfig:
     if not (math.isfinite(graceful_timeout_s) and graceful_timeout_s >= 0):
         raise ConfigError(f"--graceful_timeout_s: expected a number >= 0, got {graceful_timeout_s}")
     metrics = _metrics_flags(ns, rest_port)
-    config_path, models, monitoring = _models(ns, batching)
+    config_path, config_file = _models(ns, batching)
     if metrics is None:
-        metrics = _metrics_from_file(monitoring, config_path, rest_port)
+        metrics = _metrics_from_file(config_file.monitoring, config_path, rest_port)
     if metrics[0] and not metrics[1]:
         metrics = (True, DEFAULT_METRICS)
     if (ns.ssl_certificate is None) != (ns.ssl_key is None):
@@ -323,7 +324,9 @@ def load(argv: Sequence[str]) -> ServerConfig:
             port=port,
             rest_port=rest_port,
             config_path=config_path,
-            models=models,
+            models=config_file.models,
+            pipelines=config_file.pipelines,
+            libraries=config_file.libraries,
             batching=batching,
             graceful_timeout_s=graceful_timeout_s,
             metrics_enable=metrics[0],
@@ -394,13 +397,11 @@ def _metrics_from_file(
     return True, monitoring.metrics_list
 
 
-def _models(
-    ns: argparse.Namespace, batching: BatchingConfig
-) -> tuple[Path | None, tuple[ModelConfig, ...], MonitoringConfig | None]:
+def _models(ns: argparse.Namespace, batching: BatchingConfig) -> tuple[Path | None, ConfigFile]:
     """The models to serve from config.json, ``--demo`` or the single-model flags.
 
-    Returns the absolute config.json path (``None`` without one), the models and the file's
-    ``monitoring`` section.
+    Returns the absolute config.json path (``None`` without one) and the file's content (for
+    the flags: their one model).
     """
     if ns.config_path is not None:
         return _config_file_models(ns, batching)
@@ -410,9 +411,9 @@ def _models(
         demo = _cli_model(ns, "demo", ns.model_path or _DEMO_PATH, batching)
         if isinstance(demo.base_path, str):
             raise ConfigError("--demo needs a local --model_path (the demo model is written there)")
-        return None, (demo,), None
+        return None, ConfigFile((demo,))
     if ns.model_name is not None and ns.model_path is not None:
-        return None, (_cli_model(ns, ns.model_name, ns.model_path, batching),), None
+        return None, ConfigFile((_cli_model(ns, ns.model_name, ns.model_path, batching),))
     if ns.model_name is not None:
         raise ConfigError("--model_name requires --model_path")
     if ns.model_path is not None:
@@ -424,7 +425,7 @@ def _models(
 
 def _config_file_models(
     ns: argparse.Namespace, batching: BatchingConfig
-) -> tuple[Path, tuple[ModelConfig, ...], MonitoringConfig | None]:
+) -> tuple[Path, ConfigFile]:
     if ns.demo:
         raise ConfigError("--demo cannot be used with --config_path")
     given = [f"--{name}" for name in _SINGLE_MODEL_FLAGS if getattr(ns, name) is not None]
@@ -434,8 +435,7 @@ def _config_file_models(
             "(model parameters on the command line are exclusive with the config file)"
         )
     config_path = _abs_path(_str(ns.config_path, "--config_path"), None)
-    config_file = load_config_file(config_path, batching)
-    return config_path, config_file.models, config_file.monitoring
+    return config_path, load_config_file(config_path, batching)
 
 
 def _server_config(ns: argparse.Namespace, resolved: ServerConfig) -> ServerConfig:

@@ -35,12 +35,16 @@ from ._values import (
 )
 
 _UNSUPPORTED_TOP_KEYS = (
-    "pipeline_config_list",
-    "custom_node_library_config_list",
     "mediapipe_config_list",
     "custom_loader_config_list",
 )
-_TOP_KEYS = ("model_config_list", "monitoring", *_UNSUPPORTED_TOP_KEYS)
+_TOP_KEYS = (
+    "model_config_list",
+    "monitoring",
+    "pipeline_config_list",
+    "custom_node_library_config_list",
+    *_UNSUPPORTED_TOP_KEYS,
+)
 
 _MODEL_KEYS = (
     "name",
@@ -121,7 +125,21 @@ def parse_config_json(text: str, path: Path, defaults: BatchingConfig) -> Config
     monitoring = None
     if "monitoring" in top:
         monitoring = _monitoring(top["monitoring"], f"{path}: monitoring")
-    return ConfigFile(models=tuple(models), monitoring=monitoring)
+    # imported here: the pipelines package imports this one (ConfigError)
+    from ..pipelines import parse_libraries, parse_pipelines
+
+    return ConfigFile(
+        models=tuple(models),
+        monitoring=monitoring,
+        pipelines=parse_pipelines(
+            top.get("pipeline_config_list", []), f"{path}: pipeline_config_list"
+        ),
+        libraries=parse_libraries(
+            top.get("custom_node_library_config_list", []),
+            f"{path}: custom_node_library_config_list",
+            relative_to,
+        ),
+    )
 
 
 def _model_entry(

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from ..pipelines import LibraryConfig, PipelineConfig
 
 
 class ConfigError(Exception):
@@ -241,9 +244,13 @@ class ModelConfig:
         As in OVMS, not when ``shape`` (of any input) or ``batch_size`` is ``auto``, unless
         ``allow_cache`` is set.
         """
+        return self.allow_cache or not self.auto
+
+    @property
+    def auto(self) -> bool:
+        """``batch_size`` or ``shape`` (of any input) is ``auto``; pipelines refuse such models."""
         shapes = self.shape.values() if isinstance(self.shape, dict) else (self.shape,)
-        auto = self.batch_size == "auto" or any(s is not None and s.auto for s in shapes)
-        return self.allow_cache or not auto
+        return self.batch_size == "auto" or any(s is not None and s.auto for s in shapes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +280,10 @@ class ConfigFile:
     """``model_config_list``, in file order."""
     monitoring: MonitoringConfig | None = None
     """``monitoring``, if the file has that key."""
+    pipelines: tuple[PipelineConfig, ...] = ()
+    """``pipeline_config_list`` (a later duplicate name is skipped, as OVMS does)."""
+    libraries: tuple[LibraryConfig, ...] = ()
+    """``custom_node_library_config_list``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +302,10 @@ class ServerConfig:
     """Absolute path of config.json; ``None`` in single-model and demo mode."""
     models: tuple[ModelConfig, ...] = ()
     """The models to serve at start-up."""
+    pipelines: tuple[PipelineConfig, ...] = ()
+    """config.json ``pipeline_config_list``."""
+    libraries: tuple[LibraryConfig, ...] = ()
+    """config.json ``custom_node_library_config_list``."""
     log_level: str = "INFO"
     """``TRACE``, ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``."""
     log_path: Path | None = None

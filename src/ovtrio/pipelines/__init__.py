@@ -6,6 +6,8 @@ from ._custom_node import CustomNodeLibrary as CustomNodeLibrary
 from ._custom_node import NodeTensorInfo as NodeTensorInfo
 from ._custom_node import Precision as Precision
 from ._custom_node import initialize_node as initialize_node
+from ._executor import RunModel as RunModel
+from ._executor import execute as execute
 from ._graph import CUSTOM as CUSTOM
 from ._graph import DL_MODEL as DL_MODEL
 from ._graph import PYTHON as PYTHON
@@ -55,11 +57,13 @@ __all__ = [
     "PipelineConfig",
     "Precision",
     "PythonNode",
+    "RunModel",
     "Source",
     "Step",
     "TensorMeta",
     "ThreadedNode",
     "check_inputs",
+    "execute",
     "initialize_node",
     "load_python_node",
     "parse_libraries",

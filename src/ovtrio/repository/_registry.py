@@ -28,6 +28,8 @@ from ..errors import (
     NotFound,
 )
 from ..load import Load
+from ..pipelines import LibraryConfig, PipelineConfig
+from ._pipelines import PipelineRegistry
 from ._storage import (
     LocalStorage,
     Storage,
@@ -199,6 +201,7 @@ class ModelRegistry:
         poll_wait_s: seconds between polls of the folders and the config file; 0 = off.
         observer_factory: each version's metrics hook (None: no metrics).
         load: the server's requests, which the runtime reads (None: a new one).
+        pipelines, libraries: config.json's pipelines and custom node libraries.
     """
 
     def __init__(
@@ -210,8 +213,12 @@ class ModelRegistry:
         poll_wait_s: float = 0,
         observer_factory: ObserverFactory | None = None,
         load: Load | None = None,
+        pipelines: Sequence[PipelineConfig] = (),
+        libraries: Sequence[LibraryConfig] = (),
     ) -> None:
         self.observer_factory = observer_factory
+        self.pipelines = PipelineRegistry(pipelines, libraries)
+        """Pipelines beside the models, validated after every change to the models."""
         self.load = load or Load()
         """The server's requests (transports and the data plane keep it)."""
         self.cache_root: Path | None = None
@@ -280,6 +287,8 @@ class ModelRegistry:
             async with self._lock, trio.open_nursery() as loaders:
                 for model in self.models.values():
                     loaders.start_soon(model.sync, nursery, self._limiter)
+            async with self._lock:
+                await self.pipelines.refresh(self.models)
             self.ready = True
             self.loaded.set()
             log.info(
@@ -317,7 +326,9 @@ class ModelRegistry:
                         self.config_error = ""
                         log.info("config file changed: applying %s", self.config_path)
                         changed |= await self._apply(parsed.models)
+                        self.pipelines.configure(parsed.pipelines, parsed.libraries)
             changed |= await self._sync_all()
+            changed |= await self.pipelines.refresh(self.models)
         return changed
 
     async def reload(self) -> bool:
@@ -336,7 +347,9 @@ class ModelRegistry:
                 parsed = parse_config_json(text, self.config_path, self.batching_defaults)
                 self._config_text, self.config_error = text, ""
                 changed |= await self._apply(parsed.models)
+                self.pipelines.configure(parsed.pipelines, parsed.libraries)
             changed |= await self._sync_all()
+            changed |= await self.pipelines.refresh(self.models)
             return changed
 
     def _config_problem(self, message: str) -> None:

@@ -1,0 +1,408 @@
+"""Pipelines beside the models: their libraries, their validation against the loaded models,
+their status, and the per-request run through the models' own schedulers.
+
+``PipelineRegistry.refresh`` runs after every change the model registry applies (start-up,
+poll, reload): it loads the custom node libraries the config names, then validates each
+pipeline whose inputs to validation changed (its config, the libraries it uses, the metadata
+of the model versions it uses). A pipeline that fails validation stays registered, reported
+``LOADING`` / ``FAILED_PRECONDITION`` with OVMS' message, and its requests are refused; one
+named like a model is not registered at all. A new definition replaces the old one at once:
+requests in flight finish with the definition they started with, whose custom nodes are
+closed when the last of them leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import trio
+
+from ..errors import (
+    InvalidArgument,
+    ModelNotLoadedYet,
+    NodeLibraryFailed,
+    NotFound,
+    PipelineInvalid,
+)
+from ..pipelines import (
+    CUSTOM,
+    DL_MODEL,
+    CustomNodeLibrary,
+    ExecutionPlan,
+    LibraryConfig,
+    NodeConfig,
+    NodeMeta,
+    PipelineConfig,
+    TensorMeta,
+    ThreadedNode,
+    check_inputs,
+    execute,
+    initialize_node,
+    validate,
+)
+from ..tensors import Datatype, TensorSpec, datatype
+from ._version import ModelState, ModelVersion
+
+if TYPE_CHECKING:
+    from ._registry import Model
+
+__all__ = ["NodeRunObserver", "Pipeline", "PipelineDefinition", "PipelineRegistry", "run_pipeline"]
+
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION: Final = 1
+"""Pipelines are unversioned: OVMS reports (and accepts any version as) version 1."""
+NOT_LOADED_YET: Final = "Pipeline is not loaded yet"
+RETIRED: Final = "Pipeline is retired"
+
+INVALID_DATATYPE: Final = Datatype(
+    kserve="INVALID",
+    numpy=np.dtype(object),
+    ov="undefined",
+    tfs=0,
+    triton_config="TYPE_INVALID",
+    kserve_contents="",
+    tfs_val="",
+)
+"""The datatype metadata reports for a request input passed straight to the response."""
+
+NodeRunObserver = Callable[[str, int, bool, float], None]
+"""(model name, version, succeeded, seconds): one DL node run, for the model's metrics."""
+
+
+def _spec(name: str, meta: TensorMeta) -> TensorSpec:
+    kind = INVALID_DATATYPE if meta.datatype == "INVALID" else datatype(meta.datatype)
+    ranges = meta.ranges or tuple((0, -1) if d < 0 else (d, d) for d in meta.shape)
+    return TensorSpec(name, kind, meta.shape, ranges)
+
+
+class PipelineDefinition:
+    """One validated pipeline: its plan and its initialized custom (and Python) nodes."""
+
+    version: Final = PIPELINE_VERSION
+
+    def __init__(self, plan: ExecutionPlan, nodes: dict[str, ThreadedNode], key: object) -> None:
+        self.plan = plan
+        self.nodes = nodes
+        self.key = key
+        """What validation saw (config, libraries, model metadata): equal key, same result."""
+        self.inputs = tuple(_spec(n, m) for n, m in plan.inputs_meta.items())
+        self.outputs = tuple(_spec(n, m) for n, m in plan.outputs_meta.items())
+        self._holders = 0
+        self._retired = False
+
+    @property
+    def name(self) -> str:
+        return self.plan.pipeline
+
+    @contextmanager
+    def use(self) -> Iterator[None]:
+        """Hold the definition for one request: its nodes stay open until the last leaves."""
+        self._holders += 1
+        try:
+            yield
+        finally:
+            self._holders -= 1
+            if self._retired and self._holders == 0:
+                self._close()
+
+    def retire(self) -> None:
+        """Replaced or removed: close the nodes now, or when the last request leaves."""
+        self._retired = True
+        if self._holders == 0:
+            self._close()
+
+    def _close(self) -> None:
+        for node in self.nodes.values():
+            node.close()
+
+
+class Pipeline:
+    """A configured pipeline: its current definition (None while invalid) and its status."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        self.definition: PipelineDefinition | None = None
+        self.state = ModelState.LOADING
+        self.error_code = "OK"
+        self.error_message = ""
+        self.failure: PipelineInvalid | None = None
+        self.key: object = None
+        """What the last validation saw, valid or not."""
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def available(self) -> bool:
+        return self.state is ModelState.AVAILABLE and self.definition is not None
+
+    def definition_for_request(self) -> PipelineDefinition:
+        """The definition a request runs with.
+
+        Raises:
+            ModelNotLoadedYet: invalid (OVMS: PIPELINE_DEFINITION_NOT_LOADED_YET).
+            NotFound: removed from the config (PIPELINE_DEFINITION_NOT_LOADED_ANYMORE).
+        """
+        if self.state is ModelState.END:
+            raise NotFound(RETIRED)
+        if self.definition is None:
+            raise ModelNotLoadedYet(NOT_LOADED_YET)
+        return self.definition
+
+    def set_definition(
+        self, definition: PipelineDefinition | None, failure: PipelineInvalid | None
+    ) -> None:
+        """A validation's outcome: a definition (AVAILABLE) or a failure (LOADING /
+        FAILED_PRECONDITION); the previous definition retires."""
+        old = self.definition
+        self.definition = definition
+        self.failure = failure
+        if definition is not None:
+            self.state, self.error_code, self.error_message = ModelState.AVAILABLE, "OK", ""
+            log.info("pipeline %s: AVAILABLE", self.name)
+        elif failure is not None:
+            self.state, self.error_code = ModelState.LOADING, "FAILED_PRECONDITION"
+            self.error_message = failure.message
+            log.error("pipeline %s failed validation: %s", self.name, failure.message)
+        if old is not None and old is not definition:
+            old.retire()
+
+    def retire(self) -> None:
+        self.set_definition(None, None)
+        self.state, self.error_code, self.error_message = ModelState.END, "OK", ""
+        log.info("pipeline %s: removed from the config", self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Library:
+    config: LibraryConfig
+    library: CustomNodeLibrary | None
+
+
+def _model_meta(model: Model, version: int | None) -> tuple[int, NodeMeta] | None:
+    """(version number, metadata) of the version a node names; None if not available."""
+    if model.retired:
+        return None
+    mv = model.default_version() if version is None else model.versions.get(version)
+    if mv is None or not mv.available:
+        return None
+    meta = NodeMeta(
+        {s.name: TensorMeta.of(s) for s in mv.inputs},
+        {s.name: TensorMeta.of(s) for s in mv.outputs},
+        model.config.auto,
+    )
+    return mv.version, meta
+
+
+class PipelineRegistry:
+    """Name -> Pipeline, and the custom node libraries they use."""
+
+    def __init__(
+        self, pipelines: Sequence[PipelineConfig] = (), libraries: Sequence[LibraryConfig] = ()
+    ) -> None:
+        self.pipelines: dict[str, Pipeline] = {}
+        self._configs: tuple[PipelineConfig, ...] = tuple(pipelines)
+        self._library_configs: tuple[LibraryConfig, ...] = tuple(libraries)
+        self._libraries: dict[str, _Library] = {}
+        self.limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 1))
+        """Worker threads custom and Python nodes run in, all pipelines together."""
+
+    def configure(
+        self, pipelines: Sequence[PipelineConfig], libraries: Sequence[LibraryConfig]
+    ) -> None:
+        """A new config file: the next ``refresh`` applies it."""
+        self._configs = tuple(pipelines)
+        self._library_configs = tuple(libraries)
+
+    def get(self, name: str) -> Pipeline | None:
+        return self.pipelines.get(name)
+
+    # -- loading ------------------------------------------------------------------------------
+
+    async def refresh(self, models: Mapping[str, Model]) -> bool:
+        """Load changed libraries, then (re)validate the pipelines whose inputs changed and
+        retire the ones gone from the config. Returns whether anything changed."""
+        await self._load_libraries()
+        changed = False
+        wanted = {c.name: c for c in self._configs}
+        for name, pipeline in list(self.pipelines.items()):
+            if name not in wanted and pipeline.state is not ModelState.END:
+                pipeline.retire()
+                changed = True
+        taken = frozenset(models)  # a retired model keeps its name, as in OVMS
+        for config in self._configs:
+            changed |= await self._refresh_one(config, models, taken)
+        return changed
+
+    async def _load_libraries(self) -> None:
+        wanted = {c.name: c for c in self._library_configs}
+        for name in list(self._libraries):
+            if name not in wanted:
+                log.info("custom node library %s: removed from the config", name)
+                del self._libraries[name]
+        for name, config in wanted.items():
+            current = self._libraries.get(name)
+            if current is not None and current.config.path == config.path:
+                continue
+            self._libraries[name] = _Library(config, await self._open(config))
+
+    @staticmethod
+    async def _open(config: LibraryConfig) -> CustomNodeLibrary | None:
+        """Open a library; failures are logged only (its pipelines then fail validation)."""
+        if config.path_refused:
+            log.error(
+                "custom node library %s: base_path %s contains '..'; not loaded",
+                config.name,
+                config.base_path,
+            )
+            return None
+        try:
+            library = await trio.to_thread.run_sync(CustomNodeLibrary, config.path)
+        except NodeLibraryFailed as exc:
+            log.error("custom node library %s: %s", config.name, exc.message)
+            return None
+        log.info("custom node library %s: loaded %s", config.name, config.path)
+        return library
+
+    def _key(
+        self, config: PipelineConfig, metas: Mapping[tuple[str, int | None], object]
+    ) -> object:
+        libraries = tuple(
+            (node.library_name, id(self._libraries.get(node.library_name or "")))
+            for node in config.nodes
+            if node.kind == CUSTOM
+        )
+        return (config, libraries, tuple(metas.items()))
+
+    async def _refresh_one(
+        self, config: PipelineConfig, models: Mapping[str, Model], taken: frozenset[str]
+    ) -> bool:
+        metas: dict[tuple[str, int | None], tuple[int, NodeMeta] | None] = {}
+        for node in config.nodes:
+            if node.kind == DL_MODEL and node.model_name is not None:
+                model = models.get(node.model_name)
+                found = None if model is None else _model_meta(model, node.version)
+                metas[(node.model_name, node.version)] = found
+        key = (self._key(config, metas), config.name in taken)
+        pipeline = self.pipelines.get(config.name)
+        if pipeline is not None and pipeline.state is not ModelState.END and pipeline.key == key:
+            return False
+        libraries = {name: lib.library for name, lib in self._libraries.items() if lib.library}
+
+        def lookup(name: str, version: int | None) -> NodeMeta | None:
+            found = metas.get((name, version))
+            return None if found is None else found[1]
+
+        try:
+            plan, nodes = await trio.to_thread.run_sync(_validate, config, lookup, libraries, taken)
+        except PipelineInvalid as exc:
+            if exc.code == "PIPELINE_NAME_OCCUPIED":
+                log.error("pipeline %s: %s; not registered", config.name, exc.message)
+                if pipeline is not None:
+                    pipeline.retire()
+                    del self.pipelines[config.name]
+                return pipeline is not None
+            if pipeline is None or pipeline.state is ModelState.END:
+                pipeline = self.pipelines[config.name] = Pipeline(config)
+            pipeline.config = config
+            pipeline.key = key
+            pipeline.set_definition(None, exc)
+            return True
+        if pipeline is None or pipeline.state is ModelState.END:
+            pipeline = self.pipelines[config.name] = Pipeline(config)
+        pipeline.config = config
+        pipeline.key = key
+        pipeline.set_definition(PipelineDefinition(plan, nodes, key), None)
+        return True
+
+    def close(self) -> None:
+        """Close every definition's nodes (server shutdown)."""
+        for pipeline in self.pipelines.values():
+            if pipeline.definition is not None:
+                pipeline.definition.retire()
+
+
+def _validate(
+    config: PipelineConfig,
+    models: Callable[[str, int | None], NodeMeta | None],
+    libraries: Mapping[str, CustomNodeLibrary],
+    taken: frozenset[str],
+) -> tuple[ExecutionPlan, dict[str, ThreadedNode]]:
+    """Validate in a worker thread (custom node libraries initialize, metadata calls block)."""
+    created: dict[str, ThreadedNode] = {}
+
+    def custom_nodes(node: NodeConfig) -> NodeMeta | None:
+        instance = initialize_node(node, libraries)
+        if instance is None:
+            return None
+        created[node.name] = instance
+        return instance.metadata()
+
+    try:
+        plan = validate(config, models=models, custom_nodes=custom_nodes, taken_names=taken)
+    except PipelineInvalid:
+        for instance in created.values():
+            instance.close()
+        raise
+    except Exception as exc:  # a library or a bug: only this pipeline fails
+        for instance in created.values():
+            instance.close()
+        log.exception("pipeline %s: validation failed unexpectedly", config.name)
+        raise PipelineInvalid("INTERNAL_ERROR", f"Internal server error - {exc}") from exc
+    return plan, created
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+async def run_pipeline(
+    definition: PipelineDefinition,
+    inputs: Mapping[str, np.ndarray[Any, Any]],
+    *,
+    models: Callable[[str, int | None], Awaitable[ModelVersion]],
+    limiter: trio.CapacityLimiter,
+    observe: NodeRunObserver | None = None,
+) -> dict[str, np.ndarray[Any, Any]]:
+    """Run one request on ``definition``: DL model nodes through their version's scheduler
+    (``models``: the registry's ``get_available``), the others in worker threads."""
+
+    async def run_model(
+        node: NodeConfig, arrays: Mapping[str, np.ndarray[Any, Any]]
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        assert node.model_name is not None
+        mv = await models(node.model_name, node.version)
+        check_inputs(node.name, {s.name: TensorMeta.of(s) for s in mv.inputs}, arrays)
+        ordered = [np.ascontiguousarray(arrays[s.name]) for s in mv.inputs]
+        sizes = mv.unequal_batch_sizes(ordered)
+        if sizes is not None:
+            raise InvalidArgument(
+                f"Invalid input batch size - Node: {node.name} the inputs of one request must "
+                f"share their batch size; got {sizes}"
+            )
+        started = time.perf_counter()
+        ok = False
+        try:
+            results = await mv.infer(ordered)
+            ok = True
+        finally:
+            if observe is not None:
+                observe(node.model_name, mv.version, ok, time.perf_counter() - started)
+        return {s.name: a for s, a in zip(mv.outputs, results, strict=True)}
+
+    with definition.use():
+        return await execute(
+            definition.plan,
+            inputs,
+            run_model=run_model,
+            nodes=definition.nodes,
+            limiter=limiter,
+        )

@@ -1,0 +1,112 @@
+"""PipelineRegistry: validation against the models it is given, status, and replacing a
+definition while requests hold the old one (custom node managers counted by the C library)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import trio
+
+from ovtrio.config import ModelConfig
+from ovtrio.errors import ModelNotLoadedYet, NotFound
+from ovtrio.pipelines import LibraryConfig, parse_pipelines
+from ovtrio.repository import ModelState, PipelineRegistry
+from ovtrio.tensors import TensorSpec, datatype
+
+from .test_custom_node import Counters
+
+
+def tiny() -> Any:
+    """What the registry reads of a Model with one AVAILABLE version: b [-1,10] -> a."""
+    spec = TensorSpec("b", datatype("FP32"), (-1, 10), ((0, -1), (10, 10)))
+    out = TensorSpec("a", datatype("FP32"), (-1, 10), ((0, -1), (10, 10)))
+    version = SimpleNamespace(version=1, available=True, inputs=(spec,), outputs=(out,))
+    return SimpleNamespace(
+        retired=False,
+        config=ModelConfig("tiny", Path("/nowhere")),
+        versions={1: version},
+        default_version=lambda: version,
+    )
+
+
+def chain(add_value: str, name: str = "chain") -> Any:
+    entry = {
+        "name": name,
+        "inputs": ["x"],
+        "nodes": [
+            {
+                "name": "t",
+                "type": "DL model",
+                "model_name": "tiny",
+                "inputs": [{"b": {"node_name": "request", "data_item": "x"}}],
+                "outputs": [{"data_item": "a", "alias": "a"}],
+            },
+            {
+                "name": "plus",
+                "type": "custom",
+                "library_name": "add",
+                "params": {"add_value": add_value},
+                "inputs": [{"in": {"node_name": "t", "data_item": "a"}}],
+                "outputs": [{"data_item": "out", "alias": "out"}],
+            },
+        ],
+        "outputs": [{"y": {"node_name": "plus", "data_item": "out"}}],
+    }
+    return parse_pipelines([entry], "config.json: pipeline_config_list")[0]
+
+
+@pytest.fixture
+def add_const(node_libs: dict[str, Path]) -> tuple[LibraryConfig, Counters]:
+    path = node_libs["add_const"]
+    return LibraryConfig("add", str(path), path), Counters(path)
+
+
+def test_lifecycle(add_const: tuple[LibraryConfig, Counters]) -> None:
+    library, counters = add_const
+    managers = counters.live_managers
+
+    async def main() -> None:
+        registry = PipelineRegistry([chain("1")], [library])
+        # the model is missing: the pipeline is registered, failed, and comes back with it
+        assert await registry.refresh({})
+        pipeline = registry.pipelines["chain"]
+        assert (pipeline.state, pipeline.error_code) == (ModelState.LOADING, "FAILED_PRECONDITION")
+        assert pipeline.error_message.startswith(
+            "Pipeline definition has reference to missing model"
+        )
+        with pytest.raises(ModelNotLoadedYet, match="Pipeline is not loaded yet"):
+            pipeline.definition_for_request()
+        assert counters.live_managers == managers  # its custom node was closed again
+        models = {"tiny": tiny()}
+        assert await registry.refresh(models)
+        assert pipeline.available
+        assert not await registry.refresh(models)  # nothing changed: not validated again
+        first = pipeline.definition_for_request()
+        assert [s.name for s in first.inputs] == ["x"]
+        assert counters.live_managers == managers + 1
+
+        # changed params while a request holds the first definition
+        with first.use():
+            registry.configure([chain("2")], [library])
+            assert await registry.refresh(models)
+            second = pipeline.definition_for_request()
+            assert second is not first
+            assert counters.live_managers == managers + 2  # the first is still in use
+        assert counters.live_managers == managers + 1  # closed when its last request left
+
+        registry.configure([], [library])
+        assert await registry.refresh(models)
+        assert pipeline.state is ModelState.END
+        with pytest.raises(NotFound, match="Pipeline is retired"):
+            pipeline.definition_for_request()
+        assert counters.live_managers == managers
+
+        # a pipeline named like a model is not registered
+        registry.configure([chain("1", name="tiny")], [library])
+        await registry.refresh(models)
+        assert "tiny" not in registry.pipelines
+
+    trio.run(main)
