@@ -253,7 +253,7 @@ def test_kserve_encoded_image_curl(server: Server, tmp_path: Path) -> None:
         stat --format=%s request.json
         cat ./image.jpeg >> request.json
         curl -sf --data-binary "@./request.json" -X POST http://{server.rest_url}/v2/models/resnet/versions/0/infer -H "Inference-Header-Content-Length: 66"
-        """,  # noqa: E501
+        """,
         tmp_path,
     )
     size, body = out.split("\n", 1)
@@ -308,7 +308,7 @@ def test_kserve_numpy_curl(server: Server, tmp_path: Path) -> None:
     out = _curl(
         f"""
         curl -sf -X POST http://{server.rest_url}/v2/models/model_name/infer -H 'Content-Type: application/json' -d '{{"inputs" : [ {{"name" : "input_name", "shape" : [ 1, 10 ], "datatype"  : "FP32", "data" : [1,2,3,4,5,6,7,8,9,10]}} ]}}'
-        """,  # noqa: E501
+        """,
         tmp_path,
     )
     assert json.loads(out)["outputs"][0]["data"] == [float(i) for i in range(2, 12)]
@@ -366,16 +366,14 @@ def test_tfs_curl_every_example(server: Server, tmp_path: Path) -> None:
         curl -sf -X POST http://{url}/v1/models/my_model_strings:predict -H 'Content-Type: application/json' -d '{{"instances": [{{"input_name": "<string>"}}]}}'
         echo
         curl -sf -X POST http://{url}/v1/models/my_model_text:predict -H 'Content-Type: application/json' -d '{{"instances": [{{"input_name": "<string>"}}]}}'
-        """,  # noqa: E501
+        """,
         tmp_path,
     )
     status, metadata, b64_text, image, numbers, strings, text = map(json.loads, out.splitlines())
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
     assert "serving_default" in metadata["metadata"]["signature_def"]["signatureDef"]
     assert b64_text == {"predictions": ["awesome image bytes"]}
-    np.testing.assert_array_equal(
-        np.array(image["predictions"], np.float32), _decoded(_image(6))
-    )
+    np.testing.assert_array_equal(np.array(image["predictions"], np.float32), _decoded(_image(6)))
     assert numbers == {"predictions": [[float(i) for i in range(2, 12)]]}
     assert strings == {"predictions": ["<string>"]}
     assert text["predictions"][0]["echo_string"] == "<string>"

@@ -59,7 +59,9 @@ def test_tritonclient_grpc(server: Server) -> None:
     inp = grpcclient.InferInput("text", [len(STRINGS)], "BYTES")
     inp.set_data_from_numpy(np.array(STRINGS, dtype=object))
     result = client.infer("text", [inp])
-    _check(result.as_numpy("lengths"), result.as_numpy("rows"), list(result.as_numpy("echo_string")))
+    _check(
+        result.as_numpy("lengths"), result.as_numpy("rows"), list(result.as_numpy("echo_string"))
+    )
     outputs = {o.name: (o.datatype, list(o.shape)) for o in result.get_response().outputs}
     assert outputs == {
         "lengths": ("INT32", [3]),
@@ -138,7 +140,9 @@ def test_numbers_still_go_in_as_numbers(server: Server) -> None:
     inp = grpcclient.InferInput("text", list(ROWS.shape), "UINT8")
     inp.set_data_from_numpy(ROWS)
     result = client.infer("text", [inp])
-    _check(result.as_numpy("lengths"), result.as_numpy("rows"), list(result.as_numpy("echo_string")))
+    _check(
+        result.as_numpy("lengths"), result.as_numpy("rows"), list(result.as_numpy("echo_string"))
+    )
 
 
 def test_metadata_reports_the_model_tensors(server: Server) -> None:
