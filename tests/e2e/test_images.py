@@ -23,7 +23,7 @@ from ovmsclient import make_grpc_client, make_http_client
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.e2e.conftest import Server, start_server
+from tests.e2e.conftest import Server, serve_models
 
 pytestmark = pytest.mark.e2e
 
@@ -56,12 +56,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         {"name": "dyn", "base_path": "dyn", "plugin_config": f32},
         {"name": "one", "base_path": "one", "plugin_config": f32},
     ]
-    cfg = root / "config.json"
-    cfg.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
-    srv = start_server(root, ["--config_path", str(cfg)])
-    yield srv
-    assert srv.stop() == 0, srv.log()
-    assert "Traceback" not in srv.log()
+    with serve_models(root, entries) as srv:
+        yield srv
 
 
 def image(seed: int, h: int = 48, w: int = 40, ext: str = ".png", channels: int = 3) -> bytes:

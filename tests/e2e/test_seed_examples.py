@@ -54,7 +54,7 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from tests import models
-from tests.e2e.conftest import F32_EXACT, Server, start_server
+from tests.e2e.conftest import F32_EXACT, Server, serve_models
 
 pytestmark = pytest.mark.e2e
 
@@ -113,12 +113,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         entries.append(entry)
     models.text_model(root / "my_model_text", in_name="input_name")
     entries.append({"name": "my_model_text", "base_path": "my_model_text"})
-    cfg = root / "config.json"
-    cfg.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
-    srv = start_server(root, ["--config_path", str(cfg)])
-    yield srv
-    assert srv.stop() == 0, srv.log()
-    assert "Traceback" not in srv.log()
+    with serve_models(root, entries) as srv:
+        yield srv
 
 
 def _curl(script: str, cwd: Path) -> str:

@@ -21,7 +21,7 @@ from ovmsclient import make_grpc_client, make_http_client
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import Server, start_server
+from tests.e2e.conftest import Server, serve_models
 
 pytestmark = pytest.mark.e2e
 
@@ -40,12 +40,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         {"name": "text", "base_path": "text"},
         {"name": "narrow", "base_path": "narrow"},
     ]
-    cfg = root / "config.json"
-    cfg.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
-    srv = start_server(root, ["--config_path", str(cfg)])
-    yield srv
-    assert srv.stop() == 0, srv.log()
-    assert "Traceback" not in srv.log()
+    with serve_models(root, entries) as srv:
+        yield srv
 
 
 def _check(lengths: np.ndarray, rows: np.ndarray, echo: list[bytes]) -> None:
