@@ -14,7 +14,7 @@ as printed, the test says why and the one change made:
 
 The Go and Java examples are built from ``seed_clients/`` with Debian's toolchains and run when
 those are installed (skipped otherwise); the C++ examples need Triton's C++ client library, which
-no registry here packages, so they are not built: the messages they send (FP32 as raw bytes, an
+Debian does not package, so they are not built: the messages they send (FP32 as raw bytes, an
 encoded image) are sent from Python here.
 
 The tensorflow-serving-api examples run in a child interpreter, as written, when TensorFlow and
