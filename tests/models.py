@@ -114,3 +114,19 @@ def matmul_chain(width: int = 256, depth: int = 12, seed: int = 0) -> ov.Model:
         w = (rng.random((width, width)) * 0.01).astype(np.float32)
         y = ops.relu(ops.matmul(y, ops.constant(w), False, False))
     return ov.Model([_named(y, "y")], [x], "chain")
+
+
+def text_model(base: Path, width: int = -1, in_name: str = "text") -> Path:
+    """OVMS-style text model: ``in_name`` (UINT8 [-1, width]) holds one zero-padded string per
+    row.
+
+    Outputs: ``lengths`` (INT32 [-1], the non-zero bytes of each row), ``rows`` (the rows as
+    UINT8) and ``echo_string`` (the rows again; the ``_string`` suffix sends them back as
+    strings).
+    """
+    x = ops.parameter(ov.PartialShape([-1, width]), ov.Type.u8, name=in_name)
+    nonzero = ops.convert(ops.not_equal(x, ops.constant(np.uint8(0))), ov.Type.i32)
+    lengths = _named(ops.reduce_sum(nonzero, ops.constant(np.int64(1)), False), "lengths")
+    rows = _named(ops.convert(x, ov.Type.u8), "rows")
+    echo = _named(ops.bitwise_or(x, ops.constant(np.uint8(0))), "echo_string")
+    return _save(ov.Model([lengths, rows, echo], [x], "text"), base)

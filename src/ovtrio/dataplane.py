@@ -3,7 +3,9 @@
 REST and gRPC handlers decode their wire form into ``tensors.InferRequest``, call this module,
 and encode what it returns. Validation follows OVMS' order and messages (reference 1.12):
 input count -> for each model input, sorted by name: presence -> precision -> rank -> batch
--> shape.
+-> shape. Before it, strings sent to a 2-D UINT8 input become zero-padded rows (``text``), and
+encoded images sent to a 4-D input are decoded (``images``); after inference, 2-D UINT8 outputs
+named ``*_string`` go back as strings.
 """
 
 from __future__ import annotations
@@ -44,7 +46,15 @@ from .repository import (
     run_pipeline,
 )
 from .runtime import find_model_file
-from .tensors import InferRequest, InferResponse, Tensor, TensorSpec, datatype_of_array
+from .tensors import (
+    InferRequest,
+    InferResponse,
+    Tensor,
+    TensorSpec,
+    datatype,
+    datatype_of_array,
+)
+from .text import is_text_input, is_text_output, rows_to_strings, strings_to_rows
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -544,12 +554,13 @@ class DataPlane:
                     f"{spec.name} has layout {spec.layout or 'NCHW'} - serve the model with "
                     f"--layout NHWC:NCHW to accept images; input name: {spec.name}"
                 )
-            if tensor.data.ndim != 1:
+            if tensor.data.ndim > 1:
                 raise InvalidArgument(
                     f"Invalid shape of an encoded-image input - Expected: [N] (one item per "
                     f"image); Actual: {list(tensor.shape)}; input name: {spec.name}"
                 )
-            items = list(tensor.data)
+            # a scalar is one image: TensorFlow's make_tensor_proto(data) sends no shape
+            items = list(tensor.data.reshape(-1))
             decoded = await trio.to_thread.run_sync(
                 decode_images, items, spec, self.image_options, limiter=self.image_limiter
             )
@@ -574,6 +585,8 @@ class DataPlane:
                 raise InvalidArgument(
                     f"Missing input with specific name - Required input: {spec.name}"
                 )
+            if tensor.datatype is _BYTES and is_text_input(spec):
+                tensor = _text_rows(spec, tensor)
             by_name[spec.name] = _check_tensor(spec, tensor, axes[spec.name])
             if spec.datatype.kserve == "BYTES" and tensor.data.size == 0:
                 # OpenVINO cannot take an empty string tensor (it crashes the process)
@@ -594,8 +607,7 @@ class DataPlane:
     def _select_outputs(
         mv: ModelVersion, request: InferRequest, arrays: list[np.ndarray[Any, Any]]
     ) -> list[Tensor]:
-        specs = mv.outputs
-        tensors = [Tensor(s.name, s.datatype, a) for s, a in zip(specs, arrays, strict=True)]
+        tensors = [_output(s, a) for s, a in zip(mv.outputs, arrays, strict=True)]
         if request.outputs is None:
             return tensors
         by_name = {t.name: t for t in tensors}
@@ -646,6 +658,36 @@ def _log_request(
         status,
         seconds * 1000,
     )
+
+
+_BYTES = datatype("BYTES")
+
+
+def _text_rows(spec: TensorSpec, tensor: Tensor) -> Tensor:
+    """A BYTES tensor of N strings sent to a 2-D UINT8 input, as the input's ``[N, W]`` rows
+    (``text.strings_to_rows``). The width must fit the input's second dimension."""
+    name = spec.name
+    if tensor.data.ndim != 1:
+        raise InvalidArgument(
+            f"Invalid number of shape dimensions - Expected number of input shape dimensions: "
+            f"1 (one string per row); Actual: {tensor.data.ndim}; input name: {name}"
+        )
+    rows = strings_to_rows(list(tensor.data), name)
+    width = rows.shape[1]
+    if not _dim_ok(width, spec.shape[1], spec.ranges[1]):
+        raise InvalidArgument(
+            f"Invalid input shape - Expected: {_fmt_spec(spec)}; Actual: {_fmt(rows.shape)} "
+            f"({rows.shape[0]} strings, the longest {width - 1} bytes plus its terminating "
+            f"zero); input name: {name}"
+        )
+    return Tensor(tensor.name, spec.datatype, rows)
+
+
+def _output(spec: TensorSpec, array: np.ndarray[Any, Any]) -> Tensor:
+    """A model output as the response carries it: strings for a 2-D UINT8 ``*_string``."""
+    if is_text_output(spec) and array.ndim == 2:
+        return Tensor(spec.name, _BYTES, rows_to_strings(array))
+    return Tensor(spec.name, spec.datatype, array)
 
 
 def _check_tensor(spec: TensorSpec, tensor: Tensor, axis: int | None) -> np.ndarray[Any, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,20 @@ def start_server(
         server.stop(signal.SIGKILL)
         raise RuntimeError(f"server not ready in {timeout}s:\n{server.log()}")
     return server
+
+
+@contextlib.contextmanager
+def serve_models(
+    root: Path, entries: Sequence[dict[str, Any]], args: Sequence[str] = ()
+) -> Iterator[Server]:
+    """A server on ``root/config.json`` listing ``entries`` (each model's ``config`` object);
+    on exit it must stop cleanly, without a traceback in its log."""
+    cfg = root / "config.json"
+    cfg.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
+    server = start_server(root, ["--config_path", str(cfg), *args])
+    yield server
+    assert server.stop() == 0, server.log()
+    assert "Traceback" not in server.log(), server.log()
 
 
 F32_EXACT = {"INFERENCE_PRECISION_HINT": "f32"}

@@ -23,7 +23,7 @@ from ovmsclient import make_grpc_client, make_http_client
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.e2e.conftest import Server, start_server
+from tests.e2e.conftest import Server, serve_models
 
 pytestmark = pytest.mark.e2e
 
@@ -56,12 +56,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         {"name": "dyn", "base_path": "dyn", "plugin_config": f32},
         {"name": "one", "base_path": "one", "plugin_config": f32},
     ]
-    cfg = root / "config.json"
-    cfg.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
-    srv = start_server(root, ["--config_path", str(cfg)])
-    yield srv
-    assert srv.stop() == 0, srv.log()
-    assert "Traceback" not in srv.log()
+    with serve_models(root, entries) as srv:
+        yield srv
 
 
 def image(seed: int, h: int = 48, w: int = 40, ext: str = ".png", channels: int = 3) -> bytes:
@@ -265,3 +261,34 @@ def test_decompression_bomb_refused(server: Server) -> None:
     with pytest.raises(InferenceServerException, match=r"RESOURCE_EXHAUSTED|pixels"):
         g.infer("nhwc", [inp])
     assert requests.get(f"{server.http}/v2/health/ready").status_code == 200
+
+
+def test_a_scalar_is_one_image(server: Server) -> None:
+    """TensorFlow's ``make_tensor_proto(data)`` of one encoded image has no shape; a KServe
+    BYTES tensor of shape [] is the same: one image, a batch of 1."""
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc_url))
+    req = service_pb2.ModelInferRequest(model_name="nhwc")
+    req.inputs.add(name="in", datatype="BYTES", shape=[]).contents.bytes_contents.append(IMAGES[0])
+    resp = stub.ModelInfer(req)
+    assert list(resp.outputs[0].shape) == [1, H, W, 3]
+    np.testing.assert_array_equal(
+        np.frombuffer(resp.raw_output_contents[0], "<f4").reshape(1, H, W, 3),
+        expected(IMAGES[0])[None],
+    )
+    from ovmsclient.tfs_compat.protos.tensorflow.core.framework import tensor_pb2, types_pb2
+    from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    tfs = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(server.grpc_url))
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "one"
+    request.inputs["in"].CopyFrom(
+        tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[IMAGES[1]])
+    )
+    out = tfs.Predict(request, 10.0).outputs["out"]
+    assert [d.size for d in out.tensor_shape.dim] == [1, H, W, 3]
+    np.testing.assert_array_equal(
+        np.frombuffer(out.tensor_content, "<f4").reshape(1, H, W, 3), expected(IMAGES[1])[None]
+    )

@@ -5,7 +5,6 @@ tensorflow-serving-api's stubs are; TensorFlow itself is too heavy for CI), and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import grpc
@@ -23,7 +22,7 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
 )
 
 from tests import models
-from tests.e2e.conftest import F32_EXACT, Server, start_server
+from tests.e2e.conftest import F32_EXACT, Server, serve_models
 
 pytestmark = pytest.mark.e2e
 
@@ -53,12 +52,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         {"name": "ints", "base_path": "models/ints"},
         {"name": "multi", "base_path": "models/multi", "plugin_config": F32_EXACT},
     ]
-    cfg = root / "config.json"
-    cfg.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
-    srv = start_server(root, ["--config_path", str(cfg)])
-    yield srv
-    assert srv.stop() == 0, srv.log()
-    assert "Traceback" not in srv.log()
+    with serve_models(root, entries) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,8 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
     ) -> tfs_pb.GetModelMetadataResponse:
         spec = _spec_of(req)
         fields = list(req.metadata_field)
-        if fields != ["signature_def"]:
+        # none named: the signature, as the API documents' own example asks (OVMS refuses it)
+        if fields not in ([], ["signature_def"]):
             raise InvalidArgument(
                 f'Invalid signature name - metadata_field must be ["signature_def"], got {fields}'
             )
