@@ -109,6 +109,7 @@ async def serve(
     max_message_bytes: int = 1 << 30,
     max_connections: int = 0,
     max_streams: int = DEFAULT_MAX_STREAMS,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[GrpcEndpoint] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``table`` on host:port until cancelled; then drain and close.
@@ -135,7 +136,9 @@ async def serve(
             server = Server([servable], max_connections=max_connections, max_streams=max_streams)
             state["loop"], state["stop"], state["server"] = loop, stop, server
             try:
-                await server.start(host, port, reuse_address=True, ssl=ssl_context)
+                await server.start(
+                    host, port, reuse_address=True, reuse_port=reuse_port, ssl=ssl_context
+                )
             except OSError as exc:
                 failure.append(exc)
                 token.run_sync_soon(started.set)
