@@ -289,6 +289,7 @@ class Supervisor:
                     sys.executable,
                     "-m",
                     "ovtrio.workers._frontend",
+                    slot.name,
                     *(str(fd) for fd in fds),
                     str(os.getpid()),
                 ],

@@ -1,9 +1,9 @@
 """A front-end process: the REST or gRPC transport over a ``RemoteDataPlane``.
 
-The engine starts it as ``python -m ovtrio.workers._frontend FDS`` with five inherited file
-descriptors: the message socket, the control socket, the request arena, the response arena,
-and the engine's pid. The first message on the socket is ``("hello", config, role, index)``.
-The front-end binds its port with ``SO_REUSEPORT`` (the kernel spreads new connections over the
+The engine starts it as ``python -m ovtrio.workers._frontend NAME FD FD FD FD PID``: its name
+(``rest-0``), four inherited file descriptors (the message socket, the control socket, the
+request arena, the response arena) and the engine's pid. The first message on the socket is
+``("hello", config, role, index)``. The front-end binds its port with ``SO_REUSEPORT`` (the kernel spreads new connections over the
 front-ends of a port), answers ``("ready",)`` and serves until the engine says ``("drain",)``
 (graceful shutdown: exit 0) or goes away (its socket closes, or ``PR_SET_PDEATHSIG`` delivers
 SIGTERM: in-flight requests answer UNAVAILABLE / 503, exit 1). SIGINT and a SIGTERM while the
@@ -410,12 +410,11 @@ def _configure_logging(cfg: ServerConfig, name: str) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``argv``: the four file descriptors (socket, control, request arena, response arena)
-    and the engine's pid."""
+    """``argv``: the front-end's name (``rest-0``: for ``ps``), its four file descriptors
+    (socket, control, request arena, response arena) and the engine's pid."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    *fds, pid = (int(a) for a in argv)
-    engine_pid = pid
+    *fds, engine_pid = (int(a) for a in argv[1:])
     if os.getppid() != engine_pid:  # the engine died before the death signal was armed
         return 1
     try:
