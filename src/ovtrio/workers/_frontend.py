@@ -4,8 +4,8 @@ The engine starts it as ``python -m ovtrio.workers._frontend NAME FD FD FD FD PI
 (``rest-0``), four inherited file descriptors (the message socket, the control socket, the
 request arena, the response arena) and the engine's pid. The first message on the socket is
 ``("hello", config, role, index)``. The front-end binds its port with ``SO_REUSEPORT`` (the
-kernel spreads new connections over the front-ends of a port), answers ``("ready",)`` and serves until the engine says ``("drain",)``
-(graceful shutdown: exit 0) or goes away (its socket closes, or ``PR_SET_PDEATHSIG`` delivers
+kernel spreads new connections over the front-ends of a port), answers ``("ready",)`` and
+serves until the engine says ``("drain",)`` (graceful shutdown: exit 0) or goes away (its socket closes, or ``PR_SET_PDEATHSIG`` delivers
 SIGTERM: in-flight requests answer UNAVAILABLE / 503, exit 1). SIGINT and a SIGTERM while the
 engine lives are ignored: the engine drives the shutdown of every process.
 """
