@@ -5,9 +5,10 @@ The engine starts it as ``python -m ovtrio.workers._frontend NAME FD FD FD FD PI
 request arena, the response arena) and the engine's pid. The first message on the socket is
 ``("hello", config, role, index)``. The front-end binds its port with ``SO_REUSEPORT`` (the
 kernel spreads new connections over the front-ends of a port), answers ``("ready",)`` and
-serves until the engine says ``("drain",)`` (graceful shutdown: exit 0) or goes away (its socket closes, or ``PR_SET_PDEATHSIG`` delivers
-SIGTERM: in-flight requests answer UNAVAILABLE / 503, exit 1). SIGINT and a SIGTERM while the
-engine lives are ignored: the engine drives the shutdown of every process.
+serves until the engine says ``("drain",)`` (graceful shutdown: exit 0) or goes away (its
+socket closes, or ``PR_SET_PDEATHSIG`` delivers SIGTERM: in-flight requests answer
+UNAVAILABLE / 503, exit 1). SIGINT, and SIGTERM while the engine lives, are ignored: the
+engine drives the shutdown of every process.
 """
 
 from __future__ import annotations
