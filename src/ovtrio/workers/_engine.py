@@ -13,7 +13,6 @@ port cannot be bound, ...) stops the server's start. On SIGINT/SIGTERM every fro
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -243,12 +242,27 @@ class Supervisor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start every front-end (raise ``StartupError`` if one cannot start), report started,
         and keep them running until ``drain``."""
+        failures: list[str] = []
         async with trio.open_nursery() as nursery:
             async with trio.open_nursery() as starting:  # in parallel: each imports ovtrio
                 for slot in self._slots:
-                    starting.start_soon(functools.partial(nursery.start, self._keep, slot))
-            task_status.started()
+                    starting.start_soon(self._start, nursery, slot, failures, starting)
+            if failures:
+                nursery.cancel_scope.cancel()
+            else:
+                task_status.started()
         self._all_exited.set()
+        if failures:
+            raise server.StartupError(failures[0])
+
+    async def _start(
+        self, nursery: trio.Nursery, slot: _Slot, failures: list[str], starting: trio.Nursery
+    ) -> None:
+        try:
+            await nursery.start(self._keep, slot)
+        except server.StartupError as exc:
+            failures.append(str(exc))
+            starting.cancel_scope.cancel()
 
     async def drain(self, grace_s: float) -> None:
         """Ask every front-end to drain; wait for them within ``grace_s`` (and a second)."""
