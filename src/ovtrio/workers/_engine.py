@@ -29,7 +29,7 @@ from ..config import ServerConfig
 from ..dataplane import DataPlane
 from ..errors import OvtrioError
 from ..tensors import TensorSpec
-from ._protocol import Codec, Framer, SharedArena, portable_error
+from ._protocol import Codec, SharedArena, portable_error, read_payloads, write_frames
 
 __all__ = ["VersionRef", "serve"]
 
@@ -103,34 +103,14 @@ class _Connection:
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._write)
+            nursery.start_soon(write_frames, self._stream, self._outbox)
             nursery.start_soon(self._serve_control)
             await self._read(nursery)
             nursery.cancel_scope.cancel()
 
-    async def _write(self) -> None:
-        async for first in self._outbox:
-            chunks = [first]
-            while True:
-                try:
-                    chunks.append(self._outbox.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            try:
-                await self._stream.send_all(b"".join(chunks))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-
     async def _read(self, nursery: trio.Nursery) -> None:
-        framer = Framer()
-        while True:
-            try:
-                data = await self._stream.receive_some(1 << 16)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            if not data:
-                return
-            for payload in framer.feed(data):
+        async for payloads in read_payloads(self._stream):
+            for payload in payloads:
                 self._dispatch(self._codec.loads(payload), nursery)
 
     def _dispatch(self, message: tuple[Any, ...], nursery: trio.Nursery) -> None:
@@ -191,16 +171,9 @@ class _Connection:
         self.send(answer)
 
     async def _serve_control(self) -> None:
-        framer = Framer()
         codec = Codec(None, None)
-        while True:
-            try:
-                data = await self._control.receive_some(1 << 16)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            if not data:
-                return
-            for payload in framer.feed(data):
+        async for payloads in read_payloads(self._control):
+            for payload in payloads:
                 method, args = codec.loads(payload)
                 try:
                     answer: tuple[bool, Any] = (True, self._control_call(method, args))

@@ -34,7 +34,7 @@ from ..errors import OvtrioError, Unavailable
 from ..load import Load
 from ..repository import ModelVersion, VersionStatistics
 from ..tensors import InferRequest, InferResponse
-from ._protocol import Codec, Framer, SharedArena
+from ._protocol import Codec, SharedArena, read_payloads, write_frames
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
@@ -67,7 +67,6 @@ class EngineLink:
         self._stream = stream
         self._requests = requests
         self._codec = Codec(out=requests, into=responses)
-        self._framer = Framer()
         self._send, self._outbox = trio.open_memory_channel[bytes](float("inf"))
         self._calls: dict[int, _Call] = {}
         self._next_id = 0
@@ -83,7 +82,7 @@ class EngineLink:
         """Read and write until the engine's socket closes; then fail every call in flight."""
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._write)
+                nursery.start_soon(write_frames, self._stream, self._outbox)
                 await self._read()
                 nursery.cancel_scope.cancel()
         finally:
@@ -96,28 +95,9 @@ class EngineLink:
     def send(self, message: tuple[Any, ...]) -> None:
         self._send.send_nowait(self._codec.dumps(message))
 
-    async def _write(self) -> None:
-        async for first in self._outbox:
-            chunks = [first]
-            while True:
-                try:
-                    chunks.append(self._outbox.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            try:
-                await self._stream.send_all(b"".join(chunks))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-
     async def _read(self) -> None:
-        while True:
-            try:
-                data = await self._stream.receive_some(1 << 16)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            if not data:
-                return
-            for payload in self._framer.feed(data):
+        async for payloads in read_payloads(self._stream):
+            for payload in payloads:
                 self._dispatch(self._codec.loads(payload, self._watch))
 
     def _dispatch(self, message: tuple[Any, ...]) -> None:

@@ -27,10 +27,11 @@ import mmap
 import os
 import pickle
 import struct
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
+import trio
 
 from ..errors import OvtrioError
 from ..tensors import Datatype, datatype
@@ -41,8 +42,9 @@ __all__ = [
     "Codec",
     "Framer",
     "SharedArena",
-    "frame",
     "portable_error",
+    "read_payloads",
+    "write_frames",
 ]
 
 ARENA_BYTES = 1 << 30
@@ -50,11 +52,6 @@ ARENA_BYTES = 1 << 30
 
 _ALIGN = 64
 _HEADER = struct.Struct("<I")
-
-
-def frame(payload: bytes) -> bytes:
-    """One frame: the payload's length, then the payload."""
-    return _HEADER.pack(len(payload)) + payload
 
 
 class Framer:
@@ -83,6 +80,35 @@ class Framer:
         return out
 
 
+async def read_payloads(stream: trio.SocketStream) -> AsyncIterator[list[bytes]]:
+    """The payloads of the frames ``stream`` brings, in batches, until it closes."""
+    framer = Framer()
+    while True:
+        try:
+            data = await stream.receive_some(1 << 16)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        if not data:
+            return
+        yield framer.feed(data)
+
+
+async def write_frames(stream: trio.SocketStream, outbox: trio.MemoryReceiveChannel[bytes]) -> None:
+    """Send the frames put in ``outbox``, all those waiting in one write, until ``stream``
+    breaks."""
+    async for first in outbox:
+        chunks = [first]
+        while True:
+            try:
+                chunks.append(outbox.receive_nowait())
+            except trio.WouldBlock:
+                break
+        try:
+            await stream.send_all(b"".join(chunks))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+
 class Arena:
     """First-fit allocator of byte ranges in a fixed span, with neighbours merged on free."""
 
@@ -93,10 +119,6 @@ class Arena:
         self._free_starts: list[int] = [0]
         self._free_sizes: list[int] = [size]
         self._used: dict[int, int] = {}
-
-    @property
-    def used_bytes(self) -> int:
-        return sum(self._used.values())
 
     def alloc(self, nbytes: int) -> int | None:
         """The offset of ``nbytes`` free bytes, or None if no free range is large enough."""
@@ -144,11 +166,6 @@ class SharedArena:
         os.ftruncate(fd, size)
         os.set_inheritable(fd, True)
         return cls(fd, size)
-
-    def view(self, offset: int, dtype: str, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
-        dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        return np.frombuffer(self.map, dt, count, offset).reshape(shape)
 
     def put(self, array: np.ndarray[Any, Any]) -> int | None:
         """Copy ``array`` into a new allocation; its offset, or None if it does not fit."""
