@@ -29,7 +29,15 @@ from ..config import ServerConfig
 from ..dataplane import DataPlane
 from ..errors import OvtrioError
 from ..tensors import TensorSpec
-from ._protocol import Codec, SharedArena, portable_error, read_payloads, write_frames
+from ._protocol import (
+    Codec,
+    SharedArena,
+    pack_response,
+    portable_error,
+    read_payloads,
+    unpack_request,
+    write_frames,
+)
 
 __all__ = ["VersionRef", "serve"]
 
@@ -95,9 +103,11 @@ class _Connection:
         self.ready = trio.Event()
         self.failure = ""
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: tuple[Any, ...], *, typed: bool = False) -> None:
+        """Queue ``message`` (``typed``: it may hold datatypes)."""
+        codec = self._codec
         try:
-            self._send.send_nowait(self._codec.dumps(message, []))
+            self._send.send_nowait(codec.dumps_typed(message) if typed else codec.dumps(message))
         except trio.ClosedResourceError:
             pass
 
@@ -116,7 +126,8 @@ class _Connection:
     def _dispatch(self, message: tuple[Any, ...], nursery: trio.Nursery) -> None:
         kind = message[0]
         if kind == "infer":
-            _, call_id, request, api, interface = message
+            _, call_id, packed, api, interface = message
+            request = unpack_request(self._codec, packed)
             scope = trio.CancelScope()
             self._scopes[call_id] = scope
             nursery.start_soon(self._infer, call_id, scope, request, api, interface)
@@ -143,7 +154,7 @@ class _Connection:
             with scope:
                 try:
                     response = await self._dp.infer(request, api=api, interface=interface)
-                    answer = ("done", call_id, response)
+                    answer = ("answer", call_id, pack_response(self._codec, response))
                 except OvtrioError as exc:
                     answer = ("error", call_id, portable_error(exc))
                 except Exception as exc:
@@ -168,7 +179,7 @@ class _Connection:
             answer: tuple[Any, ...] = ("done", call_id, value)
         except Exception as exc:
             answer = ("error", call_id, portable_error(exc))
-        self.send(answer)
+        self.send(answer, typed=True)
 
     async def _serve_control(self) -> None:
         codec = Codec(None, None)
@@ -180,7 +191,7 @@ class _Connection:
                 except Exception as exc:
                     answer = (False, portable_error(exc))
                 try:
-                    await self._control.send_all(codec.dumps(answer))
+                    await self._control.send_all(codec.dumps_typed(answer))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
 
@@ -296,7 +307,7 @@ class Supervisor:
             requests,
             responses,
         )
-        conn.send(("hello", self._cfg, slot.role, slot.index))
+        conn.send(("hello", self._cfg, slot.role, slot.index), typed=True)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(conn.run)

@@ -34,7 +34,14 @@ from ..errors import OvtrioError, Unavailable
 from ..load import Load
 from ..repository import ModelVersion, VersionStatistics
 from ..tensors import InferRequest, InferResponse
-from ._protocol import Codec, SharedArena, read_payloads, write_frames
+from ._protocol import (
+    Codec,
+    SharedArena,
+    pack_request,
+    read_payloads,
+    unpack_response,
+    write_frames,
+)
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
@@ -98,17 +105,20 @@ class EngineLink:
     async def _read(self) -> None:
         async for payloads in read_payloads(self._stream):
             for payload in payloads:
-                self._dispatch(self._codec.loads(payload, self._watch))
+                self._dispatch(self._codec.loads(payload))
 
     def _dispatch(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
-        if kind in ("done", "error"):
+        if kind in ("answer", "done", "error"):
+            value = message[2]
+            if kind == "answer":  # views of the response arena, released once unreferenced
+                value = unpack_response(self._codec, value, self._watch)
             call = self._calls.pop(message[1], None)
             if call is None:
                 return
             for offset in call.placed:
                 self._requests.arena.free(offset)
-            call.ok, call.value = kind == "done", message[2]
+            call.ok, call.value = kind != "error", value
             call.done.set()
         elif kind == "hello":
             self.hello_message = message
@@ -137,20 +147,32 @@ class EngineLink:
         if offsets and not self.gone.is_set():
             self.send(("release", offsets))
 
-    async def call(self, kind: str, *args: Any) -> Any:
-        """Send ``(kind, id, *args)`` and return the engine's answer (raise its error). A
-        cancelled call tells the engine, which drops the request from its queue."""
+    async def infer(self, request: InferRequest, api: str, interface: str) -> InferResponse:
+        """The engine's ``DataPlane.infer`` of ``request``: inputs through the request
+        arena, outputs viewing the response arena."""
         if self.gone.is_set():
             raise Unavailable(_GONE)
-        self._next_id += 1
-        call_id = self._next_id
         call = _Call()
         try:
-            data = self._codec.dumps((kind, call_id, *args), call.placed)
+            packed = pack_request(self._codec, request, call.placed)
         except BaseException:
             for offset in call.placed:
                 self._requests.arena.free(offset)
             raise
+        return cast("InferResponse", await self._call(call, "infer", packed, api, interface))
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """The engine's data plane ``method`` (a coroutine) called with ``args``."""
+        if self.gone.is_set():
+            raise Unavailable(_GONE)
+        return await self._call(_Call(), "call", method, args)
+
+    async def _call(self, call: _Call, kind: str, *args: Any) -> Any:
+        """Send ``(kind, id, *args)`` and return the engine's answer (raise its error). A
+        cancelled call tells the engine, which drops the request from its queue."""
+        self._next_id += 1
+        call_id = self._next_id
+        data = self._codec.dumps((kind, call_id, *args))
         self._calls[call_id] = call
         self._send.send_nowait(data)
         try:
@@ -264,17 +286,17 @@ class RemoteDataPlane(DataPlane):
         return cast("list[dict[str, str]]", self._control.call("repository_index", ready_only))
 
     async def reload_config(self) -> bool:
-        return bool(await self._link.call("call", "reload_config", ()))
+        return bool(await self._link.call("reload_config"))
 
     async def load_model(self, name: str) -> None:
-        await self._link.call("call", "load_model", (name,))
+        await self._link.call("load_model", name)
 
     async def unload_model(self, name: str) -> None:
-        await self._link.call("call", "unload_model", (name,))
+        await self._link.call("unload_model", name)
 
     async def version_for_infer(self, name: str, version: int | None) -> ModelVersion:
         self._refuse_when_shutting_down()
-        ref = await self._link.call("call", "version_for_infer", (name, version))
+        ref = await self._link.call("version_for_infer", name, version)
         return cast("ModelVersion", ref)
 
     async def infer(
@@ -292,8 +314,7 @@ class RemoteDataPlane(DataPlane):
             self._idle = trio.Event()
         try:
             with self.load.serving():
-                response = await self._link.call("infer", request, api, interface)
-            return cast("InferResponse", response)
+                return await self._link.infer(request, api, interface)
         finally:
             if self.in_flight == 0:
                 self._idle.set()

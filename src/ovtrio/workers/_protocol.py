@@ -1,9 +1,11 @@
 """What crosses between the engine and a front-end: frames, tensors in shared memory, errors.
 
-A message is one frame on a Unix socket: a 4-byte little-endian length, then a pickle. The
-pickle never holds a numeric tensor: ``Codec.dumps`` moves each numeric numpy array into a
-shared arena and puts a descriptor (offset, dtype, shape) in its place; ``Codec.loads`` turns
-the descriptor back into an array that views the arena (no copy). BYTES tensors (numpy object
+A message is one frame on a Unix socket: a 4-byte little-endian length, then a pickle of
+builtins. The pickle never holds a numeric tensor: ``Codec.pack`` copies each numeric numpy
+array into a shared arena and puts a descriptor (offset, dtype, shape) in its place;
+``Codec.unpack`` turns the descriptor back into an array that views the arena (no copy). The
+inference messages are packed into tuples of builtins (``pack_request``, ``pack_response``):
+pickle handles those in C, without a call into Python per object. BYTES tensors (numpy object
 arrays of strings, encoded images) and arrays that do not fit in the arena's free space travel
 inside the pickle.
 
@@ -34,7 +36,7 @@ import numpy as np
 import trio
 
 from ..errors import OvtrioError
-from ..tensors import Datatype, datatype
+from ..tensors import Datatype, InferRequest, InferResponse, RequestedOutput, Tensor, datatype
 
 __all__ = [
     "ARENA_BYTES",
@@ -42,8 +44,12 @@ __all__ = [
     "Codec",
     "Framer",
     "SharedArena",
+    "pack_request",
+    "pack_response",
     "portable_error",
     "read_payloads",
+    "unpack_request",
+    "unpack_response",
     "write_frames",
 ]
 
@@ -183,60 +189,31 @@ class SharedArena:
 
 
 class _Pickler(pickle.Pickler):
-    def __init__(
-        self, file: io.BytesIO, arena: SharedArena | None, placed: list[int] | None
-    ) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._arena = arena
-        self._placed = placed
+    """Pickles a ``Datatype`` as its KServe name (control-plane answers hold them)."""
 
     def persistent_id(self, obj: Any) -> Any:
         if isinstance(obj, Datatype):
-            return ("dt", obj.kserve)
-        if (
-            self._arena is not None
-            and type(obj) is np.ndarray
-            and obj.dtype.kind in "biuf"
-            and self._placed is not None
-        ):
-            offset = self._arena.put(obj)
-            if offset is None:
-                return None
-            self._placed.append(offset)
-            return ("shm", offset, obj.dtype.str, obj.shape)
+            return obj.kserve
         return None
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(
-        self,
-        file: io.BytesIO,
-        arena: SharedArena | None,
-        on_view: Callable[[np.ndarray[Any, Any], int], None] | None,
-    ) -> None:
-        super().__init__(file)
-        self._arena = arena
-        self._on_view = on_view
-
     def persistent_load(self, pid: Any) -> Any:
-        if pid[0] == "dt":
-            return datatype(pid[1])
-        _, offset, dtype, shape = pid
-        assert self._arena is not None
-        dt = np.dtype(dtype)
-        count = 1
-        for d in shape:
-            count *= d
-        flat = np.frombuffer(self._arena.map, dt, count, offset)
-        if self._on_view is not None:
-            self._on_view(flat, offset)
-        return flat.reshape(shape)
+        return datatype(pid)
+
+
+_PLAIN, _TYPED = b"P", b"T"
+
+_Packed = tuple[str, str, Any]
+"""A tensor on the wire: name, KServe datatype, and either ``(offset, dtype, shape)`` in the
+sender's arena or the array itself."""
 
 
 class Codec:
-    """Pickles messages with their numeric arrays placed in ``out`` (the arena this side
-    allocates in) and unpickles with arrays viewing ``into`` (the arena the other side
-    allocates in)."""
+    """Frames messages. ``dumps`` pickles builtins only: an ``InferRequest`` or
+    ``InferResponse`` is packed first (``pack``), each numeric array copied into ``out`` (the
+    arena this side allocates in); ``loads`` unpacks with arrays viewing ``into`` (the arena
+    the other side allocates in). ``dumps_typed`` pickles anything, datatypes by name."""
 
     __slots__ = ("into", "out")
 
@@ -244,24 +221,100 @@ class Codec:
         self.out = out
         self.into = into
 
-    def dumps(self, message: Any, placed: list[int] | None = None) -> bytes:
-        """The frame of ``message``; the offsets of the arrays it placed go to ``placed``
-        (None: arrays travel inside the pickle)."""
+    def dumps(self, message: Any) -> bytes:
+        """The frame of ``message`` (builtins, errors and packed tensors)."""
+        payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        return _HEADER.pack(len(payload) + 1) + _PLAIN + payload
+
+    def dumps_typed(self, message: Any) -> bytes:
+        """The frame of ``message``, which may hold datatypes (metadata, specs, config)."""
         buffer = io.BytesIO()
-        buffer.write(b"\0\0\0\0")
-        _Pickler(buffer, self.out, placed).dump(message)
+        buffer.write(b"\0\0\0\0" + _TYPED)
+        _Pickler(buffer, pickle.HIGHEST_PROTOCOL).dump(message)
         data = buffer.getbuffer()
         _HEADER.pack_into(data, 0, len(data) - 4)
         return bytes(data)
 
-    def loads(
+    def loads(self, payload: bytes) -> Any:
+        """The message of a frame's payload."""
+        if payload[:1] == _PLAIN:
+            return pickle.loads(memoryview(payload)[1:])
+        return _Unpickler(io.BytesIO(memoryview(payload)[1:])).load()
+
+    def pack(self, tensors: list[Tensor], placed: list[int]) -> list[_Packed]:
+        """``tensors`` for ``dumps``: numeric arrays copied into ``out`` (their offsets
+        appended to ``placed``), the others (BYTES, or too large for the free space) as they
+        are."""
+        out: list[_Packed] = []
+        for t in tensors:
+            a = t.data
+            where: Any = a
+            if self.out is not None and a.dtype.kind in "biuf":
+                offset = self.out.put(a)
+                if offset is not None:
+                    placed.append(offset)
+                    where = (offset, a.dtype.str, a.shape)
+            out.append((t.name, t.datatype.kserve, where))
+        return out
+
+    def unpack(
         self,
-        payload: bytes,
+        packed: list[_Packed],
         on_view: Callable[[np.ndarray[Any, Any], int], None] | None = None,
-    ) -> Any:
-        """The message of a frame's payload; ``on_view(array, offset)`` is told of each array
-        that views the arena."""
-        return _Unpickler(io.BytesIO(payload), self.into, on_view).load()
+    ) -> list[Tensor]:
+        """The tensors of ``pack``, arrays viewing ``into``; ``on_view(array, offset)`` is
+        told of each such array."""
+        tensors = []
+        for name, kserve, where in packed:
+            if type(where) is tuple:
+                offset, dtype, shape = where
+                assert self.into is not None
+                count = 1
+                for d in shape:
+                    count *= d
+                flat = np.frombuffer(self.into.map, np.dtype(dtype), count, offset)
+                if on_view is not None:
+                    on_view(flat, offset)
+                where = flat.reshape(shape)
+            tensors.append(Tensor(name, datatype(kserve), where))
+        return tensors
+
+
+def pack_request(codec: Codec, r: InferRequest, placed: list[int]) -> tuple[Any, ...]:
+    outputs = None if r.outputs is None else [(o.name, o.parameters) for o in r.outputs]
+    return (
+        r.model_name,
+        r.model_version,
+        codec.pack(r.inputs, placed),
+        outputs,
+        r.id,
+        r.parameters,
+    )
+
+
+def unpack_request(codec: Codec, packed: tuple[Any, ...]) -> InferRequest:
+    name, version, inputs, outputs, request_id, parameters = packed
+    return InferRequest(
+        name,
+        version,
+        codec.unpack(inputs),
+        None if outputs is None else [RequestedOutput(n, p) for n, p in outputs],
+        request_id,
+        parameters,
+    )
+
+
+def pack_response(codec: Codec, r: InferResponse) -> tuple[Any, ...]:
+    return (r.model_name, r.model_version, codec.pack(r.outputs, []), r.id, r.parameters)
+
+
+def unpack_response(
+    codec: Codec,
+    packed: tuple[Any, ...],
+    on_view: Callable[[np.ndarray[Any, Any], int], None],
+) -> InferResponse:
+    name, version, outputs, response_id, parameters = packed
+    return InferResponse(name, version, codec.unpack(outputs, on_view), response_id, parameters)
 
 
 def portable_error(exc: BaseException) -> OvtrioError:
