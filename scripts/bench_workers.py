@@ -22,7 +22,6 @@ import importlib.machinery
 import importlib.util
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -169,10 +168,10 @@ def main() -> None:
     print("\nmodel      transport clients workers   req/s  x(1)  engine us/req  front-ends us/req")
     for model, clients in POINTS:
         for transport in transports:
-            base = statistics.median(r["rps"] for r in samples[(counts[0], model, transport)])
+            mids = {w: median_run(samples[(w, model, transport)]) for w in counts}
+            base = mids[counts[0]]["rps"]
             for workers in counts:
-                runs = samples[(workers, model, transport)]
-                mid = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+                mid = mids[workers]
                 print(
                     f"{model:10} {transport:9} {clients:7} {workers:7} {mid['rps']:7.0f} "
                     f"{mid['rps'] / base:5.2f} {mid['engine_cpu_us']:14.0f} "
@@ -195,6 +194,11 @@ def main() -> None:
                 )
             finally:
                 bench.stop(proc)
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median requests/s (the upper one for an even count)."""
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
 
 
 def memory_mib_one(pid: int) -> tuple[float, float]:
