@@ -111,12 +111,18 @@ class _Connection:
         except trio.ClosedResourceError:
             pass
 
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(write_frames, self._stream, self._outbox)
-            nursery.start_soon(self._serve_control)
-            await self._read(nursery)
-            nursery.cancel_scope.cancel()
+    async def run(self, process: trio.Process, name: str) -> None:
+        """Serve the front-end's messages until its socket closes. A message the engine
+        cannot read ends that front-end (killed, then started again), not the engine."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(write_frames, self._stream, self._outbox)
+                nursery.start_soon(self._serve_control)
+                await self._read(nursery)
+                nursery.cancel_scope.cancel()
+        except Exception:
+            log.exception("front-end %s: protocol error; killing it", name)
+            process.kill()
 
     async def _read(self, nursery: trio.Nursery) -> None:
         async for payloads in read_payloads(self._stream):
@@ -310,7 +316,7 @@ class Supervisor:
         conn.send(("hello", self._cfg, slot.role, slot.index), typed=True)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(conn.run)
+                nursery.start_soon(conn.run, process, slot.name)
                 nursery.start_soon(self._report_ready, conn, slot, task_status)
                 await process.wait()
                 nursery.cancel_scope.cancel()
