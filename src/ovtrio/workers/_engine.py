@@ -102,6 +102,8 @@ class _Connection:
         self._scopes: dict[int, trio.CancelScope] = {}
         self.ready = trio.Event()
         self.failure = ""
+        self.held = 0
+        """The requests the front-end's transport held when it sent its last inference."""
 
     def send(self, message: tuple[Any, ...], *, typed: bool = False) -> None:
         """Queue ``message`` (``typed``: it may hold datatypes)."""
@@ -132,7 +134,7 @@ class _Connection:
     def _dispatch(self, message: tuple[Any, ...], nursery: trio.Nursery) -> None:
         kind = message[0]
         if kind == "infer":
-            _, call_id, packed, api, interface = message
+            _, call_id, packed, api, interface, self.held = message
             request = unpack_request(self._codec, packed)
             scope = trio.CancelScope()
             self._scopes[call_id] = scope
@@ -223,6 +225,12 @@ class Supervisor:
         self._processes: dict[_Slot, trio.Process] = {}
         self._draining = False
         self._all_exited = trio.Event()
+        dataplane.load.add_transport(self.held)
+
+    def held(self) -> int:
+        """The requests the front-ends hold (as of each one's last inference): the engine's
+        "sole request runs inline" counts them as one process counts its transports'."""
+        return sum(conn.held for conn in self._live.values())
 
     @property
     def pids(self) -> dict[str, int]:

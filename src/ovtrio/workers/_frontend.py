@@ -147,9 +147,12 @@ class EngineLink:
         if offsets and not self.gone.is_set():
             self.send(("release", offsets))
 
-    async def infer(self, request: InferRequest, api: str, interface: str) -> InferResponse:
+    async def infer(
+        self, request: InferRequest, api: str, interface: str, held: int
+    ) -> InferResponse:
         """The engine's ``DataPlane.infer`` of ``request``: inputs through the request
-        arena, outputs viewing the response arena."""
+        arena, outputs viewing the response arena. ``held``: the requests this front-end's
+        transport holds, for the engine's "sole request runs inline" decision."""
         if self.gone.is_set():
             raise Unavailable(_GONE)
         call = _Call()
@@ -159,7 +162,8 @@ class EngineLink:
             for offset in call.placed:
                 self._requests.arena.free(offset)
             raise
-        return cast("InferResponse", await self._call(call, "infer", packed, api, interface))
+        answer = await self._call(call, "infer", packed, api, interface, held)
+        return cast("InferResponse", answer)
 
     async def call(self, method: str, *args: Any) -> Any:
         """The engine's data plane ``method`` (a coroutine) called with ``args``."""
@@ -231,6 +235,13 @@ class _RemoteMetrics:
         return cast("tuple[bytes, str]", self._control.call("metrics_exposition"))
 
 
+class _HeldLoad(Load):
+    """``Load`` that also tells the requests the transports hold (sent to the engine)."""
+
+    def held(self) -> int:
+        return sum(count() for count in self._transports)
+
+
 class RemoteDataPlane(DataPlane):
     """The data plane the transports of a front-end call: inference and the repository calls
     travel as messages (tensors through the arenas); the synchronous calls go through the
@@ -242,7 +253,8 @@ class RemoteDataPlane(DataPlane):
         self.max_tensor_elements = cfg.max_tensor_elements
         self.max_json_depth = cfg.rest_max_json_depth
         self.shutting_down = False
-        self.load = Load()
+        self._held = _HeldLoad()
+        self.load = self._held
         self._idle = trio.Event()
         self._idle.set()
         self._link = link
@@ -314,7 +326,7 @@ class RemoteDataPlane(DataPlane):
             self._idle = trio.Event()
         try:
             with self.load.serving():
-                return await self._link.infer(request, api, interface)
+                return await self._link.infer(request, api, interface, self._held.held())
         finally:
             if self.in_flight == 0:
                 self._idle.set()
