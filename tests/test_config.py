@@ -844,7 +844,7 @@ def test_cli_workers_flags() -> None:
     assert (cfg.rest_workers, cfg.grpc_workers) == (8, 4)
     assert cfg.ignored_flags == ()
     for bad in ("0", "-1", "1025"):
-        with pytest.raises(ConfigError, match="--rest_workers: expected an integer in 1..1024"):
+        with pytest.raises(ConfigError, match=r"--rest_workers: expected an integer in 1\.\.1024"):
             config.load([*CLI_MODEL, "--rest_workers", bad])
 
 
