@@ -259,9 +259,12 @@ def test_killed_front_end_is_restarted_and_others_are_untouched(tmp_path: Path) 
         for _ in range(4):
             with requests.Session() as s:
                 rest_infer_json(srv, s)
-        # SIGTERM: every process drains and exits 0
+        # SIGTERM: every process drains (the slow call in flight finishes) and exits 0
         pids = list(frontends(srv).values())
+        draining = Call(srv, "slow_batched", 1.0)
+        wait_for(lambda: stats(srv, "slow_batched")["ovtrio"]["running_batches"] == [1], "B")
         assert srv.stop(signal.SIGTERM) == 0, srv.log()
+        assert isinstance(draining.join(), np.ndarray), draining.result
         wait_for(lambda: not any(alive(p) for p in pids), "front-ends to exit", timeout=10)
         assert "exited with" not in srv.log().split("shutting down")[-1], srv.log()
     finally:
