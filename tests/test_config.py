@@ -872,8 +872,6 @@ def test_cli_ignored_flags_are_recorded() -> None:
     cfg = config.load(
         [
             *CLI_MODEL,
-            "--grpc_workers", "4",
-            "--rest_workers", "8",
             "--grpc_max_threads", "2",
             "--grpc_memory_quota", "1000",
             "--grpc_channel_arguments", "grpc.max_connection_age_ms=2000",
@@ -882,14 +880,23 @@ def test_cli_ignored_flags_are_recorded() -> None:
         ]
     )  # fmt: skip
     assert cfg.ignored_flags == (
-        "grpc_workers",
-        "rest_workers",
         "grpc_max_threads",
         "grpc_memory_quota",
         "grpc_channel_arguments",
         "sequence_cleaner_poll_wait_minutes",
         "custom_node_resources_cleaner_interval_seconds",
     )
+
+
+def test_cli_workers_flags() -> None:
+    cfg = config.load(CLI_MODEL)
+    assert (cfg.rest_workers, cfg.grpc_workers) == (1, 1)
+    cfg = config.load([*CLI_MODEL, "--grpc_workers", "4", "--rest_workers", "8"])
+    assert (cfg.rest_workers, cfg.grpc_workers) == (8, 4)
+    assert cfg.ignored_flags == ()
+    for bad in ("0", "-1", "1025"):
+        with pytest.raises(ConfigError, match=r"--rest_workers: expected an integer in 1\.\.1024"):
+            config.load([*CLI_MODEL, "--rest_workers", bad])
 
 
 @pytest.mark.parametrize(

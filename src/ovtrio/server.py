@@ -42,7 +42,17 @@ from .runtime import ov_core
 if TYPE_CHECKING:
     from .grpc import GrpcEndpoint
 
-__all__ = ["StartupError", "run", "serve"]
+__all__ = [
+    "StartupError",
+    "build_dataplane",
+    "drain",
+    "install_patches",
+    "prepare",
+    "run",
+    "serve",
+    "start_transports",
+    "watch_signals",
+]
 
 log = logging.getLogger("ovtrio")
 
@@ -61,8 +71,10 @@ def _raise_fd_limit() -> None:
 def run(cfg: ServerConfig) -> int:
     """Run the server until a signal stops it. Returns the process exit code."""
     _raise_fd_limit()
+    from . import workers
+
     try:
-        trio.run(serve, cfg)
+        trio.run(workers.serve if workers.uses_workers(cfg) else serve, cfg)
     except BaseException as exc:  # start-up failures become one log line
         leaf = _leaf(exc)
         if isinstance(leaf, (OSError, StartupError)):
@@ -84,8 +96,10 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def _hypercorn_config(cfg: ServerConfig) -> HypercornConfig:
+def _hypercorn_config(cfg: ServerConfig, *, reuse_port: bool = False) -> HypercornConfig:
     hc = HypercornConfig()
+    if reuse_port:
+        hc.workers = 2  # several processes serve the port: rest._server binds with SO_REUSEPORT
     hc.bind = [_address(host, cfg.rest_port) for host in cfg.rest_bind_address]
     hc.graceful_timeout = cfg.graceful_timeout_s
     hc.accesslog = None
@@ -108,7 +122,8 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _addresses(hosts: tuple[str, ...], port: int) -> str:
+def addresses(hosts: tuple[str, ...], port: int) -> str:
+    """The addresses a port is served on, for the start-up line ("off" without the port)."""
     return ", ".join(_address(h, port) for h in hosts) if port else "off"
 
 
@@ -132,15 +147,46 @@ async def serve(
     Installs ``ovtrio._patches`` first; raises ``StartupError`` if a patched library is not
     its pinned version.
     """
+    await prepare(cfg)
+    dataplane = build_dataplane(cfg)
+    stop = trio.Event()
+    async with trio.open_nursery() as root:
+        root.start_soon(watch_signals, stop, root.cancel_scope)
+        await root.start(_malloc.keep)
+        await root.start(dataplane.registry.run)
+        grpc_endpoint = await start_transports(root, cfg, dataplane, stop)
+        log.info(
+            "ovtrio %s serving: gRPC %s, REST %s",
+            __version__,
+            addresses(cfg.grpc_bind_address, cfg.port),
+            addresses(cfg.rest_bind_address, cfg.rest_port),
+        )
+        if cfg.demo:
+            root.start_soon(_print_demo_hint, cfg, dataplane.registry)
+        task_status.started(dataplane)
+        await stop.wait()
+        await drain(cfg, dataplane, grpc_endpoint)
+        root.cancel_scope.cancel()
+    log.info("stopped")
+
+
+def install_patches() -> None:
+    """``ovtrio._patches.install``; ``StartupError`` if a patched library is not its pinned
+    version."""
     try:
         _patches.install()
     except _patches.PinError as exc:
         raise StartupError(str(exc)) from None
-    models = cfg.models
+
+
+async def prepare(cfg: ServerConfig) -> None:
+    """What the process holding the models does before it builds them: the patches, the demo
+    model, the OpenVINO cache, the warnings about flags."""
+    install_patches()
     if cfg.demo:
         from .demo import ensure_demo_model
 
-        for m in models:
+        for m in cfg.models:
             await trio.to_thread.run_sync(ensure_demo_model, Path(m.base_path))
     if cfg.cache_dir is not None:
         ov_core().set_property({"CACHE_DIR": str(cfg.cache_dir)})  # type: ignore[attr-defined]
@@ -149,9 +195,13 @@ async def serve(
     for origin in cfg.cors.unmatchable_origins:
         log.warning("--allowed_origins: %r has no scheme: no browser's Origin matches it", origin)
 
+
+def build_dataplane(cfg: ServerConfig) -> DataPlane:
+    """The registry (not running yet: start ``dataplane.registry.run``), the metrics and the
+    data plane over them."""
     metrics: Metrics | None = None
     registry = ModelRegistry(
-        models,
+        cfg.models,
         pipelines=cfg.pipelines,
         libraries=cfg.libraries,
         config_path=cfg.config_path,
@@ -163,77 +213,84 @@ async def serve(
     )
     if cfg.metrics_enable:
         metrics = Metrics(cfg.metrics_list, registry)
-    dataplane = DataPlane(
+    return DataPlane(
         registry,
         ImageOptions(color_order=cfg.image_color_order, max_pixels=cfg.image_max_pixels),
         metrics,
         max_tensor_elements=cfg.max_tensor_elements,
         max_json_depth=cfg.rest_max_json_depth,
     )
-    stop = trio.Event()
-    async with trio.open_nursery() as root:
-        root.start_soon(_watch_signals, stop, root.cancel_scope)
-        await root.start(_malloc.keep)
-        await root.start(registry.run)
-        grpc_endpoint: GrpcEndpoint | None = None
-        if cfg.rest_port:
-            fast = FastPath(
-                create_app(  # type: ignore[arg-type]
-                    dataplane, max_body_bytes=cfg.rest_max_body_bytes, api_keys=cfg.api_keys
-                ),
-                dataplane,
-                max_body_bytes=cfg.rest_max_body_bytes,
-                api_keys=cfg.api_keys,
-            )
-            dataplane.load.add_transport(lambda: fast.active)
-            app: Any = Cors(fast, cfg.cors)  # ASGI; hypercorn's types want TypedDict scopes
-            # A port that cannot be bound raises OSError naming the address: run() logs it.
-            await root.start(
-                functools.partial(
-                    rest_serve,
-                    app,
-                    _hypercorn_config(cfg),
-                    max_connections=cfg.max_connections,
-                    max_body_bytes=cfg.rest_max_body_bytes,
-                    shutdown_trigger=stop.wait,
-                )
-            )
-        if cfg.port:
-            grpc_endpoint = await root.start(
-                functools.partial(
-                    grpc_serve,
-                    build_rpc_table(dataplane),
-                    cfg.grpc_bind_address,
-                    cfg.port,
-                    ssl_context=_grpc_ssl_context(cfg),
-                    api_keys=cfg.api_keys,
-                    max_message_bytes=cfg.grpc_max_message_bytes,
-                    max_connections=cfg.max_connections,
-                    max_streams=cfg.grpc_max_concurrent_streams,
-                )
-            )
-            dataplane.load.add_transport(grpc_endpoint.active)
-        log.info(
-            "ovtrio %s serving: gRPC %s, REST %s",
-            __version__,
-            _addresses(cfg.grpc_bind_address, cfg.port),
-            _addresses(cfg.rest_bind_address, cfg.rest_port),
-        )
-        if cfg.demo:
-            root.start_soon(_print_demo_hint, cfg, registry)
-        task_status.started(dataplane)
-        await stop.wait()
 
-        log.info("shutting down: draining in-flight requests (up to %ss)", cfg.graceful_timeout_s)
-        dataplane.shutting_down = True
-        if grpc_endpoint is not None:
-            grpc_endpoint.stop()
-        with trio.move_on_after(cfg.graceful_timeout_s):
-            await dataplane.wait_idle()
-        if dataplane.in_flight:
-            log.warning("grace period over: cancelling %d in-flight requests", dataplane.in_flight)
-        root.cancel_scope.cancel()
-    log.info("stopped")
+
+async def start_transports(
+    nursery: trio.Nursery,
+    cfg: ServerConfig,
+    dataplane: DataPlane,
+    stop: trio.Event,
+    *,
+    rest: bool = True,
+    grpc: bool = True,
+    reuse_port: bool = False,
+) -> GrpcEndpoint | None:
+    """Start the REST server (it stops accepting when ``stop`` is set) and the gRPC server
+    on the ports ``cfg`` enables, in ``nursery``; return the gRPC endpoint (None without
+    gRPC). ``reuse_port``: bind with ``SO_REUSEPORT``, sharing the port with the other
+    processes of the server. Raises ``OSError`` naming the address if a port cannot be bound."""
+    grpc_endpoint: GrpcEndpoint | None = None
+    if rest and cfg.rest_port:
+        fast = FastPath(
+            create_app(  # type: ignore[arg-type]
+                dataplane, max_body_bytes=cfg.rest_max_body_bytes, api_keys=cfg.api_keys
+            ),
+            dataplane,
+            max_body_bytes=cfg.rest_max_body_bytes,
+            api_keys=cfg.api_keys,
+        )
+        dataplane.load.add_transport(lambda: fast.active)
+        app: Any = Cors(fast, cfg.cors)  # ASGI; hypercorn's types want TypedDict scopes
+        # A port that cannot be bound raises OSError naming the address: run() logs it.
+        await nursery.start(
+            functools.partial(
+                rest_serve,
+                app,
+                _hypercorn_config(cfg, reuse_port=reuse_port),
+                max_connections=cfg.max_connections,
+                max_body_bytes=cfg.rest_max_body_bytes,
+                shutdown_trigger=stop.wait,
+            )
+        )
+    if grpc and cfg.port:
+        grpc_endpoint = await nursery.start(
+            functools.partial(
+                grpc_serve,
+                build_rpc_table(dataplane),
+                cfg.grpc_bind_address,
+                cfg.port,
+                ssl_context=_grpc_ssl_context(cfg),
+                api_keys=cfg.api_keys,
+                max_message_bytes=cfg.grpc_max_message_bytes,
+                max_connections=cfg.max_connections,
+                max_streams=cfg.grpc_max_concurrent_streams,
+                reuse_port=reuse_port,
+            )
+        )
+        dataplane.load.add_transport(grpc_endpoint.active)
+    return grpc_endpoint
+
+
+async def drain(
+    cfg: ServerConfig, dataplane: DataPlane, grpc_endpoint: GrpcEndpoint | None
+) -> None:
+    """The graceful shutdown: refuse new inferences, stop the gRPC listener (the REST one
+    stops on ``stop``), and give in-flight inferences ``graceful_timeout_s``."""
+    log.info("shutting down: draining in-flight requests (up to %ss)", cfg.graceful_timeout_s)
+    dataplane.shutting_down = True
+    if grpc_endpoint is not None:
+        grpc_endpoint.stop()
+    with trio.move_on_after(cfg.graceful_timeout_s):
+        await dataplane.wait_idle()
+    if dataplane.in_flight:
+        log.warning("grace period over: cancelling %d in-flight requests", dataplane.in_flight)
 
 
 async def _print_demo_hint(cfg: ServerConfig, registry: ModelRegistry) -> None:
@@ -273,7 +330,8 @@ def _no_observer(_kind: str, _seconds: float) -> None:
     return None
 
 
-async def _watch_signals(stop: trio.Event, root_scope: trio.CancelScope) -> None:
+async def watch_signals(stop: trio.Event, root_scope: trio.CancelScope) -> None:
+    """Set ``stop`` at the first SIGINT/SIGTERM; cancel ``root_scope`` at the second."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if not stop.is_set():

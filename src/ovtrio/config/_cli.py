@@ -46,8 +46,6 @@ from ._values import (
 
 _SINGLE_MODEL_FLAGS = ("model_name", "model_path", *_MODEL_SETTINGS, *_PREPROCESS_FLAGS)
 _IGNORED_FLAGS = (
-    "grpc_workers",
-    "rest_workers",
     "grpc_max_threads",
     "grpc_memory_quota",
     "grpc_channel_arguments",
@@ -63,6 +61,7 @@ _REFUSED_FLAGS = {
     "low_latency_transformation": "stateful models are not supported",
     "max_sequence_number": "stateful models are not supported",
 }
+_MAX_WORKERS = 1024
 _LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
 _DEMO_PATH = "~/.cache/ovtrio/demo"
 
@@ -151,6 +150,20 @@ def _add_server_flags(g: argparse._ArgumentGroup) -> None:
     _add(g, "grpc_max_message_bytes", "largest gRPC message received", int, 1 << 30)
     _add(g, "rest_max_body_bytes", "largest REST request body", int, 1 << 30)
     _add(g, "graceful_timeout_s", "on SIGINT/SIGTERM, seconds requests may still run", float, 30.0)
+    _add(
+        g,
+        "rest_workers",
+        "processes serving the REST port (>1: front-ends around one engine)",
+        int,
+        1,
+    )
+    _add(
+        g,
+        "grpc_workers",
+        "processes serving the gRPC port (>1: front-ends around one engine)",
+        int,
+        1,
+    )
     _add(g, "file_system_poll_wait_seconds", "model/config poll period; 0 = off", int, 1)
     _add(g, "cache_dir", "OpenVINO model cache directory")
     _add(g, "cpu_extension", "library of custom OpenVINO operations to load at start")
@@ -450,6 +463,8 @@ def _server_config(ns: argparse.Namespace, resolved: ServerConfig) -> ServerConf
             ns.grpc_max_message_bytes, "--grpc_max_message_bytes", minimum=1
         ),
         rest_max_body_bytes=_int(ns.rest_max_body_bytes, "--rest_max_body_bytes", minimum=1),
+        rest_workers=_int(ns.rest_workers, "--rest_workers", minimum=1, maximum=_MAX_WORKERS),
+        grpc_workers=_int(ns.grpc_workers, "--grpc_workers", minimum=1, maximum=_MAX_WORKERS),
         file_system_poll_wait_seconds=_int(
             ns.file_system_poll_wait_seconds, "--file_system_poll_wait_seconds"
         ),

@@ -318,6 +318,11 @@ class ServerConfig:
     """Largest REST request body."""
     graceful_timeout_s: float = 30.0
     """On SIGINT/SIGTERM, how long in-flight requests may take before they are cancelled."""
+    rest_workers: int = 1
+    """Front-end processes serving the REST port; above 1 (either port) the server runs as
+    one engine process and its front-ends (``ovtrio.workers``)."""
+    grpc_workers: int = 1
+    """Front-end processes serving the gRPC port (see ``rest_workers``)."""
     file_system_poll_wait_seconds: int = 1
     """Period of the model-directory and config-file poll; 0 disables polling."""
     metrics_enable: bool = False

@@ -113,6 +113,7 @@ async def serve(
     max_message_bytes: int = 1 << 30,
     max_connections: int = 0,
     max_streams: int = DEFAULT_MAX_STREAMS,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[GrpcEndpoint] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``table`` on port ``port`` of every address of ``hosts`` until cancelled; then
@@ -140,7 +141,7 @@ async def serve(
             servers = _Servers([servable], max_connections=max_connections, max_streams=max_streams)
             state["loop"], state["stop"], state["servers"] = loop, stop, servers
             try:
-                await servers.start(hosts, port, ssl_context)
+                await servers.start(hosts, port, ssl_context, reuse_port=reuse_port)
             except OSError as exc:
                 failure.append(exc)
                 token.run_sync_soon(started.set)
@@ -210,14 +211,22 @@ class _Servers:
         self._servers: list[Server] = []
 
     async def start(
-        self, hosts: Sequence[str], port: int, ssl_context: ssl.SSLContext | None
+        self,
+        hosts: Sequence[str],
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        reuse_port: bool = False,
     ) -> None:
-        """Listen on ``port`` of every address; an OSError names the address that cannot be
-        bound (one line, as OVMS logs it), the others are closed again."""
+        """Listen on ``port`` of every address (``reuse_port``: shared with other processes
+        serving it); an OSError names the address that cannot be bound (one line, as OVMS logs
+        it), the others are closed again."""
         for host in hosts:
             server = Server(self._handlers, **self._limits)
             try:
-                await server.start(host, port, reuse_address=True, ssl=ssl_context)
+                await server.start(
+                    host, port, reuse_address=True, reuse_port=reuse_port, ssl=ssl_context
+                )
             except OSError as exc:
                 self.stop_listening()
                 await self.close_connections()

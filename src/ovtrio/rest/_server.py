@@ -142,7 +142,14 @@ async def _listen(config: Config) -> tuple[list[trio.abc.Listener[Any]], list[st
     sockets: list[socket.socket] = []
     try:
         for bind in config.bind:
-            sockets.append(_bound_socket(bind, config.backlog, several=len(config.bind) > 1))
+            sockets.append(
+                _bound_socket(
+                    bind,
+                    config.backlog,
+                    several=len(config.bind) > 1,
+                    reuse_port=config.workers > 1,
+                )
+            )
     except OSError:
         for sock in sockets:
             sock.close()
@@ -162,10 +169,12 @@ async def _listen(config: Config) -> tuple[list[trio.abc.Listener[Any]], list[st
     return listeners, binds
 
 
-def _bound_socket(bind: str, backlog: int, *, several: bool) -> socket.socket:
+def _bound_socket(bind: str, backlog: int, *, several: bool, reuse_port: bool) -> socket.socket:
     """A listening TCP socket for ``bind`` (``host:port``, ``[v6]:port``), set up as hypercorn
     sets up its own. With ``several`` binds an IPv6 socket takes IPv6 only, so that ``::``
-    and ``0.0.0.0`` can share a port (one IPv6 wildcard alone keeps the system's dual stack)."""
+    and ``0.0.0.0`` can share a port (one IPv6 wildcard alone keeps the system's dual stack).
+    ``reuse_port``: other processes of the server serve the same port (``SO_REUSEPORT``), as
+    hypercorn does when its config has several workers."""
     host, _, port = bind.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -173,6 +182,8 @@ def _bound_socket(bind: str, backlog: int, *, several: bool) -> socket.socket:
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and several:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, int(port)))
