@@ -4,8 +4,8 @@ Start order: the registry task starts (models load in the background, server not
 then REST and gRPC listen, then the initial configuration loads and the server becomes ready.
 
 Shutdown (SIGINT or SIGTERM): stop accepting (both ports), let in-flight inferences finish
-within ``graceful_timeout_s``, then cancel everything and exit 0. A second signal cancels at
-once.
+within ``graceful_timeout_s``, then cancel everything, deinitialize the custom nodes (waiting
+for their running calls until the same deadline) and exit 0. A second signal cancels at once.
 """
 
 from __future__ import annotations
@@ -171,6 +171,7 @@ async def serve(
         max_json_depth=cfg.rest_max_json_depth,
     )
     stop = trio.Event()
+    deadline = -math.inf
     async with trio.open_nursery() as root:
         root.start_soon(_watch_signals, stop, root.cancel_scope)
         await root.start(_malloc.keep)
@@ -228,11 +229,14 @@ async def serve(
         dataplane.shutting_down = True
         if grpc_endpoint is not None:
             grpc_endpoint.stop()
-        with trio.move_on_after(cfg.graceful_timeout_s):
+        deadline = trio.current_time() + cfg.graceful_timeout_s
+        with trio.move_on_at(deadline):
             await dataplane.wait_idle()
         if dataplane.in_flight:
             log.warning("grace period over: cancelling %d in-flight requests", dataplane.in_flight)
         root.cancel_scope.cancel()
+    with trio.CancelScope(shield=True):  # custom nodes: deinitialize, unload (same deadline)
+        await registry.pipelines.shutdown(deadline)
     log.info("stopped")
 
 

@@ -5,6 +5,7 @@ shown by the counters the server reports (statistics extension), never by timing
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -482,3 +483,36 @@ def test_pipelines_added_and_removed_by_reload(
     finally:
         assert srv.stop() == 0, srv.log()
     assert "Traceback" not in srv.log(), srv.log()
+
+
+def test_sigterm_deinitializes_the_custom_nodes(
+    tmp_path: Path,
+    node_libs: dict[str, Path],  # noqa: F811
+) -> None:
+    """The library appends its count of live internal managers to a file at each
+    deinitialize: after SIGTERM the last count is 0 (every node of the server's
+    two pipelines deinitialized)."""
+    models.add_model(tmp_path / "models" / "tiny")
+    (tmp_path / "models" / "slow").mkdir(parents=True)
+    (tmp_path / "models" / "image_id").mkdir(parents=True)
+    cfg = write_config(tmp_path, PIPELINES[:1] + PIPELINES[2:3], node_libs)
+    counts = tmp_path / "deinitialized.txt"
+    srv = start_server(
+        tmp_path,
+        ["--config_path", str(cfg), "--file_system_poll_wait_seconds", "0"],
+        env={**os.environ, "TESTNODE_DEINIT_FILE": str(counts)},
+    )
+    try:
+        body = {"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": [0.0] * 10}]}
+        r = requests.post(f"{srv.http}/v2/models/chain/infer", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        r = requests.post(f"{srv.http}/v2/models/crops/infer", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        assert not counts.exists()
+    finally:
+        assert srv.stop() == 0, srv.log()
+    assert "Traceback" not in srv.log(), srv.log()
+    lines = counts.read_text().split()
+    assert len(lines) == 2, lines  # one node of each library (add_const, demux)
+    assert lines == ["0", "0"], lines
+    assert "3 node libraries unloaded" in srv.log(), srv.log()  # broken.so too

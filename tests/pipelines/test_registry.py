@@ -3,6 +3,7 @@ definition while requests hold the old one (custom node managers counted by the 
 
 from __future__ import annotations
 
+import _ctypes
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -110,3 +111,32 @@ def test_lifecycle(add_const: tuple[LibraryConfig, Counters]) -> None:
         assert "tiny" not in registry.pipelines
 
     trio.run(main)
+
+
+def test_shutdown_deinitializes_every_node_and_unloads_the_libraries(
+    node_libs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A copy of the library at a path of its own: once the registry and the counters let go
+    of it, it is gone from the process's memory map (dlclose really happened)."""
+    path = tmp_path / "libadd_copy.so"
+    path.write_bytes(node_libs["add_const"].read_bytes())
+    counters = Counters(path)
+    library = LibraryConfig("add", str(path), path)
+
+    async def main() -> None:
+        registry = PipelineRegistry([chain("1"), chain("2", name="other")], [library])
+        await registry.refresh({"tiny": tiny()})
+        held = registry.pipelines["chain"].definition_for_request()
+        assert counters.live_managers == 2
+        with held.use():  # a request still holding its definition keeps its node
+            registry.configure([chain("3"), chain("2", name="other")], [library])
+            await registry.refresh({"tiny": tiny()})
+            assert counters.live_managers == 3
+        assert counters.live_managers == 2
+        await registry.shutdown(trio.current_time() + 5)
+        assert counters.live_managers == 0
+        assert all(lib.closed for lib in registry._opened)
+
+    trio.run(main)
+    _ctypes.dlclose(counters.dll._handle)
+    assert str(path) not in Path("/proc/self/maps").read_text()

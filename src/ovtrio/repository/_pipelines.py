@@ -213,6 +213,10 @@ class PipelineRegistry:
         self._configs: tuple[PipelineConfig, ...] = tuple(pipelines)
         self._library_configs: tuple[LibraryConfig, ...] = tuple(libraries)
         self._libraries: dict[str, _Library] = {}
+        self._opened: list[CustomNodeLibrary] = []
+        """Every library opened, in the config or not any more: shutdown unloads them."""
+        self._nodes: list[ThreadedNode] = []
+        """Every node initialized and not yet released: shutdown waits for them."""
         self.limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 1))
         """Worker threads custom and Python nodes run in, all pipelines together."""
 
@@ -253,7 +257,10 @@ class PipelineRegistry:
             current = self._libraries.get(name)
             if current is not None and current.config.path == config.path:
                 continue
-            self._libraries[name] = _Library(config, await self._open(config))
+            library = await self._open(config)
+            if library is not None:
+                self._opened.append(library)
+            self._libraries[name] = _Library(config, library)
 
     @staticmethod
     async def _open(config: LibraryConfig) -> CustomNodeLibrary | None:
@@ -321,14 +328,36 @@ class PipelineRegistry:
             pipeline = self.pipelines[config.name] = Pipeline(config)
         pipeline.config = config
         pipeline.key = key
+        self._nodes = [n for n in self._nodes if not n.shut_down] + list(nodes.values())
         pipeline.set_definition(PipelineDefinition(plan, nodes, key), None)
         return True
 
-    def close(self) -> None:
-        """Close every definition's nodes (server shutdown)."""
+    async def shutdown(self, deadline: float) -> None:
+        """Server shutdown, once no request runs: close every node, wait until the calls still
+        running in threads (abandoned by cancelled requests) return, until ``deadline`` (trio
+        time), so that each node is deinitialized; then unload the libraries no live node
+        uses. A node whose call outlives the deadline keeps its library loaded."""
         for pipeline in self.pipelines.values():
             if pipeline.definition is not None:
                 pipeline.definition.retire()
+        for node in self._nodes:
+            node.close()
+        nodes = [node for node in self._nodes if not node.shut_down]
+        if nodes and deadline > trio.current_time():
+            seconds = deadline - trio.current_time()
+            await trio.to_thread.run_sync(_wait_shut_down, nodes, seconds, abandon_on_cancel=True)
+        running = [node.name for node in self._nodes if not node.shut_down]
+        if running:
+            log.warning("custom nodes still running at shutdown, not deinitialized: %s", running)
+        closed = sum(library.close() for library in self._opened)
+        if self._nodes or self._opened:
+            log.info("custom nodes deinitialized; %d node libraries unloaded", closed)
+
+
+def _wait_shut_down(nodes: Sequence[ThreadedNode], seconds: float) -> None:
+    end = time.monotonic() + seconds
+    for node in nodes:
+        node.wait_shut_down(end - time.monotonic())
 
 
 def _validate(
