@@ -306,11 +306,15 @@ class DataPlane:
     def model_statistics(
         self, name: str | None, version: int | None
     ) -> list[tuple[str, VersionStatistics]]:
-        """Statistics of a model's versions, of one version, or (name None) of every model."""
+        """Statistics of a model's versions, of one version, or (name None) of every model
+        and then every pipeline. A pipeline's version is ignored (it reports version 1)."""
+        pipelines = self.registry.pipelines.pipelines
         if name is None:
             models = list(self.registry.models.values())
+        elif (pipeline := self.pipeline(name)) is not None:
+            return [(name, pipeline.statistics())]
         else:
-            models = [self.registry.get_model(name)]
+            models, pipelines = [self.registry.get_model(name)], {}
         out: list[tuple[str, VersionStatistics]] = []
         for model in models:
             if version:
@@ -318,6 +322,7 @@ class DataPlane:
             else:
                 chosen = sorted(model.versions.values(), key=lambda v: v.version)
             out.extend((model.name, mv.statistics()) for mv in chosen)
+        out.extend((p, pipelines[p].statistics()) for p in sorted(pipelines))
         return out
 
     # -- repository -------------------------------------------------------------------------
@@ -341,7 +346,7 @@ class DataPlane:
         return {name: self.model_status(name, None) for name in sorted(names)}
 
     def repository_index(self, ready_only: bool) -> list[dict[str, str]]:
-        """Triton's repository index: one entry per model version."""
+        """Triton's repository index: one entry per model version, then one per pipeline."""
         out = []
         for name in sorted(self.registry.models):
             model = self.registry.models[name]
@@ -368,6 +373,9 @@ class DataPlane:
                         "reason": mv.error_message or model.storage_error,
                     }
                 )
+        for pipeline in sorted(self.registry.pipelines.pipelines.values(), key=lambda p: p.name):
+            if pipeline.available or not ready_only:
+                out.append(pipeline.index_entry())
         return out
 
     async def load_model(self, name: str) -> None:

@@ -516,3 +516,63 @@ def test_sigterm_deinitializes_the_custom_nodes(
     assert len(lines) == 2, lines  # one node of each library (add_const, demux)
     assert lines == ["0", "0"], lines
     assert "3 node libraries unloaded" in srv.log(), srv.log()  # broken.so too
+
+
+# -- statistics extension and repository index ------------------------------------------------
+
+
+def test_statistics_extension_counts_pipeline_requests(server: Server) -> None:
+    """Success and failure counts and durations of a pipeline's requests, over REST and gRPC,
+    any version asked reporting version 1."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    before = stats(server, "chain")
+    failed_before = stats(server, "fails")["inference_stats"]["fail"]["count"]
+    inp = grpcclient.InferInput("x", [2, 10], "FP32")
+    inp.set_data_from_numpy(rows(2))
+    for _ in range(3):
+        client.infer("chain", [inp])
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]}
+    r = requests.post(f"{server.http}/v2/models/fails/infer", json=body, timeout=30)
+    assert r.status_code == 500
+
+    after = stats(server, "chain")
+    assert (after["name"], after["version"]) == ("chain", "1")
+    success = after["inference_stats"]["success"]
+    assert success["count"] - before["inference_stats"]["success"]["count"] == 3
+    assert success["ns"] > before["inference_stats"]["success"]["ns"]
+    assert after["inference_count"] - before["inference_count"] == 3
+    assert after["last_inference"] > 0
+    failed = stats(server, "fails")["inference_stats"]["fail"]
+    assert failed["count"] - failed_before == 1
+    assert failed["ns"] > 0
+
+    r = requests.get(f"{server.http}/v2/models/chain/versions/3/stats", timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["model_stats"][0]["version"] == "1"
+    grpc_stats = client.get_inference_statistics("chain", as_json=True)["model_stats"]
+    assert [(s["name"], s["version"]) for s in grpc_stats] == [("chain", "1")]
+    assert int(grpc_stats[0]["inference_stats"]["success"]["count"]) >= 3
+    everything = client.get_inference_statistics(as_json=True)["model_stats"]
+    names = [s["name"] for s in everything]
+    assert {"tiny", "chain", "crops", "missing_model"} <= set(names)
+
+
+def test_repository_index_lists_pipelines_with_their_state(server: Server) -> None:
+    r = requests.post(f"{server.http}/v2/repository/index", json={}, timeout=10)
+    assert r.status_code == 200, r.text
+    rows_ = {e["name"]: e for e in r.json()}
+    assert rows_["chain"] == {"name": "chain", "version": "1", "state": "READY", "reason": ""}
+    missing = rows_["missing_model"]
+    assert missing["state"] == "UNAVAILABLE"
+    assert missing["reason"].startswith("Pipeline definition has reference to missing model")
+    assert rows_["tiny"]["state"] == "READY"
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    index = client.get_model_repository_index(as_json=True)["models"]
+    states = {e["name"]: e.get("state") for e in index}
+    assert states["chain"] == "READY"
+    assert states["missing_model"] == "UNAVAILABLE"
+    ready = requests.post(f"{server.http}/v2/repository/index", json={"ready": True}, timeout=10)
+    names = {e["name"] for e in ready.json()}
+    assert "chain" in names
+    assert "missing_model" not in names

@@ -48,7 +48,7 @@ from ..pipelines import (
     validate,
 )
 from ..tensors import Datatype, TensorSpec, datatype
-from ._version import ModelState, ModelVersion
+from ._version import ModelState, ModelVersion, VersionStatistics, _Counters
 
 if TYPE_CHECKING:
     from ._registry import Model
@@ -89,6 +89,8 @@ class PipelineDefinition:
     version: Final = PIPELINE_VERSION
 
     def __init__(self, plan: ExecutionPlan, nodes: dict[str, ThreadedNode], key: object) -> None:
+        self.counters = _Counters()
+        """The pipeline's request counters (its Pipeline shares them with each definition)."""
         self.plan = plan
         self.nodes = nodes
         self.key = key
@@ -136,6 +138,8 @@ class Pipeline:
         self.failure: PipelineInvalid | None = None
         self.key: object = None
         """What the last validation saw, valid or not."""
+        self.counters = _Counters()
+        """Requests run on any of its definitions (statistics extension)."""
 
     @property
     def name(self) -> str:
@@ -167,6 +171,7 @@ class Pipeline:
         self.definition = definition
         self.failure = failure
         if definition is not None:
+            definition.counters = self.counters
             self.state, self.error_code, self.error_message = ModelState.AVAILABLE, "OK", ""
             log.info("pipeline %s: AVAILABLE", self.name)
         elif failure is not None:
@@ -175,6 +180,40 @@ class Pipeline:
             log.error("pipeline %s failed validation: %s", self.name, failure.message)
         if old is not None and old is not definition:
             old.retire()
+
+    def statistics(self) -> VersionStatistics:
+        """Its requests as the statistics extension reports a model version's (version 1;
+        no inference or batch counters of its own: its model nodes count in their models)."""
+        c = self.counters
+        return VersionStatistics(
+            version=PIPELINE_VERSION,
+            success_count=c.success_count,
+            success_ns=c.success_ns,
+            fail_count=c.fail_count,
+            fail_ns=c.fail_ns,
+            last_inference_ms=c.last_inference_ms,
+            inferences_completed=0,
+            inferences_cancelled=0,
+            inferences_abandoned=0,
+            repair_inferences=0,
+            inferences_inline=0,
+            compute_ns=0,
+            nireq=0,
+            queue_length=0,
+            rejected=0,
+            batcher=None,
+        )
+
+    def index_entry(self) -> dict[str, str]:
+        """Its row of Triton's repository index."""
+        state = "READY" if self.available else "UNAVAILABLE"
+        reason = RETIRED if self.state is ModelState.END else self.error_message
+        return {
+            "name": self.name,
+            "version": str(PIPELINE_VERSION),
+            "state": state,
+            "reason": reason,
+        }
 
     def retire(self) -> None:
         self.set_definition(None, None)
@@ -427,11 +466,26 @@ async def run_pipeline(
                 observe(node.model_name, mv.version, ok, time.perf_counter() - started)
         return {s.name: a for s, a in zip(mv.outputs, results, strict=True)}
 
-    with definition.use():
-        return await execute(
-            definition.plan,
-            inputs,
-            run_model=run_model,
-            nodes=definition.nodes,
-            limiter=limiter,
-        )
+    started = time.perf_counter_ns()
+    ok = False
+    try:
+        with definition.use():
+            outputs = await execute(
+                definition.plan,
+                inputs,
+                run_model=run_model,
+                nodes=definition.nodes,
+                limiter=limiter,
+            )
+        ok = True
+        return outputs
+    finally:
+        counters = definition.counters
+        elapsed = time.perf_counter_ns() - started
+        if ok:
+            counters.success_count += 1
+            counters.success_ns += elapsed
+            counters.last_inference_ms = int(time.time() * 1000)
+        else:
+            counters.fail_count += 1
+            counters.fail_ns += elapsed
