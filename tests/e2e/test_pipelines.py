@@ -576,3 +576,31 @@ def test_repository_index_lists_pipelines_with_their_state(server: Server) -> No
     names = {e["name"] for e in ready.json()}
     assert "chain" in names
     assert "missing_model" not in names
+
+
+def test_metrics_count_custom_and_python_node_calls(server: Server) -> None:
+    def node_samples() -> dict[tuple[str, str, str], float]:
+        text = requests.get(f"{server.http}/metrics", timeout=10).text
+        return {
+            (sample.name, sample.labels["pipeline"], sample.labels["node"]): sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name.startswith("ovtrio_node_")
+            for sample in family.samples
+        }
+
+    before = node_samples()
+    body = {"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": [1.0] * 10}]}
+    for name in ("chain", "chain", "py_chain"):
+        r = requests.post(f"{server.http}/v2/models/{name}/infer", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+    after = node_samples()
+
+    def grew(sample: str, pipeline: str, node: str) -> float:
+        key = (sample, pipeline, node)
+        return after[key] - before.get(key, 0)
+
+    assert grew("ovtrio_node_executions_total", "chain", "plus10") == 2
+    assert grew("ovtrio_node_executions_total", "py_chain", "plus5") == 1
+    assert grew("ovtrio_node_abandoned_total", "chain", "plus10") == 0
+    assert after[("ovtrio_node_running", "chain", "plus10")] == 0
+    assert ("ovtrio_node_executions_total", "missing_model", "t") not in after  # no definition
