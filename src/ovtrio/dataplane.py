@@ -531,14 +531,18 @@ class DataPlane:
     async def _decode_images(
         self, mv: ModelVersion | PipelineDefinition, request: InferRequest
     ) -> None:
-        """Replace BYTES tensors aimed at 4-D numeric inputs by their decoded JPEG/PNG images.
+        """Replace BYTES tensors aimed at 4-D numeric inputs by their decoded JPEG/PNG images
+        (a pipeline's 5-D input under its request demultiplexer: ``[N, 1, H, W, C]``).
 
         Decoding runs in a worker thread under ``image_limiter``, so a burst of large images
         does not stall the event loop (health checks, other models).
         """
         specs = {s.name: s for s in mv.inputs}
         for i, tensor in enumerate(request.inputs):
-            spec = specs.get(tensor.name)
+            shards = None
+            if isinstance(mv, PipelineDefinition):  # one image per shard of the request
+                shards = mv.shard_image_spec(tensor.name)
+            spec = shards or specs.get(tensor.name)
             if (
                 spec is None
                 or tensor.datatype.kserve != "BYTES"
@@ -561,6 +565,8 @@ class DataPlane:
             decoded = await trio.to_thread.run_sync(
                 decode_images, items, spec, self.image_options, limiter=self.image_limiter
             )
+            if shards is not None:
+                decoded = decoded[:, None]
             request.inputs[i] = Tensor(tensor.name, spec.datatype, decoded)
 
     @staticmethod

@@ -122,6 +122,20 @@ PIPELINES = [
         ],
         {"y": src("id", "pixels")},
     ),
+    pipeline(
+        "images_any",
+        [
+            {
+                "name": "id",
+                "type": "DL model",
+                "model_name": "image_id",
+                "inputs": [{"in": X}],
+                "outputs": [{"data_item": "out", "alias": "pixels"}],
+            }
+        ],
+        {"y": src("id", "pixels")},
+        demultiply_count=-1,
+    ),
     pipeline("missing_model", [tiny_node("t", X, model="nope")], {"y": src("t", "sum")}),
     pipeline(
         "fails", [custom("bad", "broken", X, params={"mode": "fail"})], {"y": src("bad", "out")}
@@ -244,6 +258,28 @@ def test_encoded_images_into_a_pipeline(server: Server) -> None:
     y = result.as_numpy("y")
     assert y.shape == (1, 2, 2, 3)
     np.testing.assert_array_equal(y[0], pixels)  # BGR in, BGR out (OVMS' default order)
+
+
+def test_encoded_images_into_a_request_demultiplexer(server: Server) -> None:
+    """A [N] BYTES batch aimed at the 5-D input of a pipeline demultiplexing the request
+    becomes [N, 1, H, W, C] (OVMS' rule): one image per shard, gathered in order."""
+    images = [np.full((2, 2, 3), 10 * (i + 1), dtype=np.uint8) for i in range(3)]
+    images[1][0, 0] = (1, 2, 3)
+    encoded = [cv2.imencode(".png", image)[1].tobytes() for image in images]
+    meta = requests.get(f"{server.http}/v2/models/images_any", timeout=10).json()
+    assert meta["inputs"][0]["shape"] == [-1, -1, 2, 2, 3]
+    inp = grpcclient.InferInput("x", [3], "BYTES")
+    inp.set_data_from_numpy(np.array(encoded, dtype=np.object_))
+    result = grpcclient.InferenceServerClient(server.grpc_url).infer("images_any", [inp])
+    y = result.as_numpy("y")
+    assert y.shape == (3, 1, 2, 2, 3)
+    for i, image in enumerate(images):
+        np.testing.assert_array_equal(y[i, 0], image)
+
+    hinp = httpclient.InferInput("x", [3], "BYTES")
+    hinp.set_data_from_numpy(np.array(encoded, dtype=np.object_), binary_data=True)
+    out = httpclient.InferenceServerClient(server.rest_url).infer("images_any", [hinp])
+    np.testing.assert_array_equal(out.as_numpy("y"), y)
 
 
 def test_metadata_and_readiness(server: Server) -> None:

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -103,6 +103,18 @@ class PipelineDefinition:
     @property
     def name(self) -> str:
         return self.plan.pipeline
+
+    def shard_image_spec(self, name: str) -> TensorSpec | None:
+        """For a 5-D input under the request's own demultiplexer (``[shards, 1, H, W, C]``):
+        the 4-D spec its encoded images decode to, one image per shard (OVMS: ``[N, 1, H, W,
+        C]``, the 1 added after decoding). None for any other input."""
+        if self.plan.demultiply_count is None:
+            return None
+        spec = next((s for s in self.inputs if s.name == name), None)
+        if spec is None or len(spec.shape) != 5:
+            return None
+        ranges = spec.ranges[:1] + spec.ranges[2:] if spec.ranges else ()
+        return replace(spec, shape=spec.shape[:1] + spec.shape[2:], ranges=ranges)
 
     @contextmanager
     def use(self) -> Iterator[None]:
