@@ -78,6 +78,18 @@ def splitter(count: int) -> dict[str, Any]:
     )
 
 
+def image_pipeline(name: str, **kw: Any) -> Any:
+    """The image_id model (UINT8 [-1,2,2,3]) alone: images in, pixels out."""
+    node = {
+        "name": "id",
+        "type": "DL model",
+        "model_name": "image_id",
+        "inputs": [{"in": X}],
+        "outputs": [{"data_item": "out", "alias": "pixels"}],
+    }
+    return pipeline(name, [node], {"y": src("id", "pixels")}, **kw)
+
+
 PIPELINES = [
     pipeline(
         "chain",
@@ -109,33 +121,8 @@ PIPELINES = [
         ],
         {"y": src("plus5", "out")},
     ),
-    pipeline(
-        "images",
-        [
-            {
-                "name": "id",
-                "type": "DL model",
-                "model_name": "image_id",
-                "inputs": [{"in": X}],
-                "outputs": [{"data_item": "out", "alias": "pixels"}],
-            }
-        ],
-        {"y": src("id", "pixels")},
-    ),
-    pipeline(
-        "images_any",
-        [
-            {
-                "name": "id",
-                "type": "DL model",
-                "model_name": "image_id",
-                "inputs": [{"in": X}],
-                "outputs": [{"data_item": "out", "alias": "pixels"}],
-            }
-        ],
-        {"y": src("id", "pixels")},
-        demultiply_count=-1,
-    ),
+    image_pipeline("images"),
+    image_pipeline("images_any", demultiply_count=-1),
     pipeline("missing_model", [tiny_node("t", X, model="nope")], {"y": src("t", "sum")}),
     pipeline(
         "fails", [custom("bad", "broken", X, params={"mode": "fail"})], {"y": src("bad", "out")}

@@ -492,12 +492,4 @@ async def run_pipeline(
         ok = True
         return outputs
     finally:
-        counters = definition.counters
-        elapsed = time.perf_counter_ns() - started
-        if ok:
-            counters.success_count += 1
-            counters.success_ns += elapsed
-            counters.last_inference_ms = int(time.time() * 1000)
-        else:
-            counters.fail_count += 1
-            counters.fail_ns += elapsed
+        definition.counters.record(ok, time.perf_counter_ns() - started)
