@@ -316,11 +316,15 @@ class DataPlane:
     def model_statistics(
         self, name: str | None, version: int | None
     ) -> list[tuple[str, VersionStatistics]]:
-        """Statistics of a model's versions, of one version, or (name None) of every model."""
+        """Statistics of a model's versions, of one version, or (name None) of every model
+        and then every pipeline. A pipeline's version is ignored (it reports version 1)."""
+        pipelines = self.registry.pipelines.pipelines
         if name is None:
             models = list(self.registry.models.values())
+        elif (pipeline := self.pipeline(name)) is not None:
+            return [(name, pipeline.statistics())]
         else:
-            models = [self.registry.get_model(name)]
+            models, pipelines = [self.registry.get_model(name)], {}
         out: list[tuple[str, VersionStatistics]] = []
         for model in models:
             if version:
@@ -328,6 +332,7 @@ class DataPlane:
             else:
                 chosen = sorted(model.versions.values(), key=lambda v: v.version)
             out.extend((model.name, mv.statistics()) for mv in chosen)
+        out.extend((p, pipelines[p].statistics()) for p in sorted(pipelines))
         return out
 
     # -- repository -------------------------------------------------------------------------
@@ -351,7 +356,7 @@ class DataPlane:
         return {name: self.model_status(name, None) for name in sorted(names)}
 
     def repository_index(self, ready_only: bool) -> list[dict[str, str]]:
-        """Triton's repository index: one entry per model version."""
+        """Triton's repository index: one entry per model version, then one per pipeline."""
         out = []
         for name in sorted(self.registry.models):
             model = self.registry.models[name]
@@ -378,6 +383,9 @@ class DataPlane:
                         "reason": mv.error_message or model.storage_error,
                     }
                 )
+        for pipeline in sorted(self.registry.pipelines.pipelines.values(), key=lambda p: p.name):
+            if pipeline.available or not ready_only:
+                out.append(pipeline.index_entry())
         return out
 
     async def load_model(self, name: str) -> None:
@@ -533,14 +541,18 @@ class DataPlane:
     async def _decode_images(
         self, mv: ModelVersion | PipelineDefinition, request: InferRequest
     ) -> None:
-        """Replace BYTES tensors aimed at 4-D numeric inputs by their decoded JPEG/PNG images.
+        """Replace BYTES tensors aimed at 4-D numeric inputs by their decoded JPEG/PNG images
+        (a pipeline's 5-D input under its request demultiplexer: ``[N, 1, H, W, C]``).
 
         Decoding runs in a worker thread under ``image_limiter``, so a burst of large images
         does not stall the event loop (health checks, other models).
         """
         specs = {s.name: s for s in mv.inputs}
         for i, tensor in enumerate(request.inputs):
-            spec = specs.get(tensor.name)
+            shards = None
+            if isinstance(mv, PipelineDefinition):  # one image per shard of the request
+                shards = mv.shard_image_spec(tensor.name)
+            spec = shards or specs.get(tensor.name)
             if (
                 spec is None
                 or tensor.datatype.kserve != "BYTES"
@@ -564,6 +576,8 @@ class DataPlane:
             decoded = await trio.to_thread.run_sync(
                 decode_images, items, spec, self.image_options, limiter=self.image_limiter
             )
+            if shards is not None:
+                decoded = decoded[:, None]
             request.inputs[i] = Tensor(tensor.name, spec.datatype, decoded)
 
     @staticmethod

@@ -11,7 +11,10 @@ prometheus-client: the family is ``ovms_requests_success``, its sample
 
 ovtrio's own (always on when metrics are): ``ovtrio_batch_queue_length``,
 ``ovtrio_batches`` (counter), ``ovtrio_batch_size`` (histogram of requests per OpenVINO
-inference), ``ovtrio_requests_cancelled`` and ``ovtrio_requests_rejected`` (counters).
+inference), ``ovtrio_requests_cancelled`` and ``ovtrio_requests_rejected`` (counters); per
+custom or Python node of a pipeline (labels pipeline, node): ``ovtrio_node_executions`` and
+``ovtrio_node_abandoned`` (counters of the serving definition: they restart from 0 when the
+pipeline is validated anew) and ``ovtrio_node_running`` (gauge).
 
 Gauges and ovtrio's counters are read from the registry's ``statistics()`` snapshots at scrape
 time; per-request values are recorded by the data plane and by the runtime's observer hook.
@@ -197,3 +200,34 @@ class _SnapshotCollector(Collector):
             if family.name in self.names:
                 yield family
         yield from (queue_len, batches, cancelled, rejected, sizes)
+        yield from self._nodes()
+
+    def _nodes(self) -> Iterator[Metric]:
+        """The custom and Python nodes of the serving pipeline definitions."""
+        labels = ["pipeline", "node"]
+        executions = CounterMetricFamily(
+            "ovtrio_node_executions",
+            "Calls of a custom or Python pipeline node that ran its code.",
+            labels=labels,
+        )
+        abandoned = CounterMetricFamily(
+            "ovtrio_node_abandoned",
+            "Of those, calls whose request was cancelled: their results were dropped.",
+            labels=labels,
+        )
+        running = GaugeMetricFamily(
+            "ovtrio_node_running",
+            "Calls of a custom or Python pipeline node running now (abandoned ones included).",
+            labels=labels,
+        )
+        for pipeline in list(self.models.pipelines.pipelines.values()):
+            definition = pipeline.definition
+            if definition is None:
+                continue
+            for node_name, node in sorted(definition.nodes.items()):
+                st = node.statistics()
+                lv = [pipeline.name, node_name]
+                executions.add_metric(lv, st.executions)
+                abandoned.add_metric(lv, st.abandoned)
+                running.add_metric(lv, st.running)
+        yield from (executions, abandoned, running)

@@ -4,8 +4,8 @@ Start order: the registry task starts (models load in the background, server not
 then REST and gRPC listen, then the initial configuration loads and the server becomes ready.
 
 Shutdown (SIGINT or SIGTERM): stop accepting (both ports), let in-flight inferences finish
-within ``graceful_timeout_s``, then cancel everything and exit 0. A second signal cancels at
-once.
+within ``graceful_timeout_s``, then cancel everything, deinitialize the custom nodes (waiting
+for their running calls until the same deadline) and exit 0. A second signal cancels at once.
 """
 
 from __future__ import annotations
@@ -150,6 +150,7 @@ async def serve(
     await prepare(cfg)
     dataplane = build_dataplane(cfg)
     stop = trio.Event()
+    deadline = -math.inf
     async with trio.open_nursery() as root:
         root.start_soon(watch_signals, stop, root.cancel_scope)
         await root.start(_malloc.keep)
@@ -165,8 +166,9 @@ async def serve(
             root.start_soon(_print_demo_hint, cfg, dataplane.registry)
         task_status.started(dataplane)
         await stop.wait()
-        await drain(cfg, dataplane, grpc_endpoint)
+        deadline = await drain(cfg, dataplane, grpc_endpoint)
         root.cancel_scope.cancel()
+    await shut_down_nodes(dataplane, deadline)
     log.info("stopped")
 
 
@@ -280,17 +282,27 @@ async def start_transports(
 
 async def drain(
     cfg: ServerConfig, dataplane: DataPlane, grpc_endpoint: GrpcEndpoint | None
-) -> None:
+) -> float:
     """The graceful shutdown: refuse new inferences, stop the gRPC listener (the REST one
-    stops on ``stop``), and give in-flight inferences ``graceful_timeout_s``."""
+    stops on ``stop``), and give in-flight inferences ``graceful_timeout_s``. Returns that
+    deadline (trio's clock)."""
     log.info("shutting down: draining in-flight requests (up to %ss)", cfg.graceful_timeout_s)
     dataplane.shutting_down = True
     if grpc_endpoint is not None:
         grpc_endpoint.stop()
-    with trio.move_on_after(cfg.graceful_timeout_s):
+    deadline = trio.current_time() + cfg.graceful_timeout_s
+    with trio.move_on_at(deadline):
         await dataplane.wait_idle()
     if dataplane.in_flight:
         log.warning("grace period over: cancelling %d in-flight requests", dataplane.in_flight)
+    return deadline
+
+
+async def shut_down_nodes(dataplane: DataPlane, deadline: float) -> None:
+    """Deinitialize the pipelines' custom nodes and unload their libraries, waiting for calls
+    still running in their threads until ``deadline`` (the graceful one; -inf: none)."""
+    with trio.CancelScope(shield=True):
+        await dataplane.registry.pipelines.shutdown(deadline)
 
 
 async def _print_demo_hint(cfg: ServerConfig, registry: ModelRegistry) -> None:

@@ -56,7 +56,8 @@ def test_dashboard_is_well_formed() -> None:
 
 
 def test_every_queried_series_is_exposed() -> None:
-    metrics = Metrics(DEFAULT_METRICS, SimpleNamespace(models={}))  # type: ignore[arg-type]
+    registry = SimpleNamespace(models={}, pipelines=SimpleNamespace(pipelines={}))
+    metrics = Metrics(DEFAULT_METRICS, registry)  # type: ignore[arg-type]
     exposed = exposed_series(metrics.exposition()[0].decode())
     for title, series in queried_series().items():
         assert series <= exposed, f"{title}: {sorted(series - exposed)} not exposed"

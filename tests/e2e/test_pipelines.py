@@ -5,6 +5,7 @@ shown by the counters the server reports (statistics extension), never by timing
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,18 @@ def splitter(count: int) -> dict[str, Any]:
     )
 
 
+def image_pipeline(name: str, **kw: Any) -> Any:
+    """The image_id model (UINT8 [-1,2,2,3]) alone: images in, pixels out."""
+    node = {
+        "name": "id",
+        "type": "DL model",
+        "model_name": "image_id",
+        "inputs": [{"in": X}],
+        "outputs": [{"data_item": "out", "alias": "pixels"}],
+    }
+    return pipeline(name, [node], {"y": src("id", "pixels")}, **kw)
+
+
 PIPELINES = [
     pipeline(
         "chain",
@@ -108,19 +121,8 @@ PIPELINES = [
         ],
         {"y": src("plus5", "out")},
     ),
-    pipeline(
-        "images",
-        [
-            {
-                "name": "id",
-                "type": "DL model",
-                "model_name": "image_id",
-                "inputs": [{"in": X}],
-                "outputs": [{"data_item": "out", "alias": "pixels"}],
-            }
-        ],
-        {"y": src("id", "pixels")},
-    ),
+    image_pipeline("images"),
+    image_pipeline("images_any", demultiply_count=-1),
     pipeline("missing_model", [tiny_node("t", X, model="nope")], {"y": src("t", "sum")}),
     pipeline(
         "fails", [custom("bad", "broken", X, params={"mode": "fail"})], {"y": src("bad", "out")}
@@ -243,6 +245,28 @@ def test_encoded_images_into_a_pipeline(server: Server) -> None:
     y = result.as_numpy("y")
     assert y.shape == (1, 2, 2, 3)
     np.testing.assert_array_equal(y[0], pixels)  # BGR in, BGR out (OVMS' default order)
+
+
+def test_encoded_images_into_a_request_demultiplexer(server: Server) -> None:
+    """A [N] BYTES batch aimed at the 5-D input of a pipeline demultiplexing the request
+    becomes [N, 1, H, W, C] (OVMS' rule): one image per shard, gathered in order."""
+    images = [np.full((2, 2, 3), 10 * (i + 1), dtype=np.uint8) for i in range(3)]
+    images[1][0, 0] = (1, 2, 3)
+    encoded = [cv2.imencode(".png", image)[1].tobytes() for image in images]
+    meta = requests.get(f"{server.http}/v2/models/images_any", timeout=10).json()
+    assert meta["inputs"][0]["shape"] == [-1, -1, 2, 2, 3]
+    inp = grpcclient.InferInput("x", [3], "BYTES")
+    inp.set_data_from_numpy(np.array(encoded, dtype=np.object_))
+    result = grpcclient.InferenceServerClient(server.grpc_url).infer("images_any", [inp])
+    y = result.as_numpy("y")
+    assert y.shape == (3, 1, 2, 2, 3)
+    for i, image in enumerate(images):
+        np.testing.assert_array_equal(y[i, 0], image)
+
+    hinp = httpclient.InferInput("x", [3], "BYTES")
+    hinp.set_data_from_numpy(np.array(encoded, dtype=np.object_), binary_data=True)
+    out = httpclient.InferenceServerClient(server.rest_url).infer("images_any", [hinp])
+    np.testing.assert_array_equal(out.as_numpy("y"), y)
 
 
 def test_metadata_and_readiness(server: Server) -> None:
@@ -482,3 +506,124 @@ def test_pipelines_added_and_removed_by_reload(
     finally:
         assert srv.stop() == 0, srv.log()
     assert "Traceback" not in srv.log(), srv.log()
+
+
+def test_sigterm_deinitializes_the_custom_nodes(
+    tmp_path: Path,
+    node_libs: dict[str, Path],  # noqa: F811
+) -> None:
+    """The library appends its count of live internal managers to a file at each
+    deinitialize: after SIGTERM the last count is 0 (every node of the server's
+    two pipelines deinitialized)."""
+    models.add_model(tmp_path / "models" / "tiny")
+    (tmp_path / "models" / "slow").mkdir(parents=True)
+    (tmp_path / "models" / "image_id").mkdir(parents=True)
+    cfg = write_config(tmp_path, PIPELINES[:1] + PIPELINES[2:3], node_libs)
+    counts = tmp_path / "deinitialized.txt"
+    srv = start_server(
+        tmp_path,
+        ["--config_path", str(cfg), "--file_system_poll_wait_seconds", "0"],
+        env={**os.environ, "TESTNODE_DEINIT_FILE": str(counts)},
+    )
+    try:
+        body = {"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": [0.0] * 10}]}
+        r = requests.post(f"{srv.http}/v2/models/chain/infer", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        r = requests.post(f"{srv.http}/v2/models/crops/infer", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        assert not counts.exists()
+    finally:
+        assert srv.stop() == 0, srv.log()
+    assert "Traceback" not in srv.log(), srv.log()
+    lines = counts.read_text().split()
+    assert len(lines) == 2, lines  # one node of each library (add_const, demux)
+    assert lines == ["0", "0"], lines
+    assert "3 node libraries unloaded" in srv.log(), srv.log()  # broken.so too
+
+
+# -- statistics extension and repository index ------------------------------------------------
+
+
+def test_statistics_extension_counts_pipeline_requests(server: Server) -> None:
+    """Success and failure counts and durations of a pipeline's requests, over REST and gRPC,
+    any version asked reporting version 1."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    before = stats(server, "chain")
+    failed_before = stats(server, "fails")["inference_stats"]["fail"]["count"]
+    inp = grpcclient.InferInput("x", [2, 10], "FP32")
+    inp.set_data_from_numpy(rows(2))
+    for _ in range(3):
+        client.infer("chain", [inp])
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]}
+    r = requests.post(f"{server.http}/v2/models/fails/infer", json=body, timeout=30)
+    assert r.status_code == 500
+
+    after = stats(server, "chain")
+    assert (after["name"], after["version"]) == ("chain", "1")
+    success = after["inference_stats"]["success"]
+    assert success["count"] - before["inference_stats"]["success"]["count"] == 3
+    assert success["ns"] > before["inference_stats"]["success"]["ns"]
+    assert after["inference_count"] - before["inference_count"] == 3
+    assert after["last_inference"] > 0
+    failed = stats(server, "fails")["inference_stats"]["fail"]
+    assert failed["count"] - failed_before == 1
+    assert failed["ns"] > 0
+
+    r = requests.get(f"{server.http}/v2/models/chain/versions/3/stats", timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["model_stats"][0]["version"] == "1"
+    grpc_stats = client.get_inference_statistics("chain", as_json=True)["model_stats"]
+    assert [(s["name"], s["version"]) for s in grpc_stats] == [("chain", "1")]
+    assert int(grpc_stats[0]["inference_stats"]["success"]["count"]) >= 3
+    everything = client.get_inference_statistics(as_json=True)["model_stats"]
+    names = [s["name"] for s in everything]
+    assert {"tiny", "chain", "crops", "missing_model"} <= set(names)
+
+
+def test_repository_index_lists_pipelines_with_their_state(server: Server) -> None:
+    r = requests.post(f"{server.http}/v2/repository/index", json={}, timeout=10)
+    assert r.status_code == 200, r.text
+    rows_ = {e["name"]: e for e in r.json()}
+    assert rows_["chain"] == {"name": "chain", "version": "1", "state": "READY", "reason": ""}
+    missing = rows_["missing_model"]
+    assert missing["state"] == "UNAVAILABLE"
+    assert missing["reason"].startswith("Pipeline definition has reference to missing model")
+    assert rows_["tiny"]["state"] == "READY"
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    index = client.get_model_repository_index(as_json=True)["models"]
+    states = {e["name"]: e.get("state") for e in index}
+    assert states["chain"] == "READY"
+    assert states["missing_model"] == "UNAVAILABLE"
+    ready = requests.post(f"{server.http}/v2/repository/index", json={"ready": True}, timeout=10)
+    names = {e["name"] for e in ready.json()}
+    assert "chain" in names
+    assert "missing_model" not in names
+
+
+def test_metrics_count_custom_and_python_node_calls(server: Server) -> None:
+    def node_samples() -> dict[tuple[str, str, str], float]:
+        text = requests.get(f"{server.http}/metrics", timeout=10).text
+        return {
+            (sample.name, sample.labels["pipeline"], sample.labels["node"]): sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name.startswith("ovtrio_node_")
+            for sample in family.samples
+        }
+
+    before = node_samples()
+    body = {"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": [1.0] * 10}]}
+    for name in ("chain", "chain", "py_chain"):
+        r = requests.post(f"{server.http}/v2/models/{name}/infer", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+    after = node_samples()
+
+    def grew(sample: str, pipeline: str, node: str) -> float:
+        key = (sample, pipeline, node)
+        return after[key] - before.get(key, 0)
+
+    assert grew("ovtrio_node_executions_total", "chain", "plus10") == 2
+    assert grew("ovtrio_node_executions_total", "py_chain", "plus5") == 1
+    assert grew("ovtrio_node_abandoned_total", "chain", "plus10") == 0
+    assert after[("ovtrio_node_running", "chain", "plus10")] == 0
+    assert ("ovtrio_node_executions_total", "missing_model", "t") not in after  # no definition

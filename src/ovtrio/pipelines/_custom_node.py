@@ -20,10 +20,12 @@ call is running any more, so an abandoned call still finds it alive.
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import enum
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,8 +156,9 @@ class NodeTensorInfo:
 class CustomNodeLibrary:
     """One opened ``.so`` with its six functions. Opening it is blocking I/O (``dlopen``).
 
-    Like OVMS, a library is never unloaded (``dlclose`` under a possibly running thread is not
-    safe); dropping the object only drops the reference.
+    A library stays loaded while the server runs (``dlclose`` under a possibly running thread
+    is not safe; dropping the object only drops the reference). ``close`` unloads it at server
+    shutdown, once every node initialized from it has been deinitialized.
 
     Raises:
         NodeLibraryFailed: NODE_LIBRARY_LOAD_FAILED_OPEN if the file cannot be opened,
@@ -179,6 +182,36 @@ class CustomNodeLibrary:
             fn.argtypes = argtypes
             fn.restype = ctypes.c_int
             self._fn[symbol] = fn
+        self._lock = threading.Lock()
+        self._live = 0
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> bool:
+        """Unload the library (``dlclose``) unless a node initialized from it is still live.
+        Returns whether it is unloaded; no node can be initialized from it afterwards."""
+        with self._lock:
+            if self._closed:
+                return True
+            if self._live:
+                return False
+            self._closed = True
+            self._fn = {}
+        _ctypes.dlclose(self._dll._handle)
+        return True
+
+    def _node_started(self) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"custom node library {str(self.path)!r} is closed")
+            self._live += 1
+
+    def _node_ended(self) -> None:
+        with self._lock:
+            self._live -= 1
 
     def __repr__(self) -> str:
         return f"CustomNodeLibrary({str(self.path)!r})"
@@ -212,8 +245,14 @@ class CustomNode(ThreadedNode):
             self._params = array
         self._params_count = len(params)
         handle = _P()
-        rc = self._fn["initialize"](ctypes.byref(handle), self._params, self._params_count)
+        library._node_started()
+        try:
+            rc = self._fn["initialize"](ctypes.byref(handle), self._params, self._params_count)
+        except BaseException:
+            library._node_ended()
+            raise
         if rc != 0:
+            library._node_ended()
             raise library_error("NODE_LIBRARY_INITIALIZE_FAILED", f"{library.path}: returned {rc}")
         self._manager = handle
         self._inputs: dict[str, NodeTensorInfo] | None = None
@@ -332,7 +371,10 @@ class CustomNode(ThreadedNode):
         return work
 
     def _shutdown(self) -> None:
-        self._fn["deinitialize"](self._manager)  # OVMS ignores its result
+        try:
+            self._fn["deinitialize"](self._manager)  # OVMS ignores its result
+        finally:
+            self.library._node_ended()
 
     def _release(self, address: int | None) -> None:
         self._fn["release"](address, self._manager)

@@ -78,6 +78,7 @@ class ThreadedNode(abc.ABC):
         self._executions = 0
         self._abandoned = 0
         self._running = 0
+        self._shut = threading.Event()
 
     @abc.abstractmethod
     def metadata(self) -> NodeMeta:
@@ -119,6 +120,15 @@ class ThreadedNode(abc.ABC):
         with self._lock:
             return NodeStatistics(self._executions, self._abandoned, self._running)
 
+    @property
+    def shut_down(self) -> bool:
+        """Closed and released: no call runs and none can start."""
+        return self._shut.is_set()
+
+    def wait_shut_down(self, timeout: float) -> bool:
+        """Block until ``shut_down`` (up to ``timeout`` seconds); returns it."""
+        return self._shut.wait(max(timeout, 0))
+
     def close(self) -> None:
         """Release the node now, or when its last running call returns. Idempotent."""
         with self._lock:
@@ -127,7 +137,13 @@ class ThreadedNode(abc.ABC):
             self._closing = True
             now = self._running == 0
         if now:
+            self._release_node()
+
+    def _release_node(self) -> None:
+        try:
             self._shutdown()
+        finally:
+            self._shut.set()
 
     def __enter__(self) -> ThreadedNode:
         return self
@@ -154,4 +170,4 @@ class ThreadedNode(abc.ABC):
                 self._abandoned += abandoned.is_set()
                 last = self._closing and self._running == 0
             if last:
-                self._shutdown()
+                self._release_node()

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -48,7 +48,7 @@ from ..pipelines import (
     validate,
 )
 from ..tensors import Datatype, TensorSpec, datatype
-from ._version import ModelState, ModelVersion
+from ._version import ModelState, ModelVersion, VersionStatistics, _Counters
 
 if TYPE_CHECKING:
     from ._registry import Model
@@ -89,6 +89,8 @@ class PipelineDefinition:
     version: Final = PIPELINE_VERSION
 
     def __init__(self, plan: ExecutionPlan, nodes: dict[str, ThreadedNode], key: object) -> None:
+        self.counters = _Counters()
+        """The pipeline's request counters (its Pipeline shares them with each definition)."""
         self.plan = plan
         self.nodes = nodes
         self.key = key
@@ -101,6 +103,18 @@ class PipelineDefinition:
     @property
     def name(self) -> str:
         return self.plan.pipeline
+
+    def shard_image_spec(self, name: str) -> TensorSpec | None:
+        """For a 5-D input under the request's own demultiplexer (``[shards, 1, H, W, C]``):
+        the 4-D spec its encoded images decode to, one image per shard (OVMS: ``[N, 1, H, W,
+        C]``, the 1 added after decoding). None for any other input."""
+        if self.plan.demultiply_count is None:
+            return None
+        spec = next((s for s in self.inputs if s.name == name), None)
+        if spec is None or len(spec.shape) != 5:
+            return None
+        ranges = spec.ranges[:1] + spec.ranges[2:] if spec.ranges else ()
+        return replace(spec, shape=spec.shape[:1] + spec.shape[2:], ranges=ranges)
 
     @contextmanager
     def use(self) -> Iterator[None]:
@@ -136,6 +150,8 @@ class Pipeline:
         self.failure: PipelineInvalid | None = None
         self.key: object = None
         """What the last validation saw, valid or not."""
+        self.counters = _Counters()
+        """Requests run on any of its definitions (statistics extension)."""
 
     @property
     def name(self) -> str:
@@ -167,6 +183,7 @@ class Pipeline:
         self.definition = definition
         self.failure = failure
         if definition is not None:
+            definition.counters = self.counters
             self.state, self.error_code, self.error_message = ModelState.AVAILABLE, "OK", ""
             log.info("pipeline %s: AVAILABLE", self.name)
         elif failure is not None:
@@ -175,6 +192,40 @@ class Pipeline:
             log.error("pipeline %s failed validation: %s", self.name, failure.message)
         if old is not None and old is not definition:
             old.retire()
+
+    def statistics(self) -> VersionStatistics:
+        """Its requests as the statistics extension reports a model version's (version 1;
+        no inference or batch counters of its own: its model nodes count in their models)."""
+        c = self.counters
+        return VersionStatistics(
+            version=PIPELINE_VERSION,
+            success_count=c.success_count,
+            success_ns=c.success_ns,
+            fail_count=c.fail_count,
+            fail_ns=c.fail_ns,
+            last_inference_ms=c.last_inference_ms,
+            inferences_completed=0,
+            inferences_cancelled=0,
+            inferences_abandoned=0,
+            repair_inferences=0,
+            inferences_inline=0,
+            compute_ns=0,
+            nireq=0,
+            queue_length=0,
+            rejected=0,
+            batcher=None,
+        )
+
+    def index_entry(self) -> dict[str, str]:
+        """Its row of Triton's repository index."""
+        state = "READY" if self.available else "UNAVAILABLE"
+        reason = RETIRED if self.state is ModelState.END else self.error_message
+        return {
+            "name": self.name,
+            "version": str(PIPELINE_VERSION),
+            "state": state,
+            "reason": reason,
+        }
 
     def retire(self) -> None:
         self.set_definition(None, None)
@@ -213,6 +264,10 @@ class PipelineRegistry:
         self._configs: tuple[PipelineConfig, ...] = tuple(pipelines)
         self._library_configs: tuple[LibraryConfig, ...] = tuple(libraries)
         self._libraries: dict[str, _Library] = {}
+        self._opened: list[CustomNodeLibrary] = []
+        """Every library opened, in the config or not any more: shutdown unloads them."""
+        self._nodes: list[ThreadedNode] = []
+        """Every node initialized and not yet released: shutdown waits for them."""
         self.limiter = trio.CapacityLimiter(max(2, os.cpu_count() or 1))
         """Worker threads custom and Python nodes run in, all pipelines together."""
 
@@ -253,7 +308,10 @@ class PipelineRegistry:
             current = self._libraries.get(name)
             if current is not None and current.config.path == config.path:
                 continue
-            self._libraries[name] = _Library(config, await self._open(config))
+            library = await self._open(config)
+            if library is not None:
+                self._opened.append(library)
+            self._libraries[name] = _Library(config, library)
 
     @staticmethod
     async def _open(config: LibraryConfig) -> CustomNodeLibrary | None:
@@ -321,14 +379,36 @@ class PipelineRegistry:
             pipeline = self.pipelines[config.name] = Pipeline(config)
         pipeline.config = config
         pipeline.key = key
+        self._nodes = [n for n in self._nodes if not n.shut_down] + list(nodes.values())
         pipeline.set_definition(PipelineDefinition(plan, nodes, key), None)
         return True
 
-    def close(self) -> None:
-        """Close every definition's nodes (server shutdown)."""
+    async def shutdown(self, deadline: float) -> None:
+        """Server shutdown, once no request runs: close every node, wait until the calls still
+        running in threads (abandoned by cancelled requests) return, until ``deadline`` (trio
+        time), so that each node is deinitialized; then unload the libraries no live node
+        uses. A node whose call outlives the deadline keeps its library loaded."""
         for pipeline in self.pipelines.values():
             if pipeline.definition is not None:
                 pipeline.definition.retire()
+        for node in self._nodes:
+            node.close()
+        nodes = [node for node in self._nodes if not node.shut_down]
+        if nodes and deadline > trio.current_time():
+            seconds = deadline - trio.current_time()
+            await trio.to_thread.run_sync(_wait_shut_down, nodes, seconds, abandon_on_cancel=True)
+        running = [node.name for node in self._nodes if not node.shut_down]
+        if running:
+            log.warning("custom nodes still running at shutdown, not deinitialized: %s", running)
+        closed = sum(library.close() for library in self._opened)
+        if self._nodes or self._opened:
+            log.info("custom nodes deinitialized; %d node libraries unloaded", closed)
+
+
+def _wait_shut_down(nodes: Sequence[ThreadedNode], seconds: float) -> None:
+    end = time.monotonic() + seconds
+    for node in nodes:
+        node.wait_shut_down(end - time.monotonic())
 
 
 def _validate(
@@ -398,11 +478,18 @@ async def run_pipeline(
                 observe(node.model_name, mv.version, ok, time.perf_counter() - started)
         return {s.name: a for s, a in zip(mv.outputs, results, strict=True)}
 
-    with definition.use():
-        return await execute(
-            definition.plan,
-            inputs,
-            run_model=run_model,
-            nodes=definition.nodes,
-            limiter=limiter,
-        )
+    started = time.perf_counter_ns()
+    ok = False
+    try:
+        with definition.use():
+            outputs = await execute(
+                definition.plan,
+                inputs,
+                run_model=run_model,
+                nodes=definition.nodes,
+                limiter=limiter,
+            )
+        ok = True
+        return outputs
+    finally:
+        definition.counters.record(ok, time.perf_counter_ns() - started)

@@ -270,15 +270,7 @@ class ModelVersion:
             ok = True
             return result
         finally:
-            stats = self.stats
-            elapsed = time.perf_counter_ns() - started
-            if ok:
-                stats.success_count += 1
-                stats.success_ns += elapsed
-                stats.last_inference_ms = int(time.time() * 1000)
-            else:
-                stats.fail_count += 1
-                stats.fail_ns += elapsed
+            self.stats.record(ok, time.perf_counter_ns() - started)
 
     def statistics(self) -> VersionStatistics:
         """A snapshot for the statistics API and metrics."""
@@ -325,6 +317,16 @@ class _Counters:
     fail_count: int = 0
     fail_ns: int = 0
     last_inference_ms: int = 0
+
+    def record(self, ok: bool, elapsed_ns: int) -> None:
+        """One request answered (``ok``) or failed after ``elapsed_ns``."""
+        if ok:
+            self.success_count += 1
+            self.success_ns += elapsed_ns
+            self.last_inference_ms = int(time.time() * 1000)
+        else:
+            self.fail_count += 1
+            self.fail_ns += elapsed_ns
 
 
 @dataclass(frozen=True, slots=True)

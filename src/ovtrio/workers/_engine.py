@@ -14,6 +14,7 @@ port cannot be bound, ...) stops the server's start. On SIGINT/SIGTERM every fro
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -390,6 +391,7 @@ async def serve(
         held += _hold_port(cfg.grpc_bind_address, cfg.port, "gRPC")
     dataplane = server.build_dataplane(cfg)
     stop = trio.Event()
+    deadline = -math.inf
     try:
         async with trio.open_nursery() as root:
             root.start_soon(server.watch_signals, stop, root.cancel_scope)
@@ -410,11 +412,13 @@ async def serve(
                 "shutting down: draining the front-ends' requests (up to %ss)",
                 cfg.graceful_timeout_s,
             )
+            deadline = trio.current_time() + cfg.graceful_timeout_s
             await supervisor.drain(cfg.graceful_timeout_s)
             root.cancel_scope.cancel()
     finally:
         for sock in held:
             sock.close()
+    await server.shut_down_nodes(dataplane, deadline)
     log.info("stopped")
 
 

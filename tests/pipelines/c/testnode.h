@@ -4,6 +4,7 @@
 #ifndef TESTNODE_H
 #define TESTNODE_H
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "custom_node_interface.h"
@@ -60,6 +61,15 @@ int deinitialize(void* customNodeLibraryInternalManager) {
     m->magic = 0;
     free(m);
     atomic_fetch_add(&deinitialized_count, 1);
+    /* A test of a server process reads the count of live managers after each deinitialize. */
+    const char* path = getenv("TESTNODE_DEINIT_FILE");
+    if (path != NULL) {
+        FILE* f = fopen(path, "a");
+        if (f != NULL) {
+            fprintf(f, "%ld\n", live_managers());
+            fclose(f);
+        }
+    }
     return 0;
 }
 
