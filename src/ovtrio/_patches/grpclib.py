@@ -44,12 +44,17 @@
     decompressed with the same limit on its decompressed size, never more than the limit
     (plus one byte) inflated into memory (RESOURCE_EXHAUSTED). A reply's initial headers
     announce ``grpc-accept-encoding``, as gRPC C++ servers' do; replies are not compressed,
-    as gRPC C++ servers (OVMS) do not unless configured to.
+    as gRPC C++ servers (OVMS) do not unless configured to. A unary reply that fits the
+    stream's window and one frame is sent with its trailers (``grpc-status: 0``) in one pass
+    through h2 and one write, with grpclib's bookkeeping (message counts, trailers sent)
+    done as its ``send_message`` and ``send_trailing_metadata`` do; grpclib's send events are
+    not dispatched (ovtrio listens to none).
     **Why.** grpclib has no message-size limit: it reads whatever length a message declares
     (up to 4 GiB); ``--grpc_max_message_bytes`` refuses before reading. A compressed message
-    of a few kilobytes can inflate to gigabytes.
+    of a few kilobytes can inflate to gigabytes. The three separate sends of a reply each wait
+    for the connection, build metadata and hand h2's output to the transport.
     **Upstream.** a max-receive-message-size option in ``grpclib.server.Server``; message
-    compression in grpclib.
+    compression in grpclib; a unary send that writes headers, message and trailers at once.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from typing import Any
 
 import grpclib.server
 import grpclib.utils
+import h2.exceptions
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.metadata import encode_grpc_message
@@ -84,6 +90,8 @@ ACCEPT_ENCODING = "identity,deflate,gzip"
 """The encodings a request may use, announced in ``grpc-accept-encoding``."""
 _TIMEOUT = re.compile(r"[0-9]{1,8}[HMSmun]")
 """A well-formed ``grpc-timeout``: at most 8 digits and a unit (PROTOCOL-HTTP2.md)."""
+_OK_TRAILERS = (("grpc-status", "0"),)
+"""The trailers of a reply sent with ``send_reply``'s single write."""
 _INLINE_BYTES = 1 << 20
 """Compressed messages above this size are decompressed off the event loop's thread."""
 
@@ -259,13 +267,41 @@ async def receive_message(stream: grpclib.server.Stream[Any, Any], max_bytes: in
 
 
 async def send_reply(stream: grpclib.server.Stream[Any, Any], reply: Any) -> None:
-    """``reply`` after initial headers that announce ``grpc-accept-encoding``."""
-    await stream._stream.send_headers(
-        [
-            (":status", "200"),
-            ("content-type", stream._content_type),
-            ("grpc-accept-encoding", ACCEPT_ENCODING),
-        ]
-    )
+    """``reply`` after initial headers that announce ``grpc-accept-encoding``; a reply that
+    fits the stream's flow-control window and one frame goes out with its OK trailers in one
+    write (module doc)."""
+    raw = stream._stream
+    connection = raw.connection
+    h2_conn = raw._h2_connection
+    stream_id = raw.id
+    assert stream_id is not None  # set when the request's headers arrived
+    headers = [
+        (":status", "200"),
+        ("content-type", stream._content_type),
+        ("grpc-accept-encoding", ACCEPT_ENCODING),
+    ]
+    body = stream._codec.encode(reply, stream._send_type)
+    data = b"\0" + len(body).to_bytes(4, "big") + body
+    await connection.write_ready.wait()
+    if stream_id not in h2_conn.streams:  # as grpclib's send_headers: reset meanwhile
+        raise h2.exceptions.StreamClosedError(stream_id)
+    window = h2_conn.local_flow_control_window(stream_id)
+    one_write = len(data) <= min(window, h2_conn.max_outbound_frame_size)
+    if one_write:
+        h2_conn.send_headers(stream_id, headers)
+        h2_conn.send_data(stream_id, data)
+        h2_conn.send_headers(stream_id, _OK_TRAILERS, end_stream=True)
+        raw._transport.write(h2_conn.data_to_send())
+        raw.data_sent += len(data)
+        connection.data_sent += len(data)
+        connection.data_send_process()
+    else:  # grpclib's sends: they wait for the window; grpclib sends the trailers
+        await raw.send_headers(headers)
+        stream._send_initial_metadata_done = True
+        await raw.send_data(data)
     stream._send_initial_metadata_done = True
-    await stream.send_message(reply)
+    stream._send_message_done = True
+    stream._messages_sent += 1
+    connection.messages_sent += 1
+    connection.last_message_sent = time.monotonic()
+    stream._send_trailing_metadata_done = one_write

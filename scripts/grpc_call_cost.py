@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""The per-call cost of ovtrio's gRPC layer alone: grpclib, h2 and ``grpc._servable``.
+
+Feeds a recorded client byte stream (HTTP/2 preface and settings, then one unary ModelInfer
+call after another: HEADERS + DATA with END_STREAM) to ovtrio's ``_H2Protocol`` on a uvloop
+loop, with no socket (the transport only collects what the server writes), no trio and no
+OpenVINO: the handler answers a canned reply. Prints microseconds per call. For a figure that
+does not depend on the machine's load, count instructions with callgrind at two call counts
+and take the difference per call:
+
+    valgrind --tool=callgrind --callgrind-out-file=a.out python scripts/grpc_call_cost.py 300
+    valgrind --tool=callgrind --callgrind-out-file=b.out python scripts/grpc_call_cost.py 1300
+    # (totals of b.out - totals of a.out) / 1000 = instructions per call
+
+Run with ``PYTHONPATH=src``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+import time
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.settings
+import uvloop
+
+from ovtrio import _patches
+from ovtrio._proto import inference as pb
+from ovtrio.codecs.kserve_grpc import EncodedResponse
+from ovtrio.grpc._servable import RpcSpec, Servable
+from ovtrio.grpc._server import Server
+
+ROUTE = "/inference.GRPCInferenceService/ModelInfer"
+REPLY = EncodedResponse(b"\n\x04tiny\x12\x011")
+
+
+class _Transport(asyncio.Transport):
+    """Collects the server's writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def write(self, data: Any) -> None:
+        self.out.append(bytes(data))
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.out.extend(bytes(d) for d in list_of_data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class _Bridge:
+    async def call(self, afn: Any, *args: Any) -> Any:
+        return await afn(*args)
+
+
+async def _infer(_request: Any, _stream: Any) -> EncodedResponse:
+    return REPLY
+
+
+def client_bytes(calls: int) -> tuple[bytes, list[bytes]]:
+    """The client's preface and settings, and the bytes of each call."""
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding="ascii")
+    )
+    client.initiate_connection()
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    client.increment_flow_control_window(2**31 - 1 - 65535)
+    preface = client.data_to_send()
+    message = bytes(pb.ModelInferRequest(model_name="tiny", raw_input_contents=[b"\0" * 16]))
+    body = struct.pack(">BI", 0, len(message)) + message
+    out = []
+    for _ in range(calls):
+        sid = client.get_next_available_stream_id()
+        client.send_headers(
+            sid,
+            [
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", ROUTE),
+                (":authority", "127.0.0.1:9000"),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+                ("user-agent", "grpc-python-async/1.0"),
+                ("grpc-accept-encoding", "identity,deflate,gzip"),
+            ],
+        )
+        client.send_data(sid, body, end_stream=True)
+        out.append(client.data_to_send())
+        client.streams.pop(sid, None)  # the answer is not read: keep the client's table small
+    return preface, out
+
+
+async def run(calls: list[bytes], preface: bytes) -> float:
+    """CPU seconds per call, each call answered before the next one is fed."""
+    servable = Servable({ROUTE: RpcSpec(_infer, pb.ModelInferRequest, EncodedResponse)}, _Bridge)
+    server = Server([servable])
+    protocol = server._protocol_factory()
+    transport = _Transport()
+    protocol.connection_made(transport)
+    protocol.data_received(preface)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    start = time.process_time()
+    for data in calls:
+        protocol.data_received(data)
+        while servable.active or server.in_flight():  # noqa: ASYNC110 - nothing to wait on
+            await asyncio.sleep(0)
+    return (time.process_time() - start) / len(calls)
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    _patches.install()
+    preface, calls = client_bytes(1300)  # the same bytes whatever the count
+    per_call = uvloop.run(run(calls[:count], preface))
+    print(f"{count} calls: {per_call * 1e6:.1f} us of CPU per call")
+
+
+if __name__ == "__main__":
+    main()
