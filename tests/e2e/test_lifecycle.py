@@ -23,7 +23,9 @@ pytestmark = pytest.mark.e2e
 
 
 def slow_config(tmp: Path) -> Path:
-    models.slow_model(tmp / "models" / "slow")
+    # ~4x the default work: the tests below signal 0.25-0.35 s into an inference, which must
+    # still be running then on a fast, idle machine too (the default model takes ~0.3 s there)
+    models.slow_model(tmp / "models" / "slow", layers=96)
     cfg = tmp / "config.json"
     cfg.write_text(
         json.dumps(
@@ -59,7 +61,7 @@ def test_sigterm_drains_in_flight_then_exits_0(tmp_path: Path) -> None:
     results: list = []
     worker = threading.Thread(target=_infer_slow, args=(server, results))
     worker.start()
-    time.sleep(0.25)  # the request is in flight (one inference takes about half a second)
+    time.sleep(0.25)  # the request is in flight (one inference takes over a second)
     server.proc.send_signal(signal.SIGTERM)
     worker.join(60)
     code = server.proc.wait(60)
@@ -107,7 +109,7 @@ def test_inference_requests_during_the_drain_are_refused_on_every_route(
         target=lambda: rest.append(_rest_infer_in_two_parts(server, drain_started))
     )
     rest_worker.start()
-    time.sleep(0.25)  # the slow request is in flight (one inference takes about half a second)
+    time.sleep(0.25)  # the slow request is in flight (one inference takes over a second)
     server.proc.send_signal(signal.SIGTERM)
     time.sleep(0.1)
     drain_started.set()
