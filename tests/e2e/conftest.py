@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+from ovmsclient import make_grpc_client, make_http_client
 
 from tests import models
 
@@ -131,6 +132,41 @@ def start_server(
         server.stop(signal.SIGKILL)
         raise RuntimeError(f"server not ready in {timeout}s:\n{server.log()}")
     return server
+
+
+def ovms_client(server: Server, transport: str) -> Any:
+    """ovmsclient's TF Serving client for ``server`` over ``transport``: "grpc" or "rest"."""
+    if transport == "grpc":
+        return make_grpc_client(server.grpc_url)
+    return make_http_client(server.rest_url)
+
+
+def run_on_busy_rest_port(tmp: Path, launcher: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python launcher...`` (arguments that start ovtrio's CLI) on the model
+    ``tmp/dummy`` with --rest_port set to a port another socket holds; it must exit by itself."""
+    models.add_model(tmp / "dummy")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        return subprocess.run(
+            [
+                sys.executable,
+                *launcher,
+                "--model_name",
+                "d",
+                "--model_path",
+                str(tmp / "dummy"),
+                "--rest_port",
+                str(port),
+                "--rest_bind_address",
+                "127.0.0.1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+        )
 
 
 @contextlib.contextmanager
