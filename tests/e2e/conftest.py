@@ -170,6 +170,16 @@ def run_on_busy_rest_port(tmp: Path, launcher: Sequence[str]) -> subprocess.Comp
 
 
 @contextlib.contextmanager
+def running(root: Path, args: list[str]) -> Iterator[Server]:
+    """A server with ``args`` (``start_server``); on exit it must stop cleanly, without a
+    traceback in its log."""
+    server = start_server(root, args)
+    yield server
+    assert server.stop() == 0, server.log()
+    assert "Traceback" not in server.log(), server.log()
+
+
+@contextlib.contextmanager
 def serve_models(
     root: Path, entries: Sequence[dict[str, Any]], args: Sequence[str] = ()
 ) -> Iterator[Server]:
@@ -177,10 +187,8 @@ def serve_models(
     on exit it must stop cleanly, without a traceback in its log."""
     cfg = root / "config.json"
     cfg.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
-    server = start_server(root, ["--config_path", str(cfg), *args])
-    yield server
-    assert server.stop() == 0, server.log()
-    assert "Traceback" not in server.log(), server.log()
+    with running(root, ["--config_path", str(cfg), *args]) as server:
+        yield server
 
 
 F32_EXACT = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -253,8 +261,5 @@ def build_repository(root: Path) -> Path:
 def kserve_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("kserve")
     cfg = build_repository(root)
-    server = start_server(root, ["--config_path", str(cfg)])
-    yield server
-    code = server.stop()
-    assert code == 0, server.log()
-    assert "Traceback" not in server.log(), server.log()
+    with running(root, ["--config_path", str(cfg)]) as server:
+        yield server
