@@ -1126,24 +1126,6 @@ CLI_ERRORS = [
         [*CLI_MODEL, "--target_device", ""],
         "--target_device: expected a non-empty string",
     ),
-    (
-        "mean-without-layout",
-        [*CLI_MODEL, "--mean", "[123,116,103]"],
-        "--mean parameter requires --layout to be set",
-    ),
-    ("scale-without-layout", [*CLI_MODEL, "--scale", "58"], "--scale parameter requires --layout"),
-    (
-        "color-format",
-        [*CLI_MODEL, "--layout", "NCHW", "--color_format", "BGR"],
-        "--color_format: couldn't parse color_format parameter: The provided color format is in "
-        'wrong format: "BGR"',
-    ),
-    (
-        "precision",
-        [*CLI_MODEL, "--layout", "NCHW", "--precision", "FP16"],
-        "--precision: couldn't parse precision parameter: The provided precision is in wrong "
-        'format: "FP16"',
-    ),
     ("stateful", [*CLI_MODEL, "--stateful"], "--stateful: stateful models are not supported"),
     (
         "bind-address-not-ipv4",

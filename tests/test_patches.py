@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import textwrap
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ovtrio._patches import PINS, PinError, check_pin
-from tests import models
+from tests.e2e.conftest import run_on_busy_rest_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,34 +120,12 @@ def test_a_version_other_than_the_pin_is_refused() -> None:
 
 
 def test_the_server_exits_1_naming_the_library(tmp_path: Path) -> None:
-    models.add_model(tmp_path / "dummy")
-    with socket.socket() as busy:  # if the pin were not checked first, the bind fails instead
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        script = (
-            "import sys; from ovtrio._patches import _pins; _pins.PINS['h2'] = '0.0.1'; "
-            "from ovtrio.cli import main; main(sys.argv[1:])"
-        )
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                script,
-                "--model_name",
-                "d",
-                "--model_path",
-                str(tmp_path / "dummy"),
-                "--rest_port",
-                str(port),
-                "--rest_bind_address",
-                "127.0.0.1",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-        )
+    script = (
+        "import sys; from ovtrio._patches import _pins; _pins.PINS['h2'] = '0.0.1'; "
+        "from ovtrio.cli import main; main(sys.argv[1:])"
+    )
+    # the REST port is taken: if the pin were not checked first, the bind would fail instead
+    proc = run_on_busy_rest_port(tmp_path, ["-c", script])
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert f"h2 {PINS['h2']} is installed" in proc.stderr

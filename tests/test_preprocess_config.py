@@ -136,6 +136,19 @@ def test_demo_takes_the_flags() -> None:
             "--scale: couldn't parse scale parameter: a scale value must not be zero, "
             'got "[1,0.0,2]"',
         ),
+        (
+            ["--layout", "NCHW", "--color_format", "BGR"],
+            "--color_format: couldn't parse color_format parameter: The provided color format is"
+            ' in wrong format: "BGR" (expected target:source, e.g. "BGR:RGB", each one of RGB,'
+            " BGR, GRAY, NV12, NV12_2, I420, I420_3)",
+        ),
+        (
+            ["--layout", "NCHW", "--precision", "FP16"],
+            "--precision: couldn't parse precision parameter: The provided precision is in wrong"
+            ' format: "FP16" (expected target:source, e.g. "UINT8:FP32", each one of BF16, FP64,'
+            " FP32, FP16, INT64, INT32, INT16, INT8, INT4, UINT64, UINT32, UINT16, UINT8, UINT4,"
+            " UINT1)",
+        ),
     ],
 )
 def test_cli_errors(flags: list[str], message: str) -> None:

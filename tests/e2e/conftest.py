@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+from ovmsclient import make_grpc_client, make_http_client
 
 from tests import models
 
@@ -133,6 +134,51 @@ def start_server(
     return server
 
 
+def ovms_client(server: Server, transport: str) -> Any:
+    """ovmsclient's TF Serving client for ``server`` over ``transport``: "grpc" or "rest"."""
+    if transport == "grpc":
+        return make_grpc_client(server.grpc_url)
+    return make_http_client(server.rest_url)
+
+
+def run_on_busy_rest_port(tmp: Path, launcher: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python launcher...`` (arguments that start ovtrio's CLI) on the model
+    ``tmp/dummy`` with --rest_port set to a port another socket holds; it must exit by itself."""
+    models.add_model(tmp / "dummy")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        return subprocess.run(
+            [
+                sys.executable,
+                *launcher,
+                "--model_name",
+                "d",
+                "--model_path",
+                str(tmp / "dummy"),
+                "--rest_port",
+                str(port),
+                "--rest_bind_address",
+                "127.0.0.1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+        )
+
+
+@contextlib.contextmanager
+def running(root: Path, args: list[str]) -> Iterator[Server]:
+    """A server with ``args`` (``start_server``); on exit it must stop cleanly, without a
+    traceback in its log."""
+    server = start_server(root, args)
+    yield server
+    assert server.stop() == 0, server.log()
+    assert "Traceback" not in server.log(), server.log()
+
+
 @contextlib.contextmanager
 def serve_models(
     root: Path, entries: Sequence[dict[str, Any]], args: Sequence[str] = ()
@@ -141,10 +187,8 @@ def serve_models(
     on exit it must stop cleanly, without a traceback in its log."""
     cfg = root / "config.json"
     cfg.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
-    server = start_server(root, ["--config_path", str(cfg), *args])
-    yield server
-    assert server.stop() == 0, server.log()
-    assert "Traceback" not in server.log(), server.log()
+    with running(root, ["--config_path", str(cfg), *args]) as server:
+        yield server
 
 
 F32_EXACT = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -217,8 +261,5 @@ def build_repository(root: Path) -> Path:
 def kserve_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("kserve")
     cfg = build_repository(root)
-    server = start_server(root, ["--config_path", str(cfg)])
-    yield server
-    code = server.stop()
-    assert code == 0, server.log()
-    assert "Traceback" not in server.log(), server.log()
+    with running(root, ["--config_path", str(cfg)]) as server:
+        yield server

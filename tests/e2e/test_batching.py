@@ -21,7 +21,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import Server, start_server
+from tests.e2e.conftest import Server, serve_models
 
 pytestmark = pytest.mark.e2e
 
@@ -72,12 +72,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         },
         {"name": "tiny_off", "base_path": "models/tiny", "dynamic_batching": False},
     ]
-    cfg = root / "config.json"
-    cfg.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
-    srv = start_server(root, ["--config_path", str(cfg)])
-    yield srv
-    assert srv.stop() == 0, srv.log()
-    assert "Traceback" not in srv.log()
+    with serve_models(root, entries) as srv:
+        yield srv
 
 
 def stats(server: Server, model: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests import models
-from tests.e2e.conftest import Server, binary_infer_body, start_server
+from tests.e2e.conftest import Server, binary_infer_body, running
 
 pytestmark = pytest.mark.e2e
 
@@ -48,10 +48,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _serve(repo: Path, *flags: str) -> Iterator[Server]:
-    server = start_server(repo, ["--config_path", str(repo / "config.json"), *flags])
-    yield server
-    assert server.stop() == 0, server.log()
-    assert "Traceback" not in server.log(), server.log()
+    with running(repo, ["--config_path", str(repo / "config.json"), *flags]) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import ROOT, Server, start_server
+from tests.e2e.conftest import ROOT, Server, running
 
 KEY = "wire-test-key"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -47,10 +47,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     keys.write_text(f"{KEY}\n")
     args = ["--model_name", "dummy", "--model_path", str(root / "dummy")]
     args += ["--api_key_file", str(keys), "--grpc_max_message_bytes", str(MAX_MESSAGE)]
-    server = start_server(root, args)
-    yield server
-    assert server.stop() == 0, server.log()
-    assert "Traceback" not in server.log(), server.log()
+    with running(root, args) as server:
+        yield server
 
 
 @dataclass

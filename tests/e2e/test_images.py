@@ -19,11 +19,10 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from ovmsclient import make_grpc_client, make_http_client
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.e2e.conftest import Server, serve_models
+from tests.e2e.conftest import Server, ovms_client, serve_models
 
 pytestmark = pytest.mark.e2e
 
@@ -169,11 +168,7 @@ def test_seed_grpc_bytes_contents_and_unprefixed_raw(server: Server) -> None:
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])
 def test_ovmsclient_binary_input(server: Server, transport: str) -> None:
-    client = (
-        make_grpc_client(server.grpc_url)
-        if transport == "grpc"
-        else make_http_client(server.rest_url)
-    )
+    client = ovms_client(server, transport)
     out = client.predict(inputs={"in": IMAGES[0]}, model_name="nhwc")
     np.testing.assert_array_equal(out, expected(IMAGES[0])[None])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from tests import models
-from tests.e2e.conftest import ROOT, Server, start_server
+from tests.e2e.conftest import ROOT, Server, run_on_busy_rest_port, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -138,33 +137,11 @@ def test_sigint_idle_exits_0(tmp_path: Path) -> None:
 
 
 def test_port_in_use_exits_1_with_one_line(tmp_path: Path) -> None:
-    models.add_model(tmp_path / "dummy")
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ovtrio",
-                "--model_name",
-                "d",
-                "--model_path",
-                str(tmp_path / "dummy"),
-                "--rest_port",
-                str(port),
-                "--rest_bind_address",
-                "127.0.0.1",
-            ],
-            capture_output=True,
-            timeout=60,
-            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-        )
+    proc = run_on_busy_rest_port(tmp_path, ["-m", "ovtrio"])
     assert proc.returncode == 1
-    assert b"Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert (
-        b"Address already in use" in proc.stderr or b"address already in use" in proc.stderr.lower()
+        "Address already in use" in proc.stderr or "address already in use" in proc.stderr.lower()
     )
 
 

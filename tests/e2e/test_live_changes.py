@@ -19,7 +19,7 @@ import tritonclient.grpc as grpcclient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import models
-from tests.e2e.conftest import Server, start_server
+from tests.e2e.conftest import Server, running
 
 pytestmark = pytest.mark.e2e
 
@@ -41,19 +41,9 @@ LIVE = {
 def live(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     models.add_model(tmp_path / "models" / "live", version=1, addend=1.0)
     config(tmp_path, [LIVE])
-    server = start_server(
-        tmp_path,
-        [
-            "--config_path",
-            str(tmp_path / "config.json"),
-            "--file_system_poll_wait_seconds",
-            "1",
-            "--metrics_enable",
-        ],
-    )
-    yield server, tmp_path
-    assert server.stop() == 0, server.log()
-    assert "Traceback" not in server.log()
+    args = ["--config_path", str(tmp_path / "config.json"), "--file_system_poll_wait_seconds", "1"]
+    with running(tmp_path, [*args, "--metrics_enable"]) as server:
+        yield server, tmp_path
 
 
 class Load:

@@ -16,11 +16,10 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from ovmsclient import make_grpc_client, make_http_client
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import F32_EXACT, Server, start_server
+from tests.e2e.conftest import F32_EXACT, Server, ovms_client, serve_models
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +62,7 @@ def _write_mapping(base: Path, content: Any, version: int = 1) -> None:
     (base / str(version) / "mapping_config.json").write_text(text)
 
 
-def _config(root: Path, reload_addend: float = 0.0) -> Path:
+def _entries(reload_addend: float = 0.0) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = [
         {"name": "mapped", "base_path": "models/mapped", "plugin_config": F32_EXACT},
         {
@@ -83,11 +82,16 @@ def _config(root: Path, reload_addend: float = 0.0) -> Path:
     ]
     for name, (_, settings, _) in REFUSED.items():
         entries.append({"name": name, "base_path": f"models/{name}", **settings})
+    return entries
+
+
+def _rewrite_config(root: Path, reload_addend: float) -> None:
+    """Replace ``root/config.json`` in one step, so the polling server never reads half of it."""
+    entries = _entries(reload_addend)
     cfg = root / "config.json"
     tmp = root / "config.json.tmp"
     tmp.write_text(json.dumps({"model_config_list": [{"config": e} for e in entries]}))
     tmp.replace(cfg)
-    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +105,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for name, (content, _, _) in REFUSED.items():
         models.multi_model(repo / name)
         _write_mapping(repo / name, content)
-    cfg = _config(root)
-    srv = start_server(root, ["--config_path", str(cfg), "--file_system_poll_wait_seconds", "1"])
-    yield srv
-    assert srv.stop() == 0, srv.log()
-    assert "Traceback" not in srv.log()
+    with serve_models(root, _entries(), ["--file_system_poll_wait_seconds", "1"]) as srv:
+        yield srv
 
 
 def _ones(shape: tuple[int, ...], value: float = 1.0) -> np.ndarray:
@@ -186,11 +187,7 @@ def test_shape_and_layout_keyed_by_alias(server: Server) -> None:
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])
 def test_tfs_metadata_and_predict_with_aliases(server: Server, transport: str) -> None:
-    client = (
-        make_grpc_client(server.grpc_url)
-        if transport == "grpc"
-        else make_http_client(server.rest_url)
-    )
+    client = ovms_client(server, transport)
     meta = client.get_model_metadata(model_name="mapped")
     assert meta["inputs"] == {
         "first": {"shape": [-1, 4], "dtype": "DT_FLOAT"},
@@ -240,7 +237,7 @@ def test_changed_mapping_applies_when_the_model_reloads(server: Server) -> None:
     client = httpclient.InferenceServerClient(server.rest_url)
     assert client.get_model_metadata("reloaded")["inputs"][0]["name"] == "before"
     _write_mapping(root / "models" / "reloaded", {"inputs": {"b": "after"}})
-    _config(root, reload_addend=1.0)
+    _rewrite_config(root, reload_addend=1.0)
     deadline = time.monotonic() + 60
     while client.get_model_metadata("reloaded")["inputs"][0]["name"] != "after":
         assert time.monotonic() < deadline, server.log()

@@ -17,11 +17,11 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from ovmsclient import make_grpc_client, make_http_client
+from ovmsclient import make_grpc_client
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import Server, serve_models
+from tests.e2e.conftest import Server, ovms_client, serve_models
 
 pytestmark = pytest.mark.e2e
 
@@ -82,11 +82,7 @@ def test_tritonclient_http(server: Server, binary: bool) -> None:
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])
 def test_ovmsclient(server: Server, transport: str) -> None:
-    client = (
-        make_grpc_client(server.grpc_url)
-        if transport == "grpc"
-        else make_http_client(server.rest_url)
-    )
+    client = ovms_client(server, transport)
     out = client.predict(inputs={"text": [s.decode() for s in STRINGS]}, model_name="text")
     echo = [s if isinstance(s, bytes) else str(s).encode() for s in out["echo_string"]]
     _check(out["lengths"], out["rows"], echo)

@@ -22,7 +22,7 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
 )
 
 from tests import models
-from tests.e2e.conftest import F32_EXACT, Server, serve_models
+from tests.e2e.conftest import F32_EXACT, Server, ovms_client, serve_models
 
 pytestmark = pytest.mark.e2e
 
@@ -74,11 +74,7 @@ def stubs(
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])
 def test_ovmsclient_status_metadata_predict(server: Server, transport: str) -> None:
-    client = (
-        make_grpc_client(server.grpc_url)
-        if transport == "grpc"
-        else make_http_client(server.rest_url)
-    )
+    client = ovms_client(server, transport)
     status = client.get_model_status(model_name="dummy")
     assert list(status) == [1]
     assert status[1]["state"] == "AVAILABLE"
@@ -108,11 +104,7 @@ def test_ovmsclient_status_metadata_predict(server: Server, transport: str) -> N
 
 @pytest.mark.parametrize("transport", ["grpc", "rest"])
 def test_ovmsclient_strings_and_fp16(server: Server, transport: str) -> None:
-    client = (
-        make_grpc_client(server.grpc_url)
-        if transport == "grpc"
-        else make_http_client(server.rest_url)
-    )
+    client = ovms_client(server, transport)
     out = client.predict(inputs={"in": ["<string>", "zażółć"]}, model_name="strings")
     assert [x if isinstance(x, bytes) else str(x).encode() for x in out] == [
         b"<string>",

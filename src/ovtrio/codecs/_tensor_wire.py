@@ -37,7 +37,7 @@ from ..errors import (
     OvtrioError,
     PayloadTooLarge,
 )
-from ..tensors import Datatype
+from ..tensors import Datatype, Tensor
 
 __all__ = [
     "MAX_ELEMENTS",
@@ -47,6 +47,7 @@ __all__ = [
     "decode_prefixed_or_whole",
     "element_count",
     "encode_prefixed",
+    "encode_raw",
     "shape_text",
 ]
 
@@ -184,3 +185,12 @@ def encode_prefixed(array: np.ndarray[Any, Any], name: str) -> bytes:
         parts.append(pack(len(element)))
         parts.append(element)
     return b"".join(parts)
+
+
+def encode_raw(tensor: Tensor) -> memoryview:
+    """Output ``tensor`` as raw contents (KServe binary REST, ``raw_output_contents``): BYTES
+    length-prefixed, any other datatype its elements little-endian in row-major order."""
+    if tensor.datatype.kserve == "BYTES":
+        return memoryview(encode_prefixed(tensor.data, tensor.name))
+    flat = np.ascontiguousarray(tensor.data, dtype=tensor.datatype.numpy).reshape(-1)
+    return flat.data.cast("B")

@@ -31,7 +31,7 @@ from ._tensor_wire import (
     decode_fixed,
     decode_prefixed_or_whole,
     element_count,
-    encode_prefixed,
+    encode_raw,
 )
 from ._wire import Checked, check_wire_types
 
@@ -542,12 +542,7 @@ def encode_infer_response(resp: InferResponse) -> EncodedResponse:
             _field(tensor, _K_SHAPE, shape, len(shape))
         body = b"".join(tensor)
         _field(parts, _K_OUTPUTS, body, len(body))
-        if t.datatype.kserve == "BYTES":
-            contents.append(encode_prefixed(t.data, t.name))
-        else:
-            contents.append(
-                np.ascontiguousarray(t.data, dtype=t.datatype.numpy).reshape(-1).view(np.uint8)
-            )
+        contents.append(encode_raw(t))
     for data in contents:
         _field(parts, _K_RAW, data, len(data))
     return EncodedResponse(b"".join(parts))

@@ -43,7 +43,7 @@ from ._tensor_wire import (
     decode_prefixed,
     decode_prefixed_or_whole,
     element_count,
-    encode_prefixed,
+    encode_raw,
 )
 
 __all__ = [
@@ -598,7 +598,7 @@ def encode_infer_response(
             "shape": list(tensor.shape),
         }
         if flags.get(tensor.name, default):
-            blob = _binary_blob(tensor)
+            blob = encode_raw(tensor)
             entry["parameters"] = {"binary_data_size": blob.nbytes}
             blobs.append(blob)
         else:
@@ -624,13 +624,6 @@ def encode_infer_response(
 def encode_error(message: str) -> bytes:
     """The body of every REST error: ``{"error": message}``."""
     return orjson.dumps({"error": message})
-
-
-def _binary_blob(tensor: Tensor) -> memoryview:
-    if tensor.datatype.kserve == "BYTES":
-        return memoryview(encode_prefixed(tensor.data, tensor.name))
-    flat = np.ascontiguousarray(tensor.data, dtype=tensor.datatype.numpy).reshape(-1)
-    return flat.data.cast("B")
 
 
 def _json_data(tensor: Tensor) -> Any:
