@@ -408,10 +408,7 @@ class DataPlane:
         pipeline's definition, for a transport that needs its input specs to decode the request
         before ``infer``. Raises Unavailable during the graceful shutdown."""
         self._refuse_when_shutting_down()
-        pipeline = self.pipeline(name)
-        if pipeline is not None:
-            return pipeline.definition_for_request()
-        return await self.registry.get_available(name, version)
+        return await self._choose(name, version)
 
     async def infer(
         self,
@@ -434,7 +431,7 @@ class DataPlane:
         try:
             with self.load.serving():
                 if version is None:
-                    version = await self._choose(request)
+                    version = await self._choose(request.model_name, request.model_version)
                 return await self._route(request, version, api, interface)
         except BaseException as exc:
             failure = exc
@@ -457,12 +454,12 @@ class DataPlane:
             if self.log_requests:
                 _log_request(api, interface, request, version, failure, seconds)
 
-    async def _choose(self, request: InferRequest) -> ModelVersion | PipelineDefinition:
-        """What the request names: a pipeline's definition, or a model's available version."""
-        pipeline = self.pipeline(request.model_name)
+    async def _choose(self, name: str, version: int | None) -> ModelVersion | PipelineDefinition:
+        """What a request names: a pipeline's definition, or a model's available version."""
+        pipeline = self.pipeline(name)
         if pipeline is not None:
             return pipeline.definition_for_request()
-        return await self.registry.get_available(request.model_name, request.model_version)
+        return await self.registry.get_available(name, version)
 
     async def _route(
         self,
