@@ -24,7 +24,7 @@ from tests import models
 from tests.deploy.files import DEPLOY, HEALTHCHECK, ROOT, dockerfile, flag_values, yaml_documents
 from tests.deploy.kserve_render import render
 from tests.deploy.test_grafana import exposed_series, queried_series
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +70,8 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     container, name = rendered_container()
     args = [str(a) for a in container["args"]]
     flags = flag_values(args)
-    ports = {int(flags["port"]): free_port(), int(flags["rest_port"]): free_port()}
+    grpc_port, rest_port = free_ports(2)
+    ports = {int(flags["port"]): grpc_port, int(flags["rest_port"]): rest_port}
     run_args = []
     for arg in args:
         flag, eq, value = arg.partition("=")

@@ -61,6 +61,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: the sockets stay bound until all are chosen (two calls of
+    ``free_port`` in a row can return the same port)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 @dataclass
 class Server:
     proc: subprocess.Popen[bytes]
@@ -97,7 +110,7 @@ def start_server(
     env: dict[str, str] | None = None,
 ) -> Server:
     """An ovtrio process with ``args``; ``env`` (default: this process's) is its environment."""
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     log_path = tmp / f"server-{grpc_port}.log"
     env = dict(os.environ if env is None else env)
     env.update(PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
