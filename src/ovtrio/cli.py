@@ -4,6 +4,7 @@ config-management command that edits config.json and exits."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -65,4 +66,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from .server import run  # lazy: --help and config errors must not import trio/openvino
 
-    sys.exit(run(cfg))
+    code = run(cfg)
+    # Leave without the interpreter's teardown: after a clean stop, destroying OpenVINO's C++
+    # objects there can meet one of its threads still joinable, and the process aborts
+    # ("terminate called without an active exception", exit -6 instead of 0).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
