@@ -1286,9 +1286,13 @@ def test_main_calls_server_run_and_exits_with_its_code(monkeypatch: pytest.Monke
         seen.append(cfg)
         return 7
 
+    def leave(code: int) -> None:  # the real one ends the process without a teardown
+        raise SystemExit(code)
+
     fake = types.ModuleType("ovtrio.server")
     fake.run = run  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ovtrio.server", fake)
+    monkeypatch.setattr(cli, "_leave", leave)
     with pytest.raises(SystemExit) as info:
         cli.main([*CLI_MODEL, "--log_level", "TRACE"])
     assert info.value.code == 7

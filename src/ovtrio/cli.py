@@ -66,10 +66,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from .server import run  # lazy: --help and config errors must not import trio/openvino
 
-    code = run(cfg)
-    # Leave without the interpreter's teardown: after a clean stop, destroying OpenVINO's C++
-    # objects there can meet one of its threads still joinable, and the process aborts
-    # ("terminate called without an active exception", exit -6 instead of 0).
+    _leave(run(cfg))
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit with ``code`` without the interpreter's teardown: after a clean stop, destroying
+    OpenVINO's C++ objects there can meet one of its threads still joinable, and the process
+    aborts ("terminate called without an active exception", exit -6 instead of 0)."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
