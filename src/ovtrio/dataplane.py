@@ -142,6 +142,25 @@ def _dim_ok(actual: int, expected: int, rng: tuple[int, int]) -> bool:
     return actual >= lo and (hi < 0 or actual <= hi)
 
 
+ImageTargets = dict[str, tuple[TensorSpec, bool]]
+"""Input name -> (the 4-D spec encoded images sent to it decode to, whether each image is one
+shard of a pipeline's demultiplexed input, ``[N, 1, H, W, C]``)."""
+
+
+def image_targets(mv: ModelVersion | PipelineDefinition) -> ImageTargets:
+    """The inputs of ``mv`` that a BYTES tensor of encoded images may be sent to."""
+    targets: ImageTargets = {}
+    for spec in mv.inputs:
+        if spec.datatype.kserve == "BYTES":
+            continue
+        shard = mv.shard_image_spec(spec.name) if isinstance(mv, PipelineDefinition) else None
+        if shard is not None:
+            targets[spec.name] = (shard, True)
+        elif len(spec.shape) == 4:
+            targets[spec.name] = (spec, False)
+    return targets
+
+
 class DataPlane:
     def __init__(
         self,
@@ -536,27 +555,21 @@ class DataPlane:
         )
 
     async def _decode_images(
-        self, mv: ModelVersion | PipelineDefinition, request: InferRequest
+        self, mv: ModelVersion | PipelineDefinition | ImageTargets, request: InferRequest
     ) -> None:
         """Replace BYTES tensors aimed at 4-D numeric inputs by their decoded JPEG/PNG images
         (a pipeline's 5-D input under its request demultiplexer: ``[N, 1, H, W, C]``).
+        ``mv``: the version or pipeline the request runs on, or its ``image_targets``.
 
         Decoding runs in a worker thread under ``image_limiter``, so a burst of large images
         does not stall the event loop (health checks, other models).
         """
-        specs = {s.name: s for s in mv.inputs}
+        targets = mv if isinstance(mv, dict) else image_targets(mv)
         for i, tensor in enumerate(request.inputs):
-            shards = None
-            if isinstance(mv, PipelineDefinition):  # one image per shard of the request
-                shards = mv.shard_image_spec(tensor.name)
-            spec = shards or specs.get(tensor.name)
-            if (
-                spec is None
-                or tensor.datatype.kserve != "BYTES"
-                or spec.datatype.kserve == "BYTES"
-                or len(spec.shape) != 4
-            ):
+            target = targets.get(tensor.name)
+            if target is None or tensor.datatype.kserve != "BYTES":
                 continue
+            spec, sharded = target
             if not is_image_input(spec):
                 raise InvalidArgument(
                     f"Binary (encoded image) input is supported only for NHWC inputs; input "
@@ -573,7 +586,7 @@ class DataPlane:
             decoded = await trio.to_thread.run_sync(
                 decode_images, items, spec, self.image_options, limiter=self.image_limiter
             )
-            if shards is not None:
+            if sharded:
                 decoded = decoded[:, None]
             request.inputs[i] = Tensor(tensor.name, spec.datatype, decoded)
 

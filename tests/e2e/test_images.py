@@ -36,8 +36,16 @@ def _identity(shape: list[int]) -> ov.Model:
     return ov.Model([y.output(0)], [x], "identity")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(
+    scope="module",
+    params=[(), ("--rest_workers", "2", "--grpc_workers", "2")],
+    ids=["one-process", "workers"],
+)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Server]:
+    """Every test runs against one process and against front-end workers, which decode the
+    images themselves (the engine receives the decoded tensor)."""
     root = tmp_path_factory.mktemp("images")
     for name, shape in (
         ("nhwc", [-1, H, W, 3]),
@@ -55,7 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         {"name": "dyn", "base_path": "dyn", "plugin_config": f32},
         {"name": "one", "base_path": "one", "plugin_config": f32},
     ]
-    with serve_models(root, entries) as srv:
+    with serve_models(root, entries, request.param) as srv:
         yield srv
 
 

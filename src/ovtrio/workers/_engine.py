@@ -28,12 +28,12 @@ import trio
 from .. import server
 from .._version import __version__
 from ..config import ServerConfig
-from ..dataplane import DataPlane
+from ..dataplane import DataPlane, image_targets
 from ..errors import OvtrioError
-from ..tensors import TensorSpec
 from ._protocol import (
     Codec,
     SharedArena,
+    VersionRef,
     pack_response,
     portable_error,
     read_payloads,
@@ -41,7 +41,7 @@ from ._protocol import (
     write_frames,
 )
 
-__all__ = ["VersionRef", "serve"]
+__all__ = ["serve"]
 
 log = logging.getLogger("ovtrio.workers")
 
@@ -63,14 +63,6 @@ _CONTROL_METHODS = frozenset(
     }
 )
 _ASYNC_METHODS = frozenset({"reload_config", "load_model", "unload_model"})
-
-
-@dataclass(frozen=True, slots=True)
-class VersionRef:
-    """What a front-end's transport reads of the version ``version_for_infer`` chose."""
-
-    version: int
-    inputs: tuple[TensorSpec, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +173,7 @@ class _Connection:
         try:
             if method == "version_for_infer":
                 mv = await self._dp.version_for_infer(*args)
-                value: Any = VersionRef(mv.version, tuple(mv.inputs))
+                value: Any = VersionRef(mv.version, tuple(mv.inputs), image_targets(mv))
             elif method in _ASYNC_METHODS:
                 value = await getattr(self._dp, method)(*args)
             else:

@@ -31,12 +31,14 @@ import trio
 from ..config import ServerConfig
 from ..dataplane import ConfigView, DataPlane, ModelMetadata, VersionStatus
 from ..errors import OvtrioError, Unavailable
+from ..images import ImageOptions
 from ..load import Load
 from ..repository import ModelVersion, PipelineDefinition, VersionStatistics
 from ..tensors import InferRequest, InferResponse
 from ._protocol import (
     Codec,
     SharedArena,
+    VersionRef,
     pack_request,
     read_payloads,
     unpack_response,
@@ -252,6 +254,10 @@ class RemoteDataPlane(DataPlane):
         self.metrics = cast("Metrics", _RemoteMetrics(control)) if cfg.metrics_enable else None
         self.max_tensor_elements = cfg.max_tensor_elements
         self.max_json_depth = cfg.rest_max_json_depth
+        self.image_options = ImageOptions(
+            color_order=cfg.image_color_order, max_pixels=cfg.image_max_pixels
+        )
+        self.image_limiter = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
         self.shutting_down = False
         self._held = _HeldLoad()
         self.load = self._held
@@ -322,12 +328,18 @@ class RemoteDataPlane(DataPlane):
         version: ModelVersion | PipelineDefinition | None = None,
     ) -> InferResponse:
         self._refuse_when_shutting_down()
-        if version is not None and request.model_version is None:
-            request.model_version = version.version
         if self.in_flight == 0:
             self._idle = trio.Event()
         try:
             with self.load.serving():
+                if version is None and any(t.datatype.kserve == "BYTES" for t in request.inputs):
+                    version = await self.version_for_infer(
+                        request.model_name, request.model_version
+                    )
+                if version is not None:
+                    if request.model_version is None:  # the version the images decoded for
+                        request.model_version = version.version
+                    await self._decode_images(cast("VersionRef", version).images, request)
                 return await self._link.infer(request, api, interface, self._held.held())
         finally:
             if self.in_flight == 0:

@@ -30,13 +30,22 @@ import os
 import pickle
 import struct
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import trio
 
 from ..errors import OvtrioError
-from ..tensors import Datatype, InferRequest, InferResponse, RequestedOutput, Tensor, datatype
+from ..tensors import (
+    Datatype,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+    Tensor,
+    TensorSpec,
+    datatype,
+)
 
 __all__ = [
     "ARENA_BYTES",
@@ -44,6 +53,7 @@ __all__ = [
     "Codec",
     "Framer",
     "SharedArena",
+    "VersionRef",
     "pack_request",
     "pack_response",
     "portable_error",
@@ -58,6 +68,18 @@ ARENA_BYTES = 1 << 30
 
 _ALIGN = 64
 _HEADER = struct.Struct("<I")
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRef:
+    """What a front-end reads of the version ``version_for_infer`` chose: its number, its
+    input specs (the transports decode with them) and where encoded images go (the front-end
+    decodes them, so image decoding spreads over the front-ends)."""
+
+    version: int
+    inputs: tuple[TensorSpec, ...]
+    images: dict[str, tuple[TensorSpec, bool]] = field(default_factory=dict)
+    """``dataplane.image_targets`` of the version."""
 
 
 class Framer:
