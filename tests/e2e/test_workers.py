@@ -241,7 +241,9 @@ def test_killed_front_end_is_restarted_and_others_are_untouched(tmp_path: Path) 
     shm_before = shm_names()
     srv = start(tmp_path)
     try:
-        wait_for(lambda: len(frontends(srv)) == 4, "four front-ends")
+        # ready (REST, answered by one front-end) only once every front-end serves its port
+        assert len(frontends(srv)) == 4
+        assert grpc_infer(srv).shape == (1, 10)
         first = frontends(srv)
         # a slow gRPC call in flight on another front-end is not disturbed
         call = Call(srv, "slow_batched", 1.0)

@@ -1,13 +1,14 @@
-"""grpclib's thread and the bridge from its asyncio loop into trio.
+"""gRPC on trio's thread: grpclib's server, its RPC tasks, and the bridge into trio tasks.
 
-grpclib runs on its own thread with a uvloop event loop. That thread is a child of a trio
-task (``serve``), which the server's root nursery supervises. Every RPC crosses into trio
-through ``TrioBridge.call``: the handler body runs as a trio task in the gRPC nursery, and a
-client cancel (RST_STREAM) or deadline, which grpclib delivers as ``asyncio.CancelledError``,
-cancels that task's scope, so trio code sees ``trio.Cancelled``.
+grpclib runs on a ``HostedLoop`` (an asyncio loop run by a trio task, ``_hosted``), so its
+RPC handlers, the codecs, the data plane and the batchers share trio's thread. Every RPC
+crosses into trio through ``TrioBridge.call``: the handler body runs as a trio task in the
+gRPC nursery, and a client cancel (RST_STREAM) or deadline, which grpclib delivers as
+``asyncio.CancelledError``, cancels that task's scope, so trio code sees ``trio.Cancelled``.
 
-One grpclib server per bind address (all on the same port and handlers), so an address that
-cannot be bound is named in the error.
+Listening: one socket per address of each bind host, all on the same port and handlers, so
+an address that cannot be bound is named in the error; ``--max_connections`` counts the
+connections of every address.
 
 Shutdown: ``stop()`` stops listening at once; in-flight RPCs finish (the caller bounds that
 with its grace deadline); then every connection gets GOAWAY and is closed
@@ -17,19 +18,19 @@ with its grace deadline); then every connection gets GOAWAY and is closed
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import socket
 import ssl
-import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
-import uvloop
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from .._inbox import TrioInbox
+from ._hosted import HostedLoop, serve_connection
 from ._servable import RpcTable, Servable
 from ._server import DEFAULT_MAX_STREAMS, Server
 
@@ -37,26 +38,22 @@ __all__ = ["GrpcEndpoint", "TrioBridge", "serve"]
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
+_BACKLOG = 1024
+
 
 class TrioBridge:
-    """Runs trio functions from the asyncio thread; asyncio cancellation becomes trio's."""
+    """Runs trio functions for grpclib's RPC tasks (both on trio's thread); asyncio
+    cancellation becomes trio's."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken, nursery: trio.Nursery) -> None:
-        self.inbox = TrioInbox(token)
+    def __init__(self, nursery: trio.Nursery) -> None:
         self.nursery = nursery
 
     async def call(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Await ``afn(*args)`` run as a trio task. Runs on the asyncio thread."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
+        """Await ``afn(*args)`` run as a trio task. Runs in grpclib's RPC task."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         scope = trio.CancelScope()
-
-        def deliver(ok: bool, value: Any) -> None:
-            if not fut.done():
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
 
         async def runner() -> None:
             ok: bool = False
@@ -65,29 +62,25 @@ class TrioBridge:
                 with scope:
                     value = await afn(*args)
                     ok = True
-            except Exception as exc:  # handed to the asyncio side, re-raised there
+            except Exception as exc:  # handed to the RPC task, re-raised there
                 value = exc
             finally:
-                # Always answer the asyncio side, also when trio cancels this task at shutdown
+                # Always answer the RPC task, also when trio cancels this task at shutdown
                 # (then the client gets UNAVAILABLE instead of a hung stream).
-                try:
-                    loop.call_soon_threadsafe(deliver, ok, value)
-                except RuntimeError:
-                    pass  # loop already closed
+                if not fut.done():
+                    if ok:
+                        fut.set_result(value)
+                    else:
+                        fut.set_exception(value)
 
         try:
-            self.inbox.run_sync_soon(self.nursery.start_soon, runner)
-        except trio.RunFinishedError:
+            self.nursery.start_soon(runner)
+        except RuntimeError:  # the nursery is closed: shutting down
             raise GRPCError(Status.UNAVAILABLE, "Server is shutting down") from None
         try:
             return await fut
         except asyncio.CancelledError:
-            # Client cancel or deadline. FIFO order on the trio side means the cancel may run
-            # before the task enters its scope; trio handles cancel-before-enter.
-            try:
-                self.inbox.run_sync_soon(scope.cancel)
-            except trio.RunFinishedError:
-                pass
+            scope.cancel()  # client cancel or deadline
             raise
 
 
@@ -119,128 +112,147 @@ async def serve(
     """Serve ``table`` on port ``port`` of every address of ``hosts`` until cancelled; then
     drain and close. Raises ``OSError`` naming the first address that cannot be bound.
 
-    Cancellation: cancelling this task stops listening, waits for in-flight RPCs (which the
-    caller's deadline bounds: once the enclosing scope's deadline passes the nursery running
-    the handlers is cancelled too) and joins the loop thread.
+    Cancellation: cancelling this task cancels the RPCs' trio tasks (their clients get
+    UNAVAILABLE), stops listening, sends what the RPCs answered, then GOAWAY, and closes
+    every connection (``_close``). The loop and the connections run in a shielded nursery
+    until then, so that the answers of the cancelled RPCs still reach their clients.
     """
-    token = trio.lowlevel.current_trio_token()
-    started = trio.Event()
-    finished = trio.Event()
-    failure: list[BaseException] = []
-    state: dict[str, Any] = {}
-
-    async with trio.open_nursery() as rpc_nursery:
-        bridge = TrioBridge(token, rpc_nursery)
-        servable = Servable(
-            table, lambda: bridge, api_keys=api_keys, max_message_bytes=max_message_bytes
-        )
-
-        async def amain() -> None:
-            loop = asyncio.get_running_loop()
-            stop = asyncio.Event()
-            servers = _Servers([servable], max_connections=max_connections, max_streams=max_streams)
-            state["loop"], state["stop"], state["servers"] = loop, stop, servers
-            try:
-                await servers.start(hosts, port, ssl_context, reuse_port=reuse_port)
-            except OSError as exc:
-                failure.append(exc)
-                token.run_sync_soon(started.set)
-                return
-            token.run_sync_soon(started.set)
-            await stop.wait()
-            servers.stop_listening()
-            while servers.in_flight():  # noqa: ASYNC110 - grpclib offers no event for this
-                await asyncio.sleep(0.01)
-            await servers.close_connections()
-
-        def thread_main() -> None:
-            try:
-                uvloop.run(amain())
-            except BaseException as exc:  # reported to trio below
-                failure.append(exc)
-            finally:
-                try:
-                    token.run_sync_soon(finished.set)
-                    token.run_sync_soon(started.set)
-                except trio.RunFinishedError:
-                    pass
-
-        thread = threading.Thread(target=thread_main, name="ovtrio-grpc", daemon=True)
-        thread.start()
-        await started.wait()
-        if failure:
-            await finished.wait()
-            rpc_nursery.cancel_scope.cancel()
-            raise failure[0]
-
-        def stop_listening() -> None:
-            state["loop"].call_soon_threadsafe(state["servers"].stop_listening)
-
-        task_status.started(
-            GrpcEndpoint(tuple(hosts), port, stop_listening, lambda: servable.active)
-        )
+    listeners = _listen(hosts, port, ssl_context, reuse_port=reuse_port)
+    loop = HostedLoop()
+    accepting = trio.CancelScope()
+    server: Server | None = None
+    async with trio.open_nursery() as top:
+        machinery: trio.Nursery = await top.start(_shielded_nursery)
         try:
-            await finished.wait()
-        finally:
-            loop = state.get("loop")
-            if loop is not None and not loop.is_closed():
-                try:
-                    loop.call_soon_threadsafe(state["stop"].set)
-                except RuntimeError:
-                    pass
-            # In-flight handlers run in rpc_nursery, which stays open until they finish; they
-            # need no shield: when the caller's grace deadline passes, they are cancelled too.
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(60):
-                    await finished.wait()
-            rpc_nursery.cancel_scope.cancel()
-        if failure:
-            raise RuntimeError(f"gRPC server thread failed: {failure[0]!r}")
-
-
-class _Servers:
-    """The grpclib servers of one port, one per address, with one count of connections."""
-
-    def __init__(self, handlers: list[Any], *, max_connections: int, max_streams: int) -> None:
-        self._handlers = handlers
-        self._limits: dict[str, Any] = {
-            "max_connections": max_connections,
-            "max_streams": max_streams,
-            "live": set(),
-        }
-        self._servers: list[Server] = []
-
-    async def start(
-        self,
-        hosts: Sequence[str],
-        port: int,
-        ssl_context: ssl.SSLContext | None,
-        *,
-        reuse_port: bool = False,
-    ) -> None:
-        """Listen on ``port`` of every address (``reuse_port``: shared with other processes
-        serving it); an OSError names the address that cannot be bound (one line, as OVMS logs
-        it), the others are closed again."""
-        for host in hosts:
-            server = Server(self._handlers, **self._limits)
-            try:
-                await server.start(
-                    host, port, reuse_address=True, reuse_port=reuse_port, ssl=ssl_context
+            await machinery.start(loop.run)
+            async with trio.open_nursery() as rpc_nursery:
+                bridge = TrioBridge(rpc_nursery)
+                servable = Servable(
+                    table, lambda: bridge, api_keys=api_keys, max_message_bytes=max_message_bytes
                 )
+                with loop.entered():
+                    server = Server(
+                        [servable], max_connections=max_connections, max_streams=max_streams
+                    )
+                machinery.start_soon(_accept_all, accepting, listeners, loop, server, machinery)
+                task_status.started(
+                    GrpcEndpoint(tuple(hosts), port, accepting.cancel, lambda: servable.active)
+                )
+                await trio.sleep_forever()
+        finally:
+            accepting.cancel()
+            if server is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_S):
+                    await _close(loop, server)
+            machinery.cancel_scope.cancel()
+
+
+_CLOSE_S = 5.0
+"""Longest wait, once cancelled, for RPCs to answer and connections to close."""
+
+
+async def _shielded_nursery(task_status: trio.TaskStatus[trio.Nursery]) -> None:
+    """A nursery whose tasks the caller's cancellation does not reach (its own scope does)."""
+    with trio.CancelScope(shield=True):
+        async with trio.open_nursery() as nursery:
+            task_status.started(nursery)
+            await trio.sleep_forever()  # until the nursery's own scope is cancelled
+
+
+async def _close(loop: HostedLoop, server: Server) -> None:
+    """Let the RPC tasks answer (a moment), cancel the rest, GOAWAY and close every
+    connection, and wait for them to be closed."""
+    with trio.move_on_after(1):
+        while server.in_flight():  # noqa: ASYNC110 - grpclib offers no event for this
+            await trio.sleep(0.005)
+    done = trio.Event()
+
+    async def close() -> None:
+        try:
+            await server.close_connections()
+        finally:
+            done.set()
+
+    with loop.entered():
+        task = loop.create_task(close())
+    try:
+        await done.wait()
+        while server.open_connections():  # noqa: ASYNC110 - each ends in its own task
+            await trio.sleep(0.005)
+    finally:
+        task.cancel()
+
+
+async def _accept_all(
+    scope: trio.CancelScope,
+    listeners: Sequence[trio.abc.Listener[Any]],
+    loop: HostedLoop,
+    server: Server,
+    connections: trio.Nursery,
+) -> None:
+    """Accept on every listener until ``scope`` is cancelled; then close the listeners."""
+    with scope:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(_accept, listener, loop, server, connections)
+    for listener in listeners:
+        await listener.aclose()
+
+
+async def _accept(
+    listener: trio.abc.Listener[Any],
+    loop: HostedLoop,
+    server: Server,
+    connections: trio.Nursery,
+) -> None:
+    """Accept connections until cancelled; each is served by a task in ``connections``."""
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:  # EMFILE and the like: keep listening
+            log.warning("gRPC accept failed: %s", exc)
+            await trio.sleep(0.1)
+            continue
+        with loop.entered():
+            protocol = server._protocol_factory()
+        connections.start_soon(serve_connection, loop, stream, protocol)
+
+
+def _listen(
+    hosts: Sequence[str], port: int, ssl_context: ssl.SSLContext | None, *, reuse_port: bool
+) -> list[trio.abc.Listener[Any]]:
+    """A listener per address of each host; an OSError names the address that cannot be
+    bound (one line, as OVMS logs it), the sockets bound before it are closed."""
+    sockets: list[socket.socket] = []
+    try:
+        for host in hosts:
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            try:
+                infos = socket.getaddrinfo(
+                    host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+                )
+                for family, kind, proto, _, addr in dict.fromkeys(infos):
+                    sock = socket.socket(family, kind, proto)
+                    sockets.append(sock)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if reuse_port:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    if family == socket.AF_INET6:  # "::" and "0.0.0.0" may share the port
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.bind(addr)
+                    sock.listen(_BACKLOG)
+                    sock.setblocking(False)
             except OSError as exc:
-                self.stop_listening()
-                await self.close_connections()
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                 raise OSError(f"Failed to start gRPC server at {address}: {reason}") from None
-            self._servers.append(server)
-
-    def stop_listening(self) -> None:
-        for server in self._servers:
-            server.stop_listening()
-
-    def in_flight(self) -> int:
-        return sum(server.in_flight() for server in self._servers)
-
-    async def close_connections(self) -> None:
-        await asyncio.gather(*(server.close_connections() for server in self._servers))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    listeners: list[trio.abc.Listener[Any]] = []
+    for sock in sockets:
+        listener: trio.abc.Listener[Any] = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        if ssl_context is not None:
+            listener = trio.SSLListener(listener, ssl_context)
+        listeners.append(listener)
+    return listeners

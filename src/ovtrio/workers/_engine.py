@@ -86,8 +86,10 @@ class _Connection:
         control: trio.SocketStream,
         requests: SharedArena,
         responses: SharedArena,
+        all_started: trio.Event,
     ) -> None:
         self._dp = dataplane
+        self._all_started = all_started
         self._stream = stream
         self._control = control
         self._responses = responses
@@ -204,6 +206,8 @@ class _Connection:
             return self._dp.metrics.exposition()
         if method not in _CONTROL_METHODS:
             raise OvtrioError(f"unknown engine call {method!r}")
+        if method == "ready" and not self._all_started.is_set():
+            return False  # not until every front-end serves its port
         return getattr(self._dp, method)(*args)
 
 
@@ -218,6 +222,7 @@ class Supervisor:
         self._live: dict[_Slot, _Connection] = {}
         self._processes: dict[_Slot, trio.Process] = {}
         self._draining = False
+        self._all_started = trio.Event()
         self._all_exited = trio.Event()
         dataplane.load.add_transport(self.held)
 
@@ -242,6 +247,7 @@ class Supervisor:
             if failures:
                 nursery.cancel_scope.cancel()
             else:
+                self._all_started.set()
                 task_status.started()
         self._all_exited.set()
         if failures:
@@ -314,6 +320,7 @@ class Supervisor:
             trio.SocketStream(trio.socket.from_stdlib_socket(control_ours)),
             requests,
             responses,
+            self._all_started,
         )
         conn.send(("hello", self._cfg, slot.role, slot.index), typed=True)
         try:
