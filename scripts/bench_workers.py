@@ -22,6 +22,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,6 +140,40 @@ def run_point(
     }
 
 
+def run_point_pa(
+    proc: Any, urls: dict[str, str], transport: str, model: str, clients: int, duration: float
+) -> dict[str, float]:
+    """One point with Triton's perf_analyzer (C++) as the load: one connection per client
+    (``TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT=1``), so SO_REUSEPORT can spread them."""
+    binary, env, why = bench.perf_analyzer.find()
+    if binary is None:
+        raise SystemExit(f"perf_analyzer: {why}")
+    env = dict(env, TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT="1")
+    protocol = "grpc" if transport == "grpc" else "http"
+    pids = tree(proc.pid)
+    before = bench.served_requests(urls["rest"], model)
+    engine0, total0 = own_cpu(proc.pid), bench.cpu_seconds(proc.pid)
+    done = subprocess.run(
+        [binary, "-m", model, "-u", urls[transport], "-i", protocol,
+         "--concurrency-range", f"{clients}:{clients}", "--max-threads", str(clients),
+         "-p", str(int(duration * 1000)), "--max-trials", "3", "-r", "3",
+         "--stability-percentage", "999"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    found = [ln for ln in done.stdout.splitlines() if "Throughput:" in ln]
+    if done.returncode != 0 or not found:
+        raise SystemExit(f"perf_analyzer failed: {done.stdout[-800:]} {done.stderr[-800:]}")
+    n = max(1, bench.served_requests(urls["rest"], model) - before)
+    engine = own_cpu(proc.pid) - engine0
+    total = bench.cpu_seconds(proc.pid) - total0
+    return {
+        "rps": float(found[-1].split()[1]),
+        "engine_cpu_us": engine / n * 1e6,
+        "frontends_cpu_us": (total - engine) / n * 1e6 if len(pids) > 1 else 0.0,
+        "server_cpu_us": total / n * 1e6,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--workers", default="1,2")
@@ -147,12 +182,21 @@ def main() -> None:
     ap.add_argument("--memory-workers", default="1,2,4")
     ap.add_argument("--transports", default="grpc,rest")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument(
+        "--client",
+        choices=["tritonclient", "perf_analyzer"],
+        default="tritonclient",
+        help="the load: tritonclient asyncio clients in this process, or perf_analyzer (C++, "
+        "a client that leaves more of the shared cores to the server)",
+    )
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ovtrio-bench-workers-"))
     workdir.mkdir(parents=True, exist_ok=True)
     counts = [int(w) for w in args.workers.split(",") if w]
     transports = args.transports.split(",")
-    print(f"{os.cpu_count()} CPUs; load generator in this process (same cores)", flush=True)
+    where = "in this process" if args.client == "tritonclient" else "perf_analyzer"
+    print(f"{os.cpu_count()} CPUs; load generator: {where} (same cores)", flush=True)
+    point = run_point if args.client == "tritonclient" else run_point_pa
     samples: dict[tuple[int, str, str], list[dict[str, float]]] = {}
     for _ in range(args.repeat):
         for workers in counts:
@@ -161,7 +205,7 @@ def main() -> None:
             try:
                 for model, clients in POINTS:
                     for transport in transports:
-                        r = run_point(proc, urls, transport, model, clients, args.duration)
+                        r = point(proc, urls, transport, model, clients, args.duration)
                         samples.setdefault((workers, model, transport), []).append(r)
             finally:
                 bench.stop(proc)

@@ -3,7 +3,8 @@
 
 Serves KServe ModelInfer for the bench's ``tiny`` model with a canned answer, no decoding,
 no trio bridge, no OpenVINO: over gRPC with grpclib exactly as ovtrio configures it
-(``ovtrio.grpc._server.Server``, ``ovtrio._patches``, a uvloop loop on its own thread) and over
+(``ovtrio.grpc._server.Server``, ``ovtrio._patches``, on trio's thread through
+``ovtrio.grpc._hosted``, sockets served by trio) and over
 REST with hypercorn's trio worker (h11) as ovtrio composes it (``ovtrio.rest._server.serve``,
 ``ovtrio._patches``) and a bare ASGI function. Whatever these cost per request
 is a floor under ovtrio's own cost on the same transport.
@@ -14,20 +15,20 @@ Usage: floor_server.py GRPC_PORT REST_PORT
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import grpclib.const
 import numpy as np
 import trio
-import uvloop
 from hypercorn.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from ovtrio import _patches
 from ovtrio.codecs import kserve_rest
 from ovtrio.codecs.kserve_grpc import EncodedResponse, encode_infer_response
+from ovtrio.grpc import _bridge
+from ovtrio.grpc._hosted import HostedLoop
 from ovtrio.grpc._server import Server
 from ovtrio.rest._server import serve
 from ovtrio.tensors import InferRequest, InferResponse, Tensor, datatype
@@ -66,13 +67,14 @@ class _Servable:
         }
 
 
-def grpc_thread(port: int) -> None:
-    async def main() -> None:
-        server = Server([_Servable()])
-        await server.start("127.0.0.1", port, reuse_address=True)
-        await server.wait_closed()
-
-    uvloop.run(main())
+async def grpc_floor(port: int) -> None:
+    listeners = _bridge._listen(["127.0.0.1"], port, None, reuse_port=False)
+    loop = HostedLoop()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(loop.run)
+        with loop.entered():
+            server = Server([_Servable()])
+        await _bridge._accept_all(trio.CancelScope(), listeners, loop, server, nursery)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -87,14 +89,19 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": REST_BODY})
 
 
-def main() -> None:
-    grpc_port, rest_port = int(sys.argv[1]), int(sys.argv[2])
-    _patches.install()
-    threading.Thread(target=grpc_thread, args=(grpc_port,), daemon=True).start()
+async def serve_both(grpc_port: int, rest_port: int) -> None:
     config = Config()
     config.bind = [f"127.0.0.1:{rest_port}"]
     config.accesslog = None
-    trio.run(serve, app, config)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(grpc_floor, grpc_port)
+        nursery.start_soon(serve, app, config)
+
+
+def main() -> None:
+    grpc_port, rest_port = int(sys.argv[1]), int(sys.argv[2])
+    _patches.install()
+    trio.run(serve_both, grpc_port, rest_port)
 
 
 if __name__ == "__main__":

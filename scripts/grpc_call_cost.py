@@ -2,7 +2,7 @@
 """The per-call cost of ovtrio's gRPC layer alone: grpclib, h2 and ``grpc._servable``.
 
 Feeds a recorded client byte stream (HTTP/2 preface and settings, then one unary ModelInfer
-call after another: HEADERS + DATA with END_STREAM) to ovtrio's ``_H2Protocol`` on a uvloop
+call after another: HEADERS + DATA with END_STREAM) to ovtrio's ``_H2Protocol`` on an asyncio
 loop, with no socket (the transport only collects what the server writes), no trio and no
 OpenVINO: the handler answers a canned reply. Prints microseconds per call. For a figure that
 does not depend on the machine's load, count instructions with callgrind at two call counts
@@ -26,7 +26,6 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.settings
-import uvloop
 
 from ovtrio import _patches
 from ovtrio._proto import inference as pb
@@ -125,7 +124,7 @@ def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     _patches.install()
     preface, calls = client_bytes(1300)  # the same bytes whatever the count
-    per_call = uvloop.run(run(calls[:count], preface))
+    per_call = asyncio.run(run(calls[:count], preface))
     print(f"{count} calls: {per_call * 1e6:.1f} us of CPU per call")
 
 

@@ -1,4 +1,5 @@
-"""gRPC transport: grpclib on its own uvloop thread, bridged into trio."""
+"""gRPC transport: grpclib on trio's thread (an asyncio loop run by a trio task), bridged into
+trio tasks."""
 
 from __future__ import annotations
 

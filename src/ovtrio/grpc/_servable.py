@@ -67,7 +67,7 @@ class Servable:
         self._keys = [k.encode() for k in api_keys]
         self._max = max_message_bytes
         self.active = 0
-        """RPCs being handled. Written on grpclib's thread only; read from trio's."""
+        """RPCs being handled (the transport's count for ``Load``)."""
 
     def _authenticate(self, route: str, stream: grpclib.server.Stream[Any, Any]) -> None:
         if not self._keys or route in OPEN_ROUTES:

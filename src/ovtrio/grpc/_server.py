@@ -1,4 +1,4 @@
-"""grpclib's server as ovtrio runs it: limits, first SETTINGS, corked writes, drain-then-close.
+"""grpclib's server as ovtrio runs it: limits, first SETTINGS, drain-then-close.
 
 * ``--max_connections``: a connection beyond the limit is closed at once (``_Refuse``).
 * The first SETTINGS frame carries ovtrio's stream limit (``--grpc_max_concurrent_streams``)
@@ -8,11 +8,10 @@
   ~1 of 50 tries, tests/e2e/test_security.py). Frames of 1 MiB instead of 16 KiB cut the
   per-frame Python work of a 600 KB tensor ~35x (+15 % req/s, MobileNet over gRPC, 4
   clients).
-* Writes of one event-loop turn go out as one (``_CorkedTransport``).
-* Shutdown: ``stop_listening`` at once; the caller waits for ``in_flight`` to reach 0; then
-  ``close_connections`` sends GOAWAY on every connection and closes it. That last step avoids
-  grpclib's hang on Python >= 3.12, where ``asyncio.Server.wait_closed`` waits for
-  connections that grpclib never closes.
+* Listening, and the sockets, are trio's (``_bridge``, ``_hosted``); this module is the
+  protocol side: ``_protocol_factory`` per accepted connection, ``in_flight`` for the drain,
+  and ``close_connections``, which cancels what still runs, sends GOAWAY on every connection
+  and closes it.
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ class _H2Connection(h2.connection.H2Connection):
 
 
 class _H2Protocol(grpclib.protocol.H2Protocol):
-    """grpclib's protocol on a ``_CorkedTransport``, with ``_H2Connection``'s first SETTINGS.
+    """grpclib's protocol with ``_H2Connection``'s first SETTINGS.
 
     ``connection_made`` is grpclib's, except for the transport and the connection class;
     ``on_lost`` is called with the protocol when its connection is lost.

@@ -133,7 +133,7 @@ class EngineLink:
         weakref.finalize(array, self._release, offset)
 
     def _release(self, offset: int) -> None:
-        # may run on any thread (grpclib's loop thread drops gRPC responses)
+        # may run on any thread (the last view of an output may be dropped anywhere)
         with self._release_lock:
             self._released.append(offset)
             first = len(self._released) == 1
