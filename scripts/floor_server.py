@@ -69,7 +69,7 @@ class _Servable:
 
 async def grpc_floor(port: int) -> None:
     listeners = _bridge._listen(["127.0.0.1"], port, None, reuse_port=False)
-    loop = HostedLoop()
+    loop = HostedLoop()  # type: ignore[abstract]
     async with trio.open_nursery() as nursery:
         await nursery.start(loop.run)
         with loop.entered():

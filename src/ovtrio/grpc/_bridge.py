@@ -118,7 +118,7 @@ async def serve(
     until then, so that the answers of the cancelled RPCs still reach their clients.
     """
     listeners = _listen(hosts, port, ssl_context, reuse_port=reuse_port)
-    loop = HostedLoop()
+    loop = HostedLoop()  # type: ignore[abstract]  # asyncio's I/O methods: not grpclib's
     accepting = trio.CancelScope()
     server: Server | None = None
     async with trio.open_nursery() as top:

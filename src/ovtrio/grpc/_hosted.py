@@ -138,9 +138,9 @@ class HostedLoop(asyncio.AbstractEventLoop):
         if timers:
             now = self.time()
             while timers and (timers[0]._cancelled or timers[0]._when <= now):
-                handle = heapq.heappop(timers)
-                if not handle._cancelled:
-                    ready.append(handle)
+                timer = heapq.heappop(timers)
+                if not timer._cancelled:
+                    ready.append(timer)
         with self.entered():
             for _ in range(len(ready)):
                 handle = ready.popleft()
@@ -346,7 +346,7 @@ async def serve_connection(
     """Serve one connection with grpclib's ``protocol`` until either side closes it."""
     transport = _Transport(stream, _extra(stream))
     transport.protocol = protocol
-    failure: BaseException | None = None
+    failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(transport.writer)
         try:
@@ -357,7 +357,7 @@ async def serve_connection(
                 if not data:
                     break
                 with loop.entered():
-                    protocol.data_received(data)
+                    protocol.data_received(bytes(data))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             failure = exc
         finally:
