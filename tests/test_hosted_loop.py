@@ -85,19 +85,17 @@ def test_a_trio_task_wakes_an_asyncio_task() -> None:
             await nursery.start(loop.run)
             with loop.entered():
                 event = asyncio.Event()
-                fut = loop.create_future()
+                woken = trio.Event()
 
                 async def waiter() -> None:
                     await event.wait()
-                    fut.set_result("woken")
+                    woken.set()  # same thread: an asyncio task may set a trio event
 
                 loop.create_task(waiter())
             await trio.sleep(0.01)  # the loop sleeps: nothing is ready
             event.set()  # from trio's side, outside the loop's callbacks
             with trio.fail_after(5):
-                while not fut.done():
-                    await trio.sleep(0.001)
-            assert fut.result() == "woken"
+                await woken.wait()
             nursery.cancel_scope.cancel()
 
     trio.run(main)
