@@ -26,7 +26,7 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import trio
@@ -101,6 +101,23 @@ class _TimerHandle(_Handle):
         return self._when < other._when
 
 
+class _Entered:
+    """``HostedLoop.entered``: a class, not a generator, as it wraps every receive."""
+
+    __slots__ = ("_loop", "_outer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._outer: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> None:
+        self._outer = asyncio._get_running_loop()
+        asyncio._set_running_loop(self._loop)
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio._set_running_loop(self._outer)
+
+
 class HostedLoop(asyncio.AbstractEventLoop):
     """The part of asyncio's event loop that grpclib, asyncio's futures, tasks, events and
     timeouts use, with its callbacks run by ``run`` (a trio task). It does no I/O."""
@@ -147,16 +164,10 @@ class HostedLoop(asyncio.AbstractEventLoop):
                 if not handle._cancelled:
                     handle._run(self)
 
-    @contextlib.contextmanager
-    def entered(self) -> Iterator[None]:
+    def entered(self) -> _Entered:
         """asyncio's running loop is this one within (grpclib's code calls
         ``asyncio.get_event_loop()``)."""
-        outer = asyncio._get_running_loop()
-        asyncio._set_running_loop(self)
-        try:
-            yield
-        finally:
-            asyncio._set_running_loop(outer)
+        return _Entered(self)
 
     def _wakeup(self) -> None:
         wake = self._wake
