@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _PATCHED = textwrap.dedent(
     """
     import hypercorn.protocol.h11, hypercorn.trio.task_group, hypercorn.trio.tcp_server
-    import grpclib.server, grpclib.utils, hyperframe.frame
+    import grpclib.server, grpclib.utils, hyperframe.frame, hpack.hpack, hpack.table
 
     def patched():
         h11p = hypercorn.protocol.h11.H11Protocol
@@ -39,6 +39,9 @@ _PATCHED = textwrap.dedent(
             "grpclib.protocol.H2Connection": grpclib.protocol.H2Connection,
             "Frame.__repr__": hyperframe.frame.Frame.__repr__,
             "_raw_data_repr": hyperframe.frame._raw_data_repr,
+            "Decoder.decode": hpack.hpack.Decoder.decode,
+            "HeaderTable.add": hpack.table.HeaderTable.add,
+            "HeaderTable.maxsize": hpack.table.HeaderTable.__dict__["maxsize"],
         }
 
     original = patched()
@@ -58,6 +61,9 @@ INSTALLED = {
     "_abort",
     "Frame.__repr__",
     "_raw_data_repr",
+    "Decoder.decode",
+    "HeaderTable.add",
+    "HeaderTable.maxsize",
 }
 """What ``install()`` replaces; the rest of ``patched()`` stays the library's own."""
 
@@ -145,3 +151,31 @@ def _pyproject_pins() -> dict[str, str]:
 def test_pyproject_pins_every_patched_library_exactly_as_patches_do() -> None:
     declared = _pyproject_pins()
     assert {name: declared.get(name) for name in PINS} == dict(PINS)
+
+
+def test_hpack_memo_answers_as_hpack_does() -> None:
+    """The same blocks through a patched decoder and an unpatched one (the original decode
+    on a second decoder): equal answers, also when a repeated block's indexes point at new
+    table entries."""
+    out = _run(
+        """
+        import hpack
+        from ovtrio import _patches
+        from ovtrio._patches import hpack as memo
+        _patches.install()
+        plain = hpack.Decoder()
+        patched = hpack.Decoder()
+        unpatched = lambda data: memo._originals["decode"](plain, data, True)
+        enc = hpack.Encoder()
+        first = [(":path", "/a/B"), ("content-type", "application/grpc"), ("te", "trailers")]
+        blocks = [enc.encode(first), enc.encode(first), enc.encode(first)]
+        blocks += [bytes([0x40 | 0, 1]) + b"x" + bytes([1]) + b"1", b"\\xbe"]  # x: 1, then index 62
+        blocks += [bytes([0x40 | 0, 1]) + b"x" + bytes([1]) + b"2", b"\\xbe", b"\\xbe"]
+        for block in blocks:
+            assert patched.decode(block, raw=True) == unpatched(block), block
+        print(len(memo._blocks[patched]), [h for h in patched.decode(b"\\xbe", raw=True)])
+        """
+    )
+    remembered, last = out.strip().split(" ", 1)
+    assert int(remembered) >= 2  # the repeated all-indexed blocks were remembered
+    assert last == "[(b'x', b'2')]"  # index 62 after the second insertion: the new entry

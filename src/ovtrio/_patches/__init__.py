@@ -1,6 +1,6 @@
 """Patches of third-party internals, installed on purpose by the server at start.
 
-Importing ovtrio changes nothing in hypercorn, h11, grpclib, h2 or hyperframe: ``install()``
+Importing ovtrio changes nothing in hypercorn, h11, grpclib, h2, hpack or hyperframe: ``install()``
 does, once, from ``server.serve`` before anything listens. Each module here patches one
 library and says, per patch, what it fixes, the measured reason and the upstream change that
 would make it unneeded. The patches read private attributes of exact versions, so every
@@ -22,9 +22,10 @@ def install() -> None:
     """
     for library in PINS:
         check_pin(library)
-    from . import grpclib, h11, hypercorn, hyperframe  # each imports the library it patches
+    from . import grpclib, h11, hpack, hypercorn, hyperframe  # each imports the library it patches
 
     hypercorn.install()
     h11.install()
     grpclib.install()
     hyperframe.install()
+    hpack.install()

@@ -11,6 +11,7 @@ PINS: Mapping[str, str] = {
     "grpclib": "0.4.9",
     "h11": "0.16.0",
     "h2": "4.4.1",
+    "hpack": "4.2.0",
     "hypercorn": "0.18.0",
     "hyperframe": "6.1.0",
 }
