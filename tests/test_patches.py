@@ -40,6 +40,7 @@ _PATCHED = textwrap.dedent(
             "Frame.__repr__": hyperframe.frame.Frame.__repr__,
             "_raw_data_repr": hyperframe.frame._raw_data_repr,
             "Decoder.decode": hpack.hpack.Decoder.decode,
+            "Encoder.encode": hpack.hpack.Encoder.encode,
             "HeaderTable.add": hpack.table.HeaderTable.add,
             "HeaderTable.maxsize": hpack.table.HeaderTable.__dict__["maxsize"],
         }
@@ -62,6 +63,7 @@ INSTALLED = {
     "Frame.__repr__",
     "_raw_data_repr",
     "Decoder.decode",
+    "Encoder.encode",
     "HeaderTable.add",
     "HeaderTable.maxsize",
 }
@@ -179,3 +181,31 @@ def test_hpack_memo_answers_as_hpack_does() -> None:
     remembered, last = out.strip().split(" ", 1)
     assert int(remembered) >= 2  # the repeated all-indexed blocks were remembered
     assert last == "[(b'x', b'2')]"  # index 62 after the second insertion: the new entry
+
+
+def test_hpack_encoder_memo_answers_as_hpack_does() -> None:
+    """The same header lists through a patched encoder and an unpatched one: the same bytes,
+    also after a new header changed the table and for never-indexed headers."""
+    out = _run(
+        """
+        import hpack
+        from ovtrio import _patches
+        from ovtrio._patches import hpack as memo
+        _patches.install()
+        patched, plain = hpack.Encoder(), hpack.Encoder()
+        unpatched = lambda headers: memo._originals["encode"](plain, headers, True)
+        reply = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+        trailers = [(b"grpc-status", b"0")]
+        secret = [hpack.NeverIndexedHeaderTuple(b"authorization", b"Bearer x")]
+        lists = [reply, trailers, reply, trailers, secret, secret, reply,
+                 [(b"x-new", b"1")], reply, trailers, reply]
+        for headers in lists:
+            assert patched.encode(list(headers)) == unpatched(list(headers)), headers
+        patched.header_table_size = 0  # a size change: not remembered past it
+        plain.header_table_size = 0
+        for headers in (reply, reply):
+            assert patched.encode(list(headers)) == unpatched(list(headers)), headers
+        print(len(memo._encoded[patched]))
+        """
+    )
+    assert int(out.strip()) >= 1

@@ -1,16 +1,21 @@
-"""Repeated header blocks decoded once per HPACK decoder.
+"""Repeated header blocks decoded, and encoded, once per HPACK decoder (encoder).
 
 **What.** ``Decoder.decode`` of a header block made only of indexed fields (every byte has the
 high bit set: no literal, no table-size update, so decoding it cannot change the dynamic table)
 returns the header list it decoded for the same bytes before, while the decoder's dynamic
 table has not changed since (``HeaderTable.add`` and the ``maxsize`` setter count changes) and
-its limits are the same. A decoder keeps at most ``_ENTRIES`` blocks.
+its limits are the same. A decoder keeps at most ``_ENTRIES`` blocks. Likewise
+``Encoder.encode`` returns the block it encoded for the same header list before, when that
+encoding did not change the encoder's table and the table has not changed since (a unary
+reply's headers and trailers are the same list on every call).
 
 **Why (measured).** A gRPC client sends the same request headers on every call, and after the
 first call its HPACK encoder sends them as indexes into the dynamic table (grpc-core sends
 ``:path``, ``content-type``, ``te`` and the rest as one byte each). hpack turns each index into
 a ``HeaderTuple`` in Python every time: 13 % of the server thread's samples at 64 tiny gRPC
-clients (py-spy, ``scripts/profile_layers.py``), ``HeaderTuple.__new__`` alone 7 %.
+clients (py-spy, ``scripts/profile_layers.py``), ``HeaderTuple.__new__`` alone 7 %. Encoding
+the reply's two header blocks is another 6 % of a call (cProfile of
+``scripts/grpc_call_cost.py``).
 
 **Upstream.** hpack has no memo of decoded blocks; a decoder that kept the decoded form of its
 dynamic table's entries (tuples built once, at insertion) would make this unneeded.
@@ -71,6 +76,34 @@ def _decode(
     return headers
 
 
+_encoded: weakref.WeakKeyDictionary[hpack.hpack.Encoder, dict[Any, bytes]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each encoder's remembered blocks."""
+
+
+def _encode(self: hpack.hpack.Encoder, headers: Any, huffman: bool = True) -> bytes:
+    table = self.header_table
+    if table.resized or isinstance(headers, dict):
+        return _originals["encode"](self, headers, huffman)  # type: ignore[no-any-return]
+    headers = list(headers)
+    before = _changes.get(table, 0)
+    try:  # the tuple's type says whether a header may be indexed (NeverIndexedHeaderTuple)
+        key: Any = (tuple((type(h), *h) for h in headers), huffman, before)
+        found = _encoded.get(self, {}).get(key)
+    except TypeError:  # unhashable values: not remembered
+        return _originals["encode"](self, headers, huffman)  # type: ignore[no-any-return]
+    if found is not None:
+        return found
+    block: bytes = _originals["encode"](self, headers, huffman)
+    if _changes.get(table, 0) == before:  # all indexed: the same bytes while the table stays
+        blocks = _encoded.setdefault(self, {})
+        if len(blocks) >= _ENTRIES:
+            blocks.clear()
+        blocks[key] = block
+    return block
+
+
 def install() -> None:
     """Install the memo (idempotent)."""
     check_pin("hpack")
@@ -78,6 +111,8 @@ def install() -> None:
         return
     table = hpack.table.HeaderTable
     _originals["decode"] = hpack.hpack.Decoder.decode
+    _originals["encode"] = hpack.hpack.Encoder.encode
+    hpack.hpack.Encoder.encode = _encode  # type: ignore[method-assign]
     _originals["add"] = table.add
     _originals["maxsize"] = table.__dict__["maxsize"]
     hpack.hpack.Decoder.decode = _decode  # type: ignore[method-assign]
