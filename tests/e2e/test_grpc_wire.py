@@ -278,3 +278,32 @@ def test_grpc_js_client(server: Server) -> None:
         assert results[name]["code"] == 0, results[name]
         assert results[name]["output"] == [float(i + 1) for i in range(10)]
         assert results[name]["shape"] == [1, 10]
+
+
+def test_clients_that_reset_before_their_reply_leave_the_server_serving(server: Server) -> None:
+    """Calls whose client resets the connection right after sending: the server's reply meets
+    a reset socket (EPIPE / ECONNRESET), which ends that connection only."""
+    for _ in range(20):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        headers = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", SERVICE + "ModelInfer"),
+            (":authority", "localhost"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("authorization", f"Bearer {KEY}"),
+        ]
+        conn.send_headers(1, headers)
+        conn.send_data(1, framed(_infer_request()), end_stream=True)
+        sock = socket.create_connection(("127.0.0.1", server.grpc_port), timeout=10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.sendall(conn.data_to_send())
+        sock.close()  # SO_LINGER 0: a reset, not a FIN
+    reply = h2_call(
+        server, "ModelInfer", framed(_infer_request()), [("authorization", f"Bearer {KEY}")]
+    )
+    assert reply.status == 0, reply.headers
+    assert server.proc.poll() is None
+    assert "Traceback" not in server.log() and "ERROR" not in server.log()

@@ -360,6 +360,8 @@ class _Plain(trio.abc.Stream):
                 self._streak = 0
                 await trio.lowlevel.wait_readable(self._fd)
                 continue
+            except OSError as exc:  # reset by the peer, ...: as trio's streams report it
+                raise trio.BrokenResourceError(exc) from exc
             self._streak += 1
             if self._streak >= 16:  # data kept coming without a wait: let others run
                 self._streak = 0
@@ -376,6 +378,8 @@ class _Plain(trio.abc.Stream):
             except BlockingIOError:
                 await trio.lowlevel.wait_writable(self._fd)
                 continue
+            except OSError as exc:  # the peer is gone (EPIPE, ECONNRESET)
+                raise trio.BrokenResourceError(exc) from exc
             view = view[sent:]
 
     async def wait_send_all_might_not_block(self) -> None:
