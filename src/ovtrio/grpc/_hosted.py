@@ -430,6 +430,9 @@ async def serve_connection(
                     protocol.data_received(bytes(data))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             failure = exc
+        except Exception as exc:  # a fault in the protocol: this connection ends, as in asyncio
+            log.exception("gRPC connection failed")
+            failure = exc
         finally:
             transport.close()
             with loop.entered():
