@@ -145,6 +145,9 @@ async def serve(
                 with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_S):
                     await _close(loop, server)
             machinery.cancel_scope.cancel()
+    with trio.CancelScope(shield=True):
+        for listener in listeners:  # closed already, unless the start failed before accepting
+            await listener.aclose()
 
 
 _CLOSE_S = 5.0
