@@ -121,33 +121,38 @@ async def serve(
     loop = HostedLoop()  # type: ignore[abstract]  # asyncio's I/O methods: not grpclib's
     accepting = trio.CancelScope()
     server: Server | None = None
-    async with trio.open_nursery() as top:
-        machinery: trio.Nursery = await top.start(_shielded_nursery)
-        try:
-            await machinery.start(loop.run)
-            async with trio.open_nursery() as rpc_nursery:
-                bridge = TrioBridge(rpc_nursery)
-                servable = Servable(
-                    table, lambda: bridge, api_keys=api_keys, max_message_bytes=max_message_bytes
-                )
-                with loop.entered():
-                    server = Server(
-                        [servable], max_connections=max_connections, max_streams=max_streams
+    try:
+        async with trio.open_nursery() as top:
+            machinery: trio.Nursery = await top.start(_shielded_nursery)
+            try:
+                await machinery.start(loop.run)
+                async with trio.open_nursery() as rpc_nursery:
+                    bridge = TrioBridge(rpc_nursery)
+                    servable = Servable(
+                        table,
+                        lambda: bridge,
+                        api_keys=api_keys,
+                        max_message_bytes=max_message_bytes,
                     )
-                machinery.start_soon(_accept_all, accepting, listeners, loop, server, machinery)
-                task_status.started(
-                    GrpcEndpoint(tuple(hosts), port, accepting.cancel, lambda: servable.active)
-                )
-                await trio.sleep_forever()
-        finally:
-            accepting.cancel()
-            if server is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_S):
-                    await _close(loop, server)
-            machinery.cancel_scope.cancel()
-    with trio.CancelScope(shield=True):
-        for listener in listeners:  # closed already, unless the start failed before accepting
-            await listener.aclose()
+                    with loop.entered():
+                        server = Server(
+                            [servable], max_connections=max_connections, max_streams=max_streams
+                        )
+                    machinery.start_soon(_accept_all, accepting, listeners, loop, server, machinery)
+                    task_status.started(
+                        GrpcEndpoint(tuple(hosts), port, accepting.cancel, lambda: servable.active)
+                    )
+                    await trio.sleep_forever()
+            finally:
+                accepting.cancel()
+                if server is not None:
+                    with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_S):
+                        await _close(loop, server)
+                machinery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            for listener in listeners:  # closed already, unless the start failed early
+                await listener.aclose()
 
 
 _CLOSE_S = 5.0
