@@ -163,7 +163,7 @@ async def serve(
             addresses(cfg.rest_bind_address, cfg.rest_port),
         )
         if cfg.demo:
-            root.start_soon(_print_demo_hint, cfg, dataplane.registry)
+            root.start_soon(print_demo_hint, cfg, dataplane.registry)
         task_status.started(dataplane)
         await stop.wait()
         deadline = await drain(cfg, dataplane, grpc_endpoint)
@@ -305,7 +305,8 @@ async def shut_down_nodes(dataplane: DataPlane, deadline: float) -> None:
         await dataplane.registry.pipelines.shutdown(deadline)
 
 
-async def _print_demo_hint(cfg: ServerConfig, registry: ModelRegistry) -> None:
+async def print_demo_hint(cfg: ServerConfig, registry: ModelRegistry) -> None:
+    """Once the models are loaded, how to call the demo model (``--demo``), on stdout."""
     await registry.loaded.wait()
     name = cfg.models[0].name
     lines = [

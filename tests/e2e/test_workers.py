@@ -324,3 +324,31 @@ def test_a_port_held_by_another_program_stops_the_start(tmp_path: Path) -> None:
         ), srv.log()
     finally:
         holder.close()
+
+
+def test_demo_with_workers_prints_a_hint_that_works(tmp_path: Path) -> None:
+    """``--demo`` with front-ends: the hint is printed once the model is loaded, and the REST
+    call it prints answers 2x+1 whichever front-end takes it."""
+    srv = start_server(tmp_path, ["--demo", *WORKERS])
+    try:
+        wait_for(lambda: "is ready: input_name" in srv.log(), "the demo hint")
+        assert srv.log().count("is ready: input_name") == 1
+        curl = next(line for line in srv.log().splitlines() if "curl -s -X POST" in line)
+        assert f"localhost:{srv.rest_port}/v2/models/" in curl
+        body = {
+            "inputs": [
+                {
+                    "name": "input_name",
+                    "shape": [1, 10],
+                    "datatype": "FP32",
+                    "data": list(range(10)),
+                }
+            ]
+        }
+        name = curl.split("/v2/models/")[1].split("/")[0]
+        for _ in range(4):
+            r = requests.post(f"{srv.http}/v2/models/{name}/infer", json=body, timeout=30)
+            assert r.status_code == 200, r.text
+            assert r.json()["outputs"][0]["data"] == [2 * x + 1 for x in range(10)]
+    finally:
+        assert srv.stop() == 0, srv.log()

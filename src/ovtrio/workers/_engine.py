@@ -405,6 +405,8 @@ async def serve(
                 os.getpid(),
                 " ".join(f"{name}={pid}" for name, pid in supervisor.pids.items()),
             )
+            if cfg.demo:
+                root.start_soon(server.print_demo_hint, cfg, dataplane.registry)
             task_status.started(dataplane)
             await stop.wait()
             log.info(
