@@ -15,8 +15,8 @@ class TrioInbox:
     """``run_sync_soon`` for threads that call into one trio run often.
 
     ``TrioToken.run_sync_soon`` writes to trio's wake-up socket on every call: a system call
-    that releases the GIL, so on a busy two-core machine nearly every call from grpclib's
-    thread or an OpenVINO callback also hands the GIL over and back. Calls queued here while
+    that releases the GIL, so on a busy two-core machine nearly every call from an OpenVINO
+    callback (or another thread) also hands the GIL over and back. Calls queued here while
     a drain is already on its way ride along with it: under load one wake-up carries many.
 
     Ordering: calls run in the order they were queued. Thread safety relies on the GIL
