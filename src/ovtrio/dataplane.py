@@ -21,7 +21,7 @@ import numpy as np
 import trio
 
 from ._version import __version__
-from .config import ConfigError
+from .config import ConfigError, ServerConfig
 from .errors import (
     VERSION_NOT_FOUND,
     VERSION_NOT_LOADED_YET,
@@ -142,6 +142,11 @@ def _dim_ok(actual: int, expected: int, rng: tuple[int, int]) -> bool:
     return actual >= lo and (hi < 0 or actual <= hi)
 
 
+def image_options(cfg: ServerConfig) -> ImageOptions:
+    """The image decoding options the configuration asks for (``--image_*``)."""
+    return ImageOptions(color_order=cfg.image_color_order, max_pixels=cfg.image_max_pixels)
+
+
 ImageTargets = dict[str, tuple[TensorSpec, bool]]
 """Input name -> (the 4-D spec encoded images sent to it decode to, whether each image is one
 shard of a pipeline's demultiplexed input, ``[N, 1, H, W, C]``)."""
@@ -177,9 +182,7 @@ class DataPlane:
         """Largest element count an input may declare; transports pass it to the codecs."""
         self.max_json_depth = max_json_depth
         """Deepest nesting of a REST JSON body; the REST transport passes it to the codecs."""
-        self.image_options = image_options or ImageOptions()
-        self.image_limiter = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
-        """Encoded images decode in worker threads, at most one per core at a time."""
+        self._use_images(image_options or ImageOptions())
         self.shutting_down = False
         """Set when the graceful shutdown starts: ``infer`` refuses new requests."""
         self.load: Load = registry.load
@@ -189,6 +192,11 @@ class DataPlane:
         self._idle.set()
         self.log_requests = log.isEnabledFor(logging.DEBUG)
         """One DEBUG line per inference request (``--log_level DEBUG``), decided once here."""
+
+    def _use_images(self, options: ImageOptions) -> None:
+        self.image_options = options
+        self.image_limiter = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
+        """Encoded images decode in worker threads, at most one per core at a time."""
 
     @property
     def in_flight(self) -> int:
@@ -564,6 +572,8 @@ class DataPlane:
         Decoding runs in a worker thread under ``image_limiter``, so a burst of large images
         does not stall the event loop (health checks, other models).
         """
+        if all(t.datatype.kserve != "BYTES" for t in request.inputs):
+            return  # the usual request: no input to look at, nothing to compute per version
         targets = mv if isinstance(mv, dict) else image_targets(mv)
         for i, tensor in enumerate(request.inputs):
             target = targets.get(tensor.name)

@@ -27,10 +27,9 @@ from hypercorn.config import Config as HypercornConfig
 from . import _malloc, _patches
 from ._version import __version__
 from .config import ServerConfig
-from .dataplane import DataPlane
+from .dataplane import DataPlane, image_options
 from .grpc import build_rpc_table
 from .grpc import serve as grpc_serve
-from .images import ImageOptions
 from .metrics import Metrics
 from .repository import ModelRegistry
 from .rest._server import serve as rest_serve
@@ -217,7 +216,7 @@ def build_dataplane(cfg: ServerConfig) -> DataPlane:
         metrics = Metrics(cfg.metrics_list, registry)
     return DataPlane(
         registry,
-        ImageOptions(color_order=cfg.image_color_order, max_pixels=cfg.image_max_pixels),
+        image_options(cfg),
         metrics,
         max_tensor_elements=cfg.max_tensor_elements,
         max_json_depth=cfg.rest_max_json_depth,

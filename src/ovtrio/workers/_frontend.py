@@ -29,9 +29,8 @@ import numpy as np
 import trio
 
 from ..config import ServerConfig
-from ..dataplane import ConfigView, DataPlane, ModelMetadata, VersionStatus
+from ..dataplane import ConfigView, DataPlane, ModelMetadata, VersionStatus, image_options
 from ..errors import OvtrioError, Unavailable
-from ..images import ImageOptions
 from ..load import Load
 from ..repository import ModelVersion, PipelineDefinition, VersionStatistics
 from ..tensors import InferRequest, InferResponse
@@ -254,10 +253,7 @@ class RemoteDataPlane(DataPlane):
         self.metrics = cast("Metrics", _RemoteMetrics(control)) if cfg.metrics_enable else None
         self.max_tensor_elements = cfg.max_tensor_elements
         self.max_json_depth = cfg.rest_max_json_depth
-        self.image_options = ImageOptions(
-            color_order=cfg.image_color_order, max_pixels=cfg.image_max_pixels
-        )
-        self.image_limiter = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
+        self._use_images(image_options(cfg))
         self.shutting_down = False
         self._held = _HeldLoad()
         self.load = self._held
