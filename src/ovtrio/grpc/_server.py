@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, cast
 
@@ -69,7 +68,7 @@ class _H2Connection(h2.connection.H2Connection):
 class _H2Protocol(grpclib.protocol.H2Protocol):
     """grpclib's protocol with ``_H2Connection``'s first SETTINGS.
 
-    ``connection_made`` is grpclib's, except for the transport and the connection class;
+    ``connection_made`` is grpclib's, except for the connection class;
     ``on_lost`` is called with the protocol when its connection is lost.
     """
 
@@ -84,8 +83,7 @@ class _H2Protocol(grpclib.protocol.H2Protocol):
         self._on_lost = on_lost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        corked = cast("asyncio.Transport", transport)
-        sock = corked.get_extra_info("socket")
+        sock = transport.get_extra_info("socket")
         if sock is not None:
             grpclib.protocol._set_nodelay(sock)
 
@@ -102,7 +100,9 @@ class _H2Protocol(grpclib.protocol.H2Protocol):
                 {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.config.http2_stream_window_size}
             )
 
-        self.connection = grpclib.protocol.Connection(h2_conn, corked, config=self.config)
+        self.connection = grpclib.protocol.Connection(
+            h2_conn, cast("asyncio.Transport", transport), config=self.config
+        )
         self.connection.flush()
         self.connection.initialize()
         self.processor = grpclib.protocol.EventsProcessor(self.handler, self.connection)
@@ -121,15 +121,13 @@ class Server(grpclib.server.Server):
         *,
         max_connections: int = 0,
         max_streams: int = DEFAULT_MAX_STREAMS,
-        live: set[Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """``max_connections`` 0 means no limit; ``max_streams`` is announced per connection.
-        ``live``: the open connections, shared by the servers of one port's addresses so that
-        ``max_connections`` counts them all."""
+        """``max_connections`` 0 means no limit (the connections of every address of the
+        port count); ``max_streams`` is announced per connection."""
         super().__init__(handlers, **kwargs)
-        self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._live: set[Any] = set() if live is None else live
+        self._live: set[Any] = set()
+        """The open connections' protocols (each removes itself when its connection is lost)."""
         self._max_connections = max_connections
         self._settings = {
             h2.settings.SettingCodes.MAX_FRAME_SIZE: _MAX_FRAME_SIZE,
@@ -143,7 +141,6 @@ class Server(grpclib.server.Server):
             )
             return _Refuse()
         protocol = _H2Protocol(super()._protocol_factory(), self._settings, self._live.discard)
-        self._protocols.add(protocol)
         self._live.add(protocol)
         return protocol
 
@@ -161,7 +158,7 @@ class Server(grpclib.server.Server):
             handler.close()
         if self._handlers:
             await asyncio.wait({asyncio.ensure_future(h.wait_closed()) for h in self._handlers})
-        for protocol in list(self._protocols):
+        for protocol in list(self._live):
             conn = getattr(protocol, "connection", None)
             if conn is not None and not conn.is_closing():
                 try:
