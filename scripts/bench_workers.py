@@ -22,7 +22,6 @@ import importlib.machinery
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -153,21 +152,17 @@ def run_point_pa(
     pids = tree(proc.pid)
     before = bench.served_requests(urls["rest"], model)
     engine0, total0 = own_cpu(proc.pid), bench.cpu_seconds(proc.pid)
-    done = subprocess.run(
-        [binary, "-m", model, "-u", urls[transport], "-i", protocol,
-         "--concurrency-range", f"{clients}:{clients}", "--max-threads", str(clients),
-         "-p", str(int(duration * 1000)), "--max-trials", "3", "-r", "3",
-         "--stability-percentage", "999"],
-        capture_output=True, text=True, env=env,
+    rate, failed = bench.perf_analyzer_rate(
+        binary, env, model, urls[transport], protocol, clients, int(duration * 1000),
+        "--max-threads", str(clients),
     )  # fmt: skip
-    found = [ln for ln in done.stdout.splitlines() if "Throughput:" in ln]
-    if done.returncode != 0 or not found:
-        raise SystemExit(f"perf_analyzer failed: {done.stdout[-800:]} {done.stderr[-800:]}")
+    if rate is None:
+        raise SystemExit(f"perf_analyzer failed: {failed}")
     n = max(1, bench.served_requests(urls["rest"], model) - before)
     engine = own_cpu(proc.pid) - engine0
     total = bench.cpu_seconds(proc.pid) - total0
     return {
-        "rps": float(found[-1].split()[1]),
+        "rps": rate,
         "engine_cpu_us": engine / n * 1e6,
         "frontends_cpu_us": (total - engine) / n * 1e6 if len(pids) > 1 else 0.0,
         "server_cpu_us": total / n * 1e6,
