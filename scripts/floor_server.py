@@ -2,9 +2,9 @@
 """The transports alone: what a request costs before ovtrio does anything (scripts/bench --peer).
 
 Serves KServe ModelInfer for the bench's ``tiny`` model with a canned answer, no decoding,
-no trio bridge, no OpenVINO: over gRPC with grpclib exactly as ovtrio configures it
-(``ovtrio.grpc._server.Server``, ``ovtrio._patches``, on trio's thread through
-``ovtrio.grpc._hosted``, sockets served by trio) and over
+no data plane, no OpenVINO: over gRPC with grpclib's protocol exactly as ovtrio runs it
+(``ovtrio.grpc._server.Server``, a trio task per call through ``ovtrio.grpc._unary``, on
+trio's thread through ``ovtrio.grpc._hosted``, sockets served by trio) and over
 REST with hypercorn's trio worker (h11) as ovtrio composes it (``ovtrio.rest._server.serve``,
 ``ovtrio._patches``) and a bare ASGI function. Whatever these cost per request
 is a floor under ovtrio's own cost on the same transport.
@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import grpclib.const
 import numpy as np
 import trio
 from hypercorn.config import Config
@@ -26,10 +25,12 @@ from hypercorn.config import Config
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from ovtrio import _patches
 from ovtrio.codecs import kserve_rest
+from ovtrio.codecs._wire import Checked
 from ovtrio.codecs.kserve_grpc import EncodedResponse, encode_infer_response
 from ovtrio.grpc import _bridge
 from ovtrio.grpc._hosted import HostedLoop
 from ovtrio.grpc._server import Server
+from ovtrio.grpc._unary import Calls, RpcSpec
 from ovtrio.rest._server import serve
 from ovtrio.tensors import InferRequest, InferResponse, Tensor, datatype
 
@@ -46,25 +47,19 @@ REST_HEADERS = [
 ]
 
 
-class _Raw:
-    """grpclib's codec calls FromString: the request is left undecoded."""
+class _Raw(Checked):
+    """The request is left undecoded."""
 
     @staticmethod
-    def FromString(data: bytes) -> bytes:
-        return data
+    def FromString(_data: bytes) -> _Raw:
+        return _Raw()
 
 
-class _Servable:
-    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
-        async def infer(stream: Any) -> None:
-            await stream.recv_message()
-            await stream.send_message(GRPC_REPLY)
+async def _infer(_request: Any) -> EncodedResponse:
+    return GRPC_REPLY
 
-        return {
-            "/inference.GRPCInferenceService/ModelInfer": grpclib.const.Handler(
-                infer, grpclib.const.Cardinality.UNARY_UNARY, _Raw, EncodedResponse
-            )
-        }
+
+TABLE = {"/inference.GRPCInferenceService/ModelInfer": RpcSpec(_infer, _Raw, EncodedResponse)}
 
 
 async def grpc_floor(port: int) -> None:
@@ -72,8 +67,7 @@ async def grpc_floor(port: int) -> None:
     loop = HostedLoop()  # type: ignore[abstract]
     async with trio.open_nursery() as nursery:
         await nursery.start(loop.run)
-        with loop.entered():
-            server = Server([_Servable()])
+        server = Server(Calls(TABLE, nursery, loop))
         await _bridge._accept_all(trio.CancelScope(), listeners, loop, server, nursery)
 
 

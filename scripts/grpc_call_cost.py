@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""The per-call cost of ovtrio's gRPC layer alone: grpclib, h2 and ``grpc._servable``.
+"""The per-call cost of ovtrio's gRPC layer alone: grpclib's protocol, h2 and ``grpc._unary``.
 
 Feeds a recorded client byte stream (HTTP/2 preface and settings, then one unary ModelInfer
-call after another: HEADERS + DATA with END_STREAM) to ovtrio's ``_H2Protocol`` on an asyncio
-loop, with no socket (the transport only collects what the server writes), no trio and no
-OpenVINO: the handler answers a canned reply. Prints microseconds per call. For a figure that
+call after another: HEADERS + DATA with END_STREAM) to ovtrio's ``_H2Protocol`` on its
+``HostedLoop`` under trio, each call a trio task as in the server (``grpc._unary``), with no
+socket (the transport only collects what the server writes) and no OpenVINO: the RPC
+answers a canned reply. Prints microseconds per call. For a figure that
 does not depend on the machine's load, count instructions with callgrind at two call counts
 and take the difference per call:
 
@@ -26,12 +27,14 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.settings
+import trio
 
 from ovtrio import _patches
 from ovtrio._proto import inference as pb
 from ovtrio.codecs.kserve_grpc import EncodedResponse
-from ovtrio.grpc._servable import RpcSpec, Servable
+from ovtrio.grpc._hosted import HostedLoop
 from ovtrio.grpc._server import Server
+from ovtrio.grpc._unary import Calls, RpcSpec
 
 ROUTE = "/inference.GRPCInferenceService/ModelInfer"
 REPLY = EncodedResponse(b"\n\x04tiny\x12\x011")
@@ -60,12 +63,7 @@ class _Transport(asyncio.Transport):
         pass
 
 
-class _Bridge:
-    async def call(self, afn: Any, *args: Any) -> Any:
-        return await afn(*args)
-
-
-async def _infer(_request: Any, _stream: Any) -> EncodedResponse:
+async def _infer(_request: Any) -> EncodedResponse:
     return REPLY
 
 
@@ -104,27 +102,32 @@ def client_bytes(calls: int) -> tuple[bytes, list[bytes]]:
 
 async def run(calls: list[bytes], preface: bytes) -> float:
     """CPU seconds per call, each call answered before the next one is fed."""
-    servable = Servable({ROUTE: RpcSpec(_infer, pb.ModelInferRequest, EncodedResponse)}, _Bridge)
-    server = Server([servable])
-    protocol = server._protocol_factory()
-    transport = _Transport()
-    protocol.connection_made(transport)
-    protocol.data_received(preface)
-    for _ in range(5):
-        await asyncio.sleep(0)
-    start = time.process_time()
-    for data in calls:
-        protocol.data_received(data)
-        while servable.active or server.in_flight():  # noqa: ASYNC110 - nothing to wait on
-            await asyncio.sleep(0)
-    return (time.process_time() - start) / len(calls)
+    loop = HostedLoop()  # type: ignore[abstract]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(loop.run)
+        rpcs = Calls({ROUTE: RpcSpec(_infer, pb.ModelInferRequest, EncodedResponse)}, nursery, loop)
+        server = Server(rpcs)
+        protocol = server._protocol_factory()
+        transport = _Transport()
+        with loop.entered():
+            protocol.connection_made(transport)
+            protocol.data_received(preface)
+        start = time.process_time()
+        for data in calls:
+            with loop.entered():
+                protocol.data_received(data)
+            while rpcs.active:
+                await trio.lowlevel.checkpoint()
+        per_call = (time.process_time() - start) / len(calls)
+        nursery.cancel_scope.cancel()
+    return per_call
 
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     _patches.install()
     preface, calls = client_bytes(1300)  # the same bytes whatever the count
-    per_call = asyncio.run(run(calls[:count], preface))
+    per_call = trio.run(run, calls[:count], preface)
     print(f"{count} calls: {per_call * 1e6:.1f} us of CPU per call")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..dataplane import DataPlane
 from ._bridge import GrpcEndpoint as GrpcEndpoint
 from ._bridge import serve as serve
-from ._servable import RpcSpec as RpcSpec
+from ._unary import RpcSpec as RpcSpec
 
 __all__ = ["GrpcEndpoint", "RpcSpec", "build_rpc_table", "serve"]
 

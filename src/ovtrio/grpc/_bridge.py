@@ -1,10 +1,9 @@
-"""gRPC on trio's thread: grpclib's server, its RPC tasks, and the bridge into trio tasks.
+"""gRPC on trio's thread: listening, grpclib's protocol per connection, a trio task per call.
 
-grpclib runs on a ``HostedLoop`` (an asyncio loop run by a trio task, ``_hosted``), so its
-RPC handlers, the codecs, the data plane and the batchers share trio's thread. Every RPC
-crosses into trio through ``TrioBridge.call``: the handler body runs as a trio task in the
-gRPC nursery, and a client cancel (RST_STREAM) or deadline, which grpclib delivers as
-``asyncio.CancelledError``, cancels that task's scope, so trio code sees ``trio.Cancelled``.
+grpclib's HTTP/2 protocol runs on a ``HostedLoop`` (an asyncio loop run by a trio task,
+``_hosted``), so the protocol, the calls, the codecs, the data plane and the batchers share
+trio's thread. Each call is a trio task in the RPC nursery (``_unary``); a client cancel
+(RST_STREAM) or deadline cancels that task's scope, so the data plane sees ``trio.Cancelled``.
 
 Listening: one socket per address of each bind host, all on the same port and handlers, so
 an address that cannot be bound is named in the error; ``--max_connections`` counts the
@@ -17,71 +16,25 @@ with its grace deadline); then every connection gets GOAWAY and is closed
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
-from grpclib.const import Status
-from grpclib.exceptions import GRPCError
 
 from ._hosted import HostedLoop, serve_connection
-from ._servable import RpcTable, Servable
 from ._server import DEFAULT_MAX_STREAMS, Server
+from ._unary import Calls, RpcTable
 
-__all__ = ["GrpcEndpoint", "TrioBridge", "serve"]
-
-T = TypeVar("T")
+__all__ = ["GrpcEndpoint", "serve"]
 
 log = logging.getLogger(__name__)
 
 _BACKLOG = 1024
-
-
-class TrioBridge:
-    """Runs trio functions for grpclib's RPC tasks (both on trio's thread); asyncio
-    cancellation becomes trio's."""
-
-    def __init__(self, nursery: trio.Nursery) -> None:
-        self.nursery = nursery
-
-    async def call(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Await ``afn(*args)`` run as a trio task. Runs in grpclib's RPC task."""
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        scope = trio.CancelScope()
-
-        async def runner() -> None:
-            ok: bool = False
-            value: Any = GRPCError(Status.UNAVAILABLE, "Server is shutting down")
-            try:
-                with scope:
-                    value = await afn(*args)
-                    ok = True
-            except Exception as exc:  # handed to the RPC task, re-raised there
-                value = exc
-            finally:
-                # Always answer the RPC task, also when trio cancels this task at shutdown
-                # (then the client gets UNAVAILABLE instead of a hung stream).
-                if not fut.done():
-                    if ok:
-                        fut.set_result(value)
-                    else:
-                        fut.set_exception(value)
-
-        try:
-            self.nursery.start_soon(runner)
-        except RuntimeError:  # the nursery is closed: shutting down
-            raise GRPCError(Status.UNAVAILABLE, "Server is shutting down") from None
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            scope.cancel()  # client cancel or deadline
-            raise
 
 
 @dataclass(slots=True)
@@ -127,27 +80,24 @@ async def serve(
             try:
                 await machinery.start(loop.run)
                 async with trio.open_nursery() as rpc_nursery:
-                    bridge = TrioBridge(rpc_nursery)
-                    servable = Servable(
+                    calls = Calls(
                         table,
-                        lambda: bridge,
+                        rpc_nursery,
+                        loop,
                         api_keys=api_keys,
                         max_message_bytes=max_message_bytes,
                     )
-                    with loop.entered():
-                        server = Server(
-                            [servable], max_connections=max_connections, max_streams=max_streams
-                        )
+                    server = Server(calls, max_connections=max_connections, max_streams=max_streams)
                     machinery.start_soon(_accept_all, accepting, listeners, loop, server, machinery)
                     task_status.started(
-                        GrpcEndpoint(tuple(hosts), port, accepting.cancel, lambda: servable.active)
+                        GrpcEndpoint(tuple(hosts), port, accepting.cancel, lambda: calls.active)
                     )
                     await trio.sleep_forever()
             finally:
                 accepting.cancel()
                 if server is not None:
                     with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_S):
-                        await _close(loop, server)
+                        await _close(server)
                 machinery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
@@ -167,28 +117,12 @@ async def _shielded_nursery(task_status: trio.TaskStatus[trio.Nursery]) -> None:
             await trio.sleep_forever()  # until the nursery's own scope is cancelled
 
 
-async def _close(loop: HostedLoop, server: Server) -> None:
-    """Let the RPC tasks answer (a moment), cancel the rest, GOAWAY and close every
-    connection, and wait for them to be closed."""
-    with trio.move_on_after(1):
-        while server.in_flight():  # noqa: ASYNC110 - grpclib offers no event for this
-            await trio.sleep(0.005)
-    done = trio.Event()
-
-    async def close() -> None:
-        try:
-            await server.close_connections()
-        finally:
-            done.set()
-
-    with loop.entered():
-        task = loop.create_task(close())
-    try:
-        await done.wait()
-        while server.open_connections():  # noqa: ASYNC110 - each ends in its own task
-            await trio.sleep(0.005)
-    finally:
-        task.cancel()
+async def _close(server: Server) -> None:
+    """GOAWAY and close every connection (the calls have ended: the RPC nursery is done), and
+    wait until their writers have sent what the calls answered and closed them."""
+    server.close_connections()
+    while server.open_connections():  # noqa: ASYNC110 - each ends in its own task
+        await trio.sleep(0.005)
 
 
 async def _accept_all(

@@ -28,7 +28,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -37,6 +37,8 @@ from .._inbox import TrioInbox
 __all__ = ["HostedLoop", "serve_connection"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _RECEIVE_BYTES = 1 << 18
 _HIGH_WATER = 1 << 20
@@ -164,6 +166,23 @@ class HostedLoop(asyncio.AbstractEventLoop):
                 handle = ready.popleft()
                 if not handle._cancelled:
                     handle._run(self)
+
+    async def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
+        """``coro`` run as an asyncio task on this loop, awaited from a trio task; cancelling
+        the trio task cancels the asyncio task (and waits for it to end)."""
+        done = trio.Event()
+        with self.entered():
+            task = self.create_task(coro)
+        task.add_done_callback(lambda _task: done.set())
+        try:
+            await done.wait()
+        except BaseException:
+            task.cancel()
+            with trio.CancelScope(shield=True):
+                await done.wait()
+            raise
+        result: T = task.result()
+        return result
 
     def entered(self) -> _Entered:
         """asyncio's running loop is this one within (grpclib's code calls

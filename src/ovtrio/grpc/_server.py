@@ -1,4 +1,4 @@
-"""grpclib's server as ovtrio runs it: limits, first SETTINGS, drain-then-close.
+"""grpclib's protocol as ovtrio runs it: limits, first SETTINGS, drain-then-close.
 
 * ``--max_connections``: a connection beyond the limit is closed at once (``_Refuse``).
 * The first SETTINGS frame carries ovtrio's stream limit (``--grpc_max_concurrent_streams``)
@@ -8,24 +8,28 @@
   ~1 of 50 tries, tests/e2e/test_security.py). Frames of 1 MiB instead of 16 KiB cut the
   per-frame Python work of a 600 KB tensor ~35x (+15 % req/s, MobileNet over gRPC, 4
   clients).
-* Listening, and the sockets, are trio's (``_bridge``, ``_hosted``); this module is the
-  protocol side: ``_protocol_factory`` per accepted connection, ``in_flight`` for the drain,
-  and ``close_connections``, which cancels what still runs, sends GOAWAY on every connection
-  and closes it.
+* Listening, and the sockets, are trio's (``_bridge``, ``_hosted``); the calls are trio tasks
+  (``_unary``); this module is the protocol side: ``_protocol_factory`` per accepted
+  connection (grpclib's ``H2Protocol`` with a ``_unary.ConnectionCalls`` handler) and
+  ``close_connections``, which ends the calls still
+  running, sends GOAWAY on every connection and closes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping
-from typing import Any, cast
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
+import grpclib.config
 import grpclib.protocol
-import grpclib.server
 import h2.config
 import h2.connection
 import h2.settings
+
+if TYPE_CHECKING:
+    from ._unary import Calls, ConnectionCalls
 
 __all__ = ["DEFAULT_MAX_STREAMS", "Server"]
 
@@ -74,11 +78,13 @@ class _H2Protocol(grpclib.protocol.H2Protocol):
 
     def __init__(
         self,
-        base: grpclib.protocol.H2Protocol,
+        handler: grpclib.protocol.AbstractHandler,
+        config: grpclib.config.Configuration,
+        h2_config: h2.config.H2Configuration,
         settings: Mapping[h2.settings.SettingCodes, int],
         on_lost: Callable[[Any], None],
     ) -> None:
-        super().__init__(base.handler, base.config, base.h2_config)
+        super().__init__(handler, config, h2_config)
         self._settings = settings
         self._on_lost = on_lost
 
@@ -112,52 +118,58 @@ class _H2Protocol(grpclib.protocol.H2Protocol):
         super().connection_lost(exc)
 
 
-class Server(grpclib.server.Server):
-    """grpclib's Server with ovtrio's limits and a drain-then-close shutdown (module doc)."""
+class Server:
+    """The connections of one gRPC port: grpclib's protocol, ovtrio's calls (``_unary``) and
+    limits, and the drain-then-close shutdown (module doc)."""
 
     def __init__(
         self,
-        handlers: Collection[Any],
+        calls: Calls,
         *,
         max_connections: int = 0,
         max_streams: int = DEFAULT_MAX_STREAMS,
-        **kwargs: Any,
     ) -> None:
         """``max_connections`` 0 means no limit (the connections of every address of the
         port count); ``max_streams`` is announced per connection."""
-        super().__init__(handlers, **kwargs)
-        self._live: set[Any] = set()
-        """The open connections' protocols (each removes itself when its connection is lost)."""
+        self._calls = calls
+        self._config = grpclib.config.Configuration().__for_server__()
+        self._h2_config = h2.config.H2Configuration(  # grpclib's server's
+            client_side=False,
+            header_encoding="ascii",
+            validate_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_inbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        self._live: dict[Any, ConnectionCalls] = {}
+        """The open connections' protocols -> their calls (each removes itself when lost)."""
         self._max_connections = max_connections
         self._settings = {
             h2.settings.SettingCodes.MAX_FRAME_SIZE: _MAX_FRAME_SIZE,
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
         }
 
-    def _protocol_factory(self) -> Any:
+    def _protocol_factory(self) -> asyncio.Protocol:
         if self._max_connections and len(self._live) >= self._max_connections:
             log.warning(
                 "connection refused: %d connections are open (--max_connections)", len(self._live)
             )
             return _Refuse()
-        protocol = _H2Protocol(super()._protocol_factory(), self._settings, self._live.discard)
-        self._live.add(protocol)
+        handler = self._calls.handler()
+        protocol = _H2Protocol(handler, self._config, self._h2_config, self._settings, self._lost)
+        self._live[protocol] = handler
         return protocol
+
+    def _lost(self, protocol: Any) -> None:
+        self._live.pop(protocol, None)
 
     def open_connections(self) -> int:
         return len(self._live)
 
-    def in_flight(self) -> int:
-        """RPCs whose handler task has not finished, over all connections."""
-        return sum(1 for h in self._handlers for t in h._tasks.values() if not t.done())
-
-    async def close_connections(self) -> None:
-        """Cancel the RPCs still running, wait for their tasks, then GOAWAY and close every
-        connection."""
-        for handler in self._handlers:
+    def close_connections(self) -> None:
+        """End the calls still running (unanswered), then GOAWAY and close every connection."""
+        for handler in self._live.values():
             handler.close()
-        if self._handlers:
-            await asyncio.wait({asyncio.ensure_future(h.wait_closed()) for h in self._handlers})
         for protocol in list(self._live):
             conn = getattr(protocol, "connection", None)
             if conn is not None and not conn.is_closing():

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .._proto import inference as pb
 from .._proto import inference_raw as raw_pb
 from ..codecs import kserve_grpc, kserve_stats, triton_config
 from ..dataplane import DataPlane
 from ..tensors import TensorSpec
-from ._servable import RpcSpec
+from ._unary import RpcSpec
 
 __all__ = ["rpc_table"]
 
@@ -23,27 +21,23 @@ def _tensor_metadata(spec: TensorSpec) -> pb.ModelMetadataResponseTensorMetadata
 
 
 def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
-    async def server_live(_req: pb.ServerLiveRequest, _stream: Any) -> pb.ServerLiveResponse:
+    async def server_live(_req: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=dp.live())
 
-    async def server_ready(_req: pb.ServerReadyRequest, _stream: Any) -> pb.ServerReadyResponse:
+    async def server_ready(_req: pb.ServerReadyRequest) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=dp.ready())
 
-    async def server_metadata(
-        _req: pb.ServerMetadataRequest, _stream: Any
-    ) -> pb.ServerMetadataResponse:
+    async def server_metadata(_req: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:
         meta = dp.server_metadata()
         return pb.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=list(meta["extensions"])
         )
 
-    async def model_ready(req: pb.ModelReadyRequest, _stream: Any) -> pb.ModelReadyResponse:
+    async def model_ready(req: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
         version = kserve_grpc.parse_version(req.version)
         return pb.ModelReadyResponse(ready=dp.model_ready(req.name, version))
 
-    async def model_metadata(
-        req: pb.ModelMetadataRequest, _stream: Any
-    ) -> pb.ModelMetadataResponse:
+    async def model_metadata(req: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
         meta = dp.model_metadata(req.name, kserve_grpc.parse_version(req.version))
         return pb.ModelMetadataResponse(
             name=meta.name,
@@ -53,21 +47,17 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
             outputs=[_tensor_metadata(s) for s in meta.outputs],
         )
 
-    async def model_config(req: pb.ModelConfigRequest, _stream: Any) -> pb.ModelConfigResponse:
+    async def model_config(req: pb.ModelConfigRequest) -> pb.ModelConfigResponse:
         view = dp.model_config(req.name, kserve_grpc.parse_version(req.version))
         return pb.ModelConfigResponse(config=triton_config.model_config_proto(view))
 
-    async def model_statistics(
-        req: pb.ModelStatisticsRequest, _stream: Any
-    ) -> pb.ModelStatisticsResponse:
+    async def model_statistics(req: pb.ModelStatisticsRequest) -> pb.ModelStatisticsResponse:
         stats = dp.model_statistics(req.name or None, kserve_grpc.parse_version(req.version))
         return pb.ModelStatisticsResponse(
             model_stats=[kserve_stats.statistics_proto(n, st) for n, st in stats]
         )
 
-    async def repository_index(
-        req: pb.RepositoryIndexRequest, _stream: Any
-    ) -> pb.RepositoryIndexResponse:
+    async def repository_index(req: pb.RepositoryIndexRequest) -> pb.RepositoryIndexResponse:
         return pb.RepositoryIndexResponse(
             models=[
                 pb.RepositoryIndexResponseModelIndex(**entry)
@@ -75,21 +65,18 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
             ]
         )
 
-    async def repository_load(
-        req: pb.RepositoryModelLoadRequest, _stream: Any
-    ) -> pb.RepositoryModelLoadResponse:
+    async def repository_load(req: pb.RepositoryModelLoadRequest) -> pb.RepositoryModelLoadResponse:
         await dp.load_model(req.model_name)
         return pb.RepositoryModelLoadResponse()
 
     async def repository_unload(
-        req: pb.RepositoryModelUnloadRequest, _stream: Any
+        req: pb.RepositoryModelUnloadRequest,
     ) -> pb.RepositoryModelUnloadResponse:
         await dp.unload_model(req.model_name)
         return pb.RepositoryModelUnloadResponse()
 
     async def model_infer(
         req: kserve_grpc.WireInferRequest | raw_pb.ModelInferRequest | pb.ModelInferRequest,
-        _stream: Any,
     ) -> kserve_grpc.EncodedResponse:
         request = kserve_grpc.decode_infer_request(req, max_elements=dp.max_tensor_elements)
         response = await dp.infer(request)

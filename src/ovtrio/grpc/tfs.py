@@ -9,7 +9,7 @@ from .._proto.tensorflow import serving as tfs_pb
 from ..codecs import tfs_tensor
 from ..dataplane import DataPlane
 from ..errors import InvalidArgument, Unimplemented
-from ._servable import RpcSpec
+from ._unary import RpcSpec
 
 __all__ = ["rpc_table"]
 
@@ -30,7 +30,7 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
             return dp.resolve_label(spec.name, spec.version_label)
         return spec.version or None
 
-    async def predict(req: tfs_pb.PredictRequest, _stream: Any) -> tfs_pb.PredictResponse:
+    async def predict(req: tfs_pb.PredictRequest) -> tfs_pb.PredictResponse:
         spec = _spec_of(req)
         request = tfs_tensor.decode_predict_request(req, max_elements=dp.max_tensor_elements)
         request.parameters.pop("version_label", None)
@@ -39,7 +39,7 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         return tfs_tensor.encode_predict_response(response)
 
     async def get_model_metadata(
-        req: tfs_pb.GetModelMetadataRequest, _stream: Any
+        req: tfs_pb.GetModelMetadataRequest,
     ) -> tfs_pb.GetModelMetadataResponse:
         spec = _spec_of(req)
         fields = list(req.metadata_field)
@@ -51,15 +51,13 @@ def rpc_table(dp: DataPlane) -> dict[str, RpcSpec]:
         meta = dp.model_metadata(spec.name, version_of(spec))
         return tfs_tensor.model_metadata_proto(meta.name, meta.version, meta.inputs, meta.outputs)
 
-    async def get_model_status(
-        req: tfs_pb.GetModelStatusRequest, _stream: Any
-    ) -> tfs_pb.GetModelStatusResponse:
+    async def get_model_status(req: tfs_pb.GetModelStatusRequest) -> tfs_pb.GetModelStatusResponse:
         spec = _spec_of(req)
         statuses = dp.model_status(spec.name, version_of(spec))
         return tfs_tensor.model_status_proto(spec.name, statuses)
 
-    def unimplemented(what: str) -> Callable[[Any, Any], Awaitable[Any]]:
-        async def handler(_req: Any, _stream: Any) -> Any:
+    def unimplemented(what: str) -> Callable[[Any], Awaitable[Any]]:
+        async def handler(_req: Any) -> Any:
             raise Unimplemented(f"{what} is not implemented: ovtrio serves Predict only")
 
         return handler
