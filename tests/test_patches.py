@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _PATCHED = textwrap.dedent(
     """
     import hypercorn.protocol.h11, hypercorn.trio.task_group, hypercorn.trio.tcp_server
-    import grpclib.server, grpclib.utils, hyperframe.frame, hpack.hpack, hpack.table
+    import grpclib.server, grpclib.utils, hyperframe.flags, hyperframe.frame, hpack.hpack, hpack.table
 
     def patched():
         h11p = hypercorn.protocol.h11.H11Protocol
@@ -39,6 +39,7 @@ _PATCHED = textwrap.dedent(
             "grpclib.protocol.H2Connection": grpclib.protocol.H2Connection,
             "Frame.__repr__": hyperframe.frame.Frame.__repr__,
             "_raw_data_repr": hyperframe.frame._raw_data_repr,
+            "Flags.__init__": hyperframe.flags.Flags.__init__,
             "Decoder.decode": hpack.hpack.Decoder.decode,
             "Encoder.encode": hpack.hpack.Encoder.encode,
             "HeaderTable.add": hpack.table.HeaderTable.add,
@@ -58,6 +59,7 @@ INSTALLED = {
     "H11Protocol.stream_send",
     "Frame.__repr__",
     "_raw_data_repr",
+    "Flags.__init__",
     "Decoder.decode",
     "Encoder.encode",
     "HeaderTable.add",

@@ -7,8 +7,7 @@ lets a fast inference block the event loop (``runtime.INLINE_BELOW_NS``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import trio
 
@@ -34,15 +33,9 @@ class Load:
         """Inference requests in the data plane."""
         return len(self._requests)
 
-    @contextmanager
-    def serving(self) -> Iterator[None]:
+    def serving(self) -> _Serving:
         """Count the calling task's inference request while the block runs."""
-        task = trio.lowlevel.current_task()
-        self._requests.add(task)
-        try:
-            yield
-        finally:
-            self._requests.discard(task)
+        return _Serving(self._requests)
 
     def sole_request(self) -> bool:
         """Whether the calling task serves an inference request and it is the only request
@@ -54,3 +47,20 @@ class Load:
         if not self._transports:
             return len(self._requests) <= 1
         return sum(count() for count in self._transports) <= 1
+
+
+class _Serving:
+    """``Load.serving``: a class, not a generator, as every inference enters it."""
+
+    __slots__ = ("_requests", "_task")
+
+    def __init__(self, requests: set[trio.lowlevel.Task]) -> None:
+        self._requests = requests
+        self._task: trio.lowlevel.Task | None = None
+
+    def __enter__(self) -> None:
+        task = self._task = trio.lowlevel.current_task()
+        self._requests.add(task)
+
+    def __exit__(self, *exc: object) -> None:
+        self._requests.discard(self._task)

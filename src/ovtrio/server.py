@@ -11,6 +11,7 @@ for their running calls until the same deadline) and exit 0. A second signal can
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import math
 import resource
@@ -163,6 +164,7 @@ async def serve(
         )
         if cfg.demo:
             root.start_soon(print_demo_hint, cfg, dataplane.registry)
+        root.start_soon(freeze_heap_when_loaded, dataplane.registry)
         task_status.started(dataplane)
         await stop.wait()
         deadline = await drain(cfg, dataplane, grpc_endpoint)
@@ -302,6 +304,24 @@ async def shut_down_nodes(dataplane: DataPlane, deadline: float) -> None:
     still running in their threads until ``deadline`` (the graceful one; -inf: none)."""
     with trio.CancelScope(shield=True):
         await dataplane.registry.pipelines.shutdown(deadline)
+
+
+def freeze_heap() -> None:
+    """Collect, then move every object alive to the cyclic collector's permanent generation
+    (``gc.freeze``), so that its collections no longer walk the modules, models and
+    configuration loaded at start; objects made later are collected as before.
+
+    Why (measured): at 64 tiny-model gRPC clients the collector's full passes over that heap
+    were ~13 % of the serving thread's CPU (perf); frozen, server CPU per request fell by
+    ~12 % (A/B in the commit that added this)."""
+    gc.collect()
+    gc.freeze()
+
+
+async def freeze_heap_when_loaded(registry: ModelRegistry) -> None:
+    """``freeze_heap`` once the initial configuration's models are loaded."""
+    await registry.loaded.wait()
+    freeze_heap()
 
 
 async def print_demo_hint(cfg: ServerConfig, registry: ModelRegistry) -> None:

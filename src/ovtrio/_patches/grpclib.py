@@ -6,10 +6,11 @@ instead of an asyncio task running ``grpclib.server.request_handler``. The funct
 that handler's access to grpclib's stream; they read and write its private attributes, so they
 live here, with grpclib pinned. Nothing in grpclib is replaced (``install`` only checks the pin).
 
-``TrioBuffer`` (``take_over_buffer``)
-    **What.** A stream's receive buffer that a trio task reads: grpclib's ``EventsProcessor``
-    adds the DATA it receives (``add``, ``eof``) as to its own ``Buffer``; a read acknowledges
-    (flow control) what it takes, as grpclib's does.
+``CallConnection``, ``CallStream``, ``TrioBuffer``
+    **What.** A call's stream (made by the connection's ``create_stream``) whose receive
+    buffer a trio task reads: grpclib's ``EventsProcessor`` adds the DATA it receives
+    (``add``, ``eof``) as to its own ``Buffer``, and a read acknowledges (flow control) what
+    arrived, as grpclib's does; the stream's asyncio events are made only if used.
     **Why (measured).** grpclib's buffer is an ``asyncio.Queue`` read by an asyncio task; a
     call served by one trio task, with no asyncio task, future or second trio task per call
     and no ``Wrapper``/``DeadlineWrapper``, costs the server less CPU per tiny request (the
@@ -48,6 +49,8 @@ live here, with grpclib pinned. Nothing in grpclib is replaced (``install`` only
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import struct
 import time
 import zlib
@@ -67,13 +70,14 @@ from ._pins import check_pin
 __all__ = [
     "ACCEPT_ENCODING",
     "CONTENT_TYPE",
+    "CallConnection",
+    "CallStream",
     "TrioBuffer",
     "install",
     "receive_message",
     "send_large_reply",
     "send_reply",
     "send_status",
-    "take_over_buffer",
 ]
 
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -166,11 +170,44 @@ class TrioBuffer:
         return b"".join(parts)
 
 
-def take_over_buffer(stream: grpclib.protocol.Stream) -> TrioBuffer:
-    """Give ``stream`` a ``TrioBuffer`` (before any DATA of it is processed) and return it."""
-    buffer = TrioBuffer(stream.buffer._ack_callback)
-    stream.buffer = buffer  # type: ignore[assignment]
-    return buffer
+class CallStream(grpclib.protocol.Stream):
+    """grpclib's stream of a call served by a trio task: its buffer is a ``TrioBuffer``, and
+    the asyncio events that only grpclib's own sends (or a client) wait on are made on first
+    use; grpclib's ``Stream.__init__`` and ``init_stream`` less its asyncio queue."""
+
+    def __init__(self, connection: grpclib.protocol.Connection, stream_id: int) -> None:
+        self.connection = connection
+        self._h2_connection = connection._connection
+        self._transport = connection._transport
+        self.wrapper = None
+        self.id = stream_id
+        self.buffer: TrioBuffer = TrioBuffer(functools.partial(connection.ack, stream_id))  # type: ignore[assignment]
+        connection.streams_started += 1
+        self.created = connection.last_stream_created = time.monotonic()
+        self.headers = None
+        self.trailers = None
+
+    @functools.cached_property
+    def window_updated(self) -> asyncio.Event:  # type: ignore[override]
+        return asyncio.Event()
+
+    @functools.cached_property
+    def headers_received(self) -> asyncio.Event:  # type: ignore[override]
+        return asyncio.Event()
+
+    @functools.cached_property
+    def trailers_received(self) -> asyncio.Event:  # type: ignore[override]
+        return asyncio.Event()
+
+
+class CallConnection(grpclib.protocol.Connection):
+    """grpclib's connection whose streams are ``CallStream``s."""
+
+    def create_stream(
+        self, *, stream_id: int | None = None, wrapper: Any = None
+    ) -> grpclib.protocol.Stream:
+        assert stream_id is not None  # a server's stream: made from the call's headers
+        return CallStream(self, stream_id)
 
 
 def _decompress(data: bytes, encoding: str, max_bytes: int) -> bytes:
@@ -196,11 +233,10 @@ def _decompress(data: bytes, encoding: str, max_bytes: int) -> bytes:
     return out
 
 
-async def receive_message(
-    stream: grpclib.protocol.Stream, buffer: TrioBuffer, encoding: str, max_bytes: int
-) -> bytes:
+async def receive_message(stream: CallStream, encoding: str, max_bytes: int) -> bytes:
     """The request message's bytes, read only if its declared length is within ``max_bytes``;
     decompressed (``encoding``: the request's ``grpc-encoding``) within the same limit."""
+    buffer = stream.buffer
     meta = await buffer.read(5)
     if len(meta) < 5:
         raise GRPCError(Status.INVALID_ARGUMENT, "Empty request: no message was sent")

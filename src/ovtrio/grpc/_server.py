@@ -28,6 +28,8 @@ import h2.config
 import h2.connection
 import h2.settings
 
+from .._patches.grpclib import CallConnection
+
 if TYPE_CHECKING:
     from ._unary import Calls, ConnectionCalls
 
@@ -106,7 +108,7 @@ class _H2Protocol(grpclib.protocol.H2Protocol):
                 {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.config.http2_stream_window_size}
             )
 
-        self.connection = grpclib.protocol.Connection(
+        self.connection = CallConnection(
             h2_conn, cast("asyncio.Transport", transport), config=self.config
         )
         self.connection.flush()

@@ -4,9 +4,9 @@ grpclib parses HTTP/2 (``H2Protocol``, ``EventsProcessor``) and hands each new s
 connection's handler (``accept``). ``ConnectionCalls`` is that handler: it starts one trio
 task per call in the RPC nursery, which checks the headers, authenticates, reads and decodes
 the message, runs the RPC function (the data plane, in trio), encodes and sends the reply.
-There is no asyncio task per call: the stream's received DATA is read through a
-``TrioBuffer`` (``_patches.grpclib``), and only a reply too large for one write goes through
-grpclib's asyncio sends.
+There is no asyncio task per call: the stream (``_patches.grpclib.CallStream``) is read
+through a ``TrioBuffer``, and only a reply too large for one write goes through grpclib's
+asyncio sends.
 
 Cancellation: a client's RST_STREAM, a closed connection or the call's deadline
 (``grpc-timeout``) cancels the call's cancel scope, so the data plane sees ``trio.Cancelled``;
@@ -30,12 +30,11 @@ from grpclib.exceptions import GRPCError
 
 from .._patches.grpclib import (
     ACCEPT_ENCODING,
-    TrioBuffer,
+    CallStream,
     receive_message,
     send_large_reply,
     send_reply,
     send_status,
-    take_over_buffer,
 )
 from ..auth import bearer_ok
 from ..codecs._wire import check_wire_types
@@ -176,11 +175,9 @@ class Calls:
                 "Missing or invalid API key (metadata 'authorization: Bearer <key>')",
             )
 
-    async def _request(
-        self, stream: grpclib.protocol.Stream, buffer: TrioBuffer, call: _Call
-    ) -> Any:
+    async def _request(self, stream: CallStream, call: _Call) -> Any:
         """The request message, read within the size limit and decoded."""
-        data = await receive_message(stream, buffer, call.encoding, self._max)
+        data = await receive_message(stream, call.encoding, self._max)
         try:
             message = call.spec.request_type.FromString(data)
             # betterproto2 does not check wire types: a varint where a message belongs
@@ -194,11 +191,9 @@ class Calls:
             ) from None
         return message
 
-    async def _answer(
-        self, stream: grpclib.protocol.Stream, buffer: TrioBuffer, call: _Call
-    ) -> None:
+    async def _answer(self, stream: CallStream, call: _Call) -> None:
         self._authenticate(call)
-        request = await self._request(stream, buffer, call)
+        request = await self._request(stream, call)
         reply = await call.spec.func(request)
         if not isinstance(reply, call.spec.reply_type):
             raise TypeError(f"{call.route} answered {type(reply).__name__}")
@@ -208,9 +203,8 @@ class Calls:
 
     async def serve(
         self,
-        stream: grpclib.protocol.Stream,
+        stream: CallStream,
         headers: list[tuple[str, str]],
-        buffer: TrioBuffer,
         scope: trio.CancelScope,
         done: Callable[[], None],
     ) -> None:
@@ -228,7 +222,7 @@ class Calls:
                     return
                 if call.timeout is not None:
                     scope.deadline = trio.current_time() + call.timeout
-                await self._answer(stream, buffer, call)
+                await self._answer(stream, call)
             if scope.cancelled_caught and trio.current_time() >= scope.deadline:
                 send_status(stream, Status.DEADLINE_EXCEEDED, "Deadline exceeded")
         except GRPCError as exc:
@@ -265,8 +259,8 @@ class ConnectionCalls(grpclib.protocol.AbstractHandler):
         headers: Any,
         release_stream: Callable[[], Any],
     ) -> None:
+        assert isinstance(stream, CallStream)  # made by _patches.grpclib.CallConnection
         scope = trio.CancelScope()
-        buffer = take_over_buffer(stream)
         self._scopes[stream] = scope
         calls = self._calls
         # counted from here, not from when its task runs: a request read in the same batch
@@ -279,7 +273,7 @@ class ConnectionCalls(grpclib.protocol.AbstractHandler):
             release_stream()
 
         try:
-            calls._nursery.start_soon(calls.serve, stream, headers, buffer, scope, done)
+            calls._nursery.start_soon(calls.serve, stream, headers, scope, done)
         except RuntimeError:  # the nursery is closed: the server is stopping
             send_status(stream, Status.UNAVAILABLE, "Server is shutting down")
             done()

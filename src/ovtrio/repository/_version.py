@@ -10,8 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,20 +238,20 @@ class ModelVersion:
     def unload(self) -> None:
         self._unload.set()
 
-    @asynccontextmanager
-    async def use(self) -> AsyncIterator[Scheduler]:
-        """Hold the version for one request; unloading waits for every holder."""
+    def _hold(self) -> Scheduler:
+        """Hold the version for one request (then ``_unhold``); unloading waits for every
+        holder."""
         scheduler = self.scheduler
         if scheduler is None or self.state is not ModelState.AVAILABLE:
             raise NotFound(VERSION_RETIRED)
         self._holders += 1
-        try:
-            yield scheduler
-        finally:
-            self._holders -= 1
-            if self._holders == 0:
-                self._idle.set()
-                self._idle = trio.Event()
+        return scheduler
+
+    def _unhold(self) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            self._idle.set()
+            self._idle = trio.Event()
 
     def unequal_batch_sizes(self, arrays: Sequence[np.ndarray[Any, Any]]) -> dict[str, int] | None:
         """Input name -> batch size when they differ and the version's scheduler needs them
@@ -265,8 +264,11 @@ class ModelVersion:
         started = time.perf_counter_ns()
         ok = False
         try:
-            async with self.use() as scheduler:
+            scheduler = self._hold()
+            try:
                 result = await scheduler.submit(arrays)
+            finally:
+                self._unhold()
             ok = True
             return result
         finally:

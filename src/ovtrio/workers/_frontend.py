@@ -399,6 +399,7 @@ async def serve(fds: Sequence[int], engine_pid: int) -> int:
                 await trio.sleep(0.2)
             root.cancel_scope.cancel()
             return 1
+        server.freeze_heap()
         link.send(("ready",))
         log.debug("front-end %s-%d serving (pid %d)", role, index, os.getpid())
         async with trio.open_nursery() as waiter:
