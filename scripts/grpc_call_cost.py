@@ -7,7 +7,8 @@ call after another: HEADERS + DATA with END_STREAM) to ovtrio's ``_H2Protocol`` 
 socket (the transport only collects what the server writes) and no OpenVINO: the RPC
 answers a canned reply. Prints microseconds per call. For a figure that
 does not depend on the machine's load, count instructions with callgrind at two call counts
-and take the difference per call:
+and take the difference per call (a second argument feeds that many calls at once, as 64
+clients' calls arrive on one connection: ``... grpc_call_cost.py 320 64``):
 
     valgrind --tool=callgrind --callgrind-out-file=a.out python scripts/grpc_call_cost.py 300
     valgrind --tool=callgrind --callgrind-out-file=b.out python scripts/grpc_call_cost.py 1300
@@ -100,8 +101,9 @@ def client_bytes(calls: int) -> tuple[bytes, list[bytes]]:
     return preface, out
 
 
-async def run(calls: list[bytes], preface: bytes) -> float:
-    """CPU seconds per call, each call answered before the next one is fed."""
+async def run(calls: list[bytes], preface: bytes, together: int) -> float:
+    """CPU seconds per call; the calls are fed ``together`` at a time (in one read, as many
+    clients' calls arrive on one connection), each group answered before the next."""
     loop = HostedLoop()  # type: ignore[abstract]
     async with trio.open_nursery() as nursery:
         await nursery.start(loop.run)
@@ -113,9 +115,9 @@ async def run(calls: list[bytes], preface: bytes) -> float:
             protocol.connection_made(transport)
             protocol.data_received(preface)
         start = time.process_time()
-        for data in calls:
+        for first in range(0, len(calls), together):
             with loop.entered():
-                protocol.data_received(data)
+                protocol.data_received(b"".join(calls[first : first + together]))
             while rpcs.active:
                 await trio.lowlevel.checkpoint()
         per_call = (time.process_time() - start) / len(calls)
@@ -125,10 +127,11 @@ async def run(calls: list[bytes], preface: bytes) -> float:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    together = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     _patches.install()
     preface, calls = client_bytes(1300)  # the same bytes whatever the count
-    per_call = trio.run(run, calls[:count], preface)
-    print(f"{count} calls: {per_call * 1e6:.1f} us of CPU per call")
+    per_call = trio.run(run, calls[:count], preface, together)
+    print(f"{count} calls, {together} at a time: {per_call * 1e6:.1f} us of CPU per call")
 
 
 if __name__ == "__main__":

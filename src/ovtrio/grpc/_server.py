@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_STREAMS = 100
 """h2's default stream limit, and ovtrio's when none is configured."""
 _MAX_FRAME_SIZE = 1 << 20
+_WALK_ABOVE = 256
+"""Streams held (open or closed) beyond which h2 counts the open ones for a new stream."""
 
 
 class _Refuse(asyncio.Protocol):
@@ -69,6 +71,22 @@ class _H2Connection(h2.connection.H2Connection):
         )
         self.max_inbound_frame_size = self.local_settings.max_frame_size
         self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
+
+    @property
+    def open_inbound_streams(self) -> int:
+        """At most the number of streams h2 holds while that is below the stream limit (and
+        ``_WALK_ABOVE``), else h2's count.
+
+        h2 reads this only to refuse a new stream beyond ``MAX_CONCURRENT_STREAMS``, and its
+        count walks every stream of the connection (dropping the closed ones) for each new
+        stream: ~5 % of the gRPC thread's samples at 64 calls on one connection (py-spy).
+        While fewer streams than the limit are held, the new one fits whatever the count; the
+        closed ones are dropped by the next walk, so at most ``_WALK_ABOVE`` linger.
+        """
+        held = len(self.streams)
+        if held < min(self.local_settings.max_concurrent_streams, _WALK_ABOVE):
+            return held
+        return super().open_inbound_streams
 
 
 class _H2Protocol(grpclib.protocol.H2Protocol):
