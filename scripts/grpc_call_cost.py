@@ -2,7 +2,8 @@
 """The per-call cost of ovtrio's gRPC layer alone: grpclib's protocol, h2 and ``grpc._unary``.
 
 Feeds a recorded client byte stream (HTTP/2 preface and settings, then one unary ModelInfer
-call after another: HEADERS + DATA with END_STREAM) to ovtrio's ``_H2Protocol`` on its
+call after another: HEADERS + DATA with END_STREAM, and the WINDOW_UPDATEs a gRPC core client
+sends per answer) to ovtrio's ``_H2Protocol`` on its
 ``HostedLoop`` under trio, each call a trio task as in the server (``grpc._unary``), with no
 socket (the transport only collects what the server writes) and no OpenVINO: the RPC
 answers a canned reply. Prints microseconds per call. For a figure that
@@ -28,6 +29,7 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.settings
+import hyperframe.frame
 import trio
 
 from ovtrio import _patches
@@ -68,7 +70,14 @@ async def _infer(_request: Any) -> EncodedResponse:
     return REPLY
 
 
-def client_bytes(calls: int) -> tuple[bytes, list[bytes]]:
+def _window_update(stream_id: int) -> bytes:
+    """What the server's answer to a call took from the flow-control windows, given back."""
+    frame = hyperframe.frame.WindowUpdateFrame(stream_id)
+    frame.window_increment = 5 + len(REPLY.wire)
+    return bytes(frame.serialize())
+
+
+def client_bytes(calls: int, together: int) -> tuple[bytes, list[bytes]]:
     """The client's preface and settings, and the bytes of each call."""
     client = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=True, header_encoding="ascii")
@@ -96,7 +105,12 @@ def client_bytes(calls: int) -> tuple[bytes, list[bytes]]:
             ],
         )
         client.send_data(sid, body, end_stream=True)
-        out.append(client.data_to_send())
+        # as tritonclient's gRPC core does once it has an answer: a WINDOW_UPDATE for its
+        # stream and one for the connection (here for the calls of the previous read)
+        acks = b""
+        if sid > 2 * together:
+            acks = _window_update(sid - 2 * together) + _window_update(0)
+        out.append(client.data_to_send() + acks)
         client.streams.pop(sid, None)  # the answer is not read: keep the client's table small
     return preface, out
 
@@ -129,7 +143,7 @@ def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     together = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     _patches.install()
-    preface, calls = client_bytes(1300)  # the same bytes whatever the count
+    preface, calls = client_bytes(1300, together)  # the same bytes whatever the count
     per_call = trio.run(run, calls[:count], preface, together)
     print(f"{count} calls, {together} at a time: {per_call * 1e6:.1f} us of CPU per call")
 

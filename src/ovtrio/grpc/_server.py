@@ -28,7 +28,7 @@ import h2.config
 import h2.connection
 import h2.settings
 
-from .._patches.grpclib import CallConnection
+from .._patches.grpclib import CallConnection, CallEventsProcessor
 
 if TYPE_CHECKING:
     from ._unary import Calls, ConnectionCalls
@@ -131,7 +131,7 @@ class _H2Protocol(grpclib.protocol.H2Protocol):
         )
         self.connection.flush()
         self.connection.initialize()
-        self.processor = grpclib.protocol.EventsProcessor(self.handler, self.connection)
+        self.processor = CallEventsProcessor(self.handler, self.connection)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._on_lost(self)
