@@ -164,7 +164,7 @@ async def serve(
         )
         if cfg.demo:
             root.start_soon(print_demo_hint, cfg, dataplane.registry)
-        root.start_soon(freeze_heap_when_loaded, dataplane.registry)
+        root.start_soon(freeze_heap_when_loaded, dataplane)
         task_status.started(dataplane)
         await stop.wait()
         deadline = await drain(cfg, dataplane, grpc_endpoint)
@@ -318,9 +318,12 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-async def freeze_heap_when_loaded(registry: ModelRegistry) -> None:
-    """``freeze_heap`` once the initial configuration's models are loaded."""
-    await registry.loaded.wait()
+async def freeze_heap_when_loaded(dataplane: DataPlane) -> None:
+    """``freeze_heap`` once the initial configuration's models are loaded and no request is
+    in flight (a request's cycles frozen with the rest would never be collected)."""
+    await dataplane.registry.loaded.wait()
+    while dataplane.in_flight:  # noqa: ASYNC110 - the data plane's idle event is per drain
+        await trio.sleep(0.01)
     freeze_heap()
 
 

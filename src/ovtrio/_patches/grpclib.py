@@ -186,7 +186,7 @@ class CallStream(grpclib.protocol.Stream):
         self._transport = connection._transport
         self.wrapper = None
         self.id = stream_id
-        self.buffer: TrioBuffer = TrioBuffer(functools.partial(connection.ack, stream_id))  # type: ignore[assignment]
+        self.buffer: TrioBuffer = TrioBuffer(functools.partial(_ack, connection, stream_id))  # type: ignore[assignment]
         connection.streams_started += 1
         self.created = connection.last_stream_created = time.monotonic()
         self.headers = None
@@ -206,6 +206,13 @@ class CallStream(grpclib.protocol.Stream):
     @functools.cached_property
     def trailers_received(self) -> asyncio.Event:  # type: ignore[override]
         return asyncio.Event()
+
+
+def _ack(connection: grpclib.protocol.Connection, stream_id: int, size: int) -> None:
+    """grpclib's ``Connection.ack``, unless the connection is closing (grpclib's close drops
+    its transport; a call's task may read what arrived in the same batch as the close)."""
+    if not connection.is_closing():
+        connection.ack(stream_id, size)
 
 
 class CallConnection(grpclib.protocol.Connection):
@@ -300,7 +307,7 @@ def send_reply(stream: grpclib.protocol.Stream, body: bytes) -> bytes | None:
     h2_conn = stream._h2_connection
     stream_id = stream.id
     assert stream_id is not None  # set when the request's headers arrived
-    if stream_id not in h2_conn.streams:  # as grpclib's send_headers: reset meanwhile
+    if not stream.closable:  # reset meanwhile, or the connection closed (GOAWAY, lost)
         raise h2.exceptions.StreamClosedError(stream_id)
     data = b"\0" + len(body).to_bytes(4, "big") + body
     connection = stream.connection
@@ -378,7 +385,7 @@ def send_status(
         h2_conn.send_headers(stream_id, headers, end_stream=True)
         if not h2_stream.closed:
             h2_conn.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.NO_ERROR)
-    except h2.exceptions.StreamClosedError:
+    except h2.exceptions.ProtocolError:  # closed meanwhile, or our end already sent: no answer
         pass
     stream._transport.write(h2_conn.data_to_send())
     stream.connection.headers_send_process()

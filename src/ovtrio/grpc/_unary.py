@@ -220,7 +220,7 @@ class Calls:
                         refused.http_status,
                     )  # fmt: skip
                     return
-                if call.timeout is not None:
+                if call.timeout is not None and not scope.cancel_called:  # not reset already
                     scope.deadline = trio.current_time() + call.timeout
                 await self._answer(stream, call)
             if scope.cancelled_caught and trio.current_time() >= scope.deadline:
@@ -229,8 +229,8 @@ class Calls:
             send_status(stream, exc.status, exc.message)
         except OvtrioError as exc:
             send_status(stream, Status(exc.grpc_status), exc.message)
-        except h2.exceptions.StreamClosedError:
-            pass  # reset by the client meanwhile: nobody to answer
+        except h2.exceptions.ProtocolError:  # the stream or connection closed meanwhile
+            pass  # (reset, GOAWAY, lost): nobody to answer
         except trio.Cancelled:
             send_status(stream, Status.UNAVAILABLE, "Server is shutting down")
             raise

@@ -407,7 +407,7 @@ async def serve(
             )
             if cfg.demo:
                 root.start_soon(server.print_demo_hint, cfg, dataplane.registry)
-            root.start_soon(server.freeze_heap_when_loaded, dataplane.registry)
+            root.start_soon(server.freeze_heap_when_loaded, dataplane)
             task_status.started(dataplane)
             await stop.wait()
             log.info(
