@@ -191,12 +191,17 @@ class Calls:
             ) from None
         return message
 
-    async def _answer(self, stream: CallStream, call: _Call) -> None:
+    async def _answer(self, stream: CallStream, call: _Call, scope: trio.CancelScope) -> None:
         self._authenticate(call)
         request = await self._request(stream, call)
         reply = await call.spec.func(request)
         if not isinstance(reply, call.spec.reply_type):
             raise TypeError(f"{call.route} answered {type(reply).__name__}")
+        if call.timeout is not None and trio.current_time() >= scope.deadline:
+            # expired on a path with no checkpoint to notice it (the data in the first read,
+            # an inline inference): answered DEADLINE_EXCEEDED, as a gRPC C++ server would
+            scope.cancel()
+            await trio.lowlevel.checkpoint()
         large = send_reply(stream, reply.SerializeToString())
         if large is not None:
             await self._loop.run_coroutine(send_large_reply(stream, large))
@@ -222,7 +227,7 @@ class Calls:
                     return
                 if call.timeout is not None and not scope.cancel_called:  # not reset already
                     scope.deadline = trio.current_time() + call.timeout
-                await self._answer(stream, call)
+                await self._answer(stream, call, scope)
             if scope.cancelled_caught and trio.current_time() >= scope.deadline:
                 send_status(stream, Status.DEADLINE_EXCEEDED, "Deadline exceeded")
         except GRPCError as exc:
