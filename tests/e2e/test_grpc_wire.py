@@ -158,6 +158,13 @@ def test_errors_before_a_handler_are_trailers_only(
     assert_trailers_only(h2_call(server, method, framed(b""), extra), code)
 
 
+def test_a_deadline_past_by_the_reply_is_exceeded_without_a_checkpoint(server: Server) -> None:
+    """ServerLive's answer needs no wait (its message comes in the headers' read), so nothing
+    notices the deadline on the way; a 1 ns grpc-timeout has passed by the reply."""
+    assert h2_call(server, "ServerLive", framed(b""), [("grpc-timeout", "1n")]).status == 4
+    assert h2_call(server, "ServerLive", framed(b""), [("grpc-timeout", "10S")]).status == 0
+
+
 def test_an_unsupported_encoding_names_the_supported_ones(server: Server) -> None:
     extra = [("grpc-encoding", "snappy"), *AUTH.items()]
     headers = assert_trailers_only(h2_call(server, "ModelInfer", framed(b"", True), extra), 12)
