@@ -162,9 +162,7 @@ async def serve(
             addresses(cfg.grpc_bind_address, cfg.port),
             addresses(cfg.rest_bind_address, cfg.rest_port),
         )
-        if cfg.demo:
-            root.start_soon(print_demo_hint, cfg, dataplane.registry)
-        root.start_soon(freeze_heap_when_loaded, dataplane)
+        start_after_load(root, cfg, dataplane)
         task_status.started(dataplane)
         await stop.wait()
         deadline = await drain(cfg, dataplane, grpc_endpoint)
@@ -306,6 +304,14 @@ async def shut_down_nodes(dataplane: DataPlane, deadline: float) -> None:
         await dataplane.registry.pipelines.shutdown(deadline)
 
 
+def start_after_load(root: trio.Nursery, cfg: ServerConfig, dataplane: DataPlane) -> None:
+    """What runs once the initial models are loaded, in one process or in the engine: the
+    demo hint (``--demo``) and ``_freeze_heap_when_loaded``."""
+    if cfg.demo:
+        root.start_soon(_print_demo_hint, cfg, dataplane.registry)
+    root.start_soon(_freeze_heap_when_loaded, dataplane)
+
+
 def freeze_heap() -> None:
     """Collect, then move every object alive to the cyclic collector's permanent generation
     (``gc.freeze``), so that its collections no longer walk the modules, models and
@@ -318,16 +324,15 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-async def freeze_heap_when_loaded(dataplane: DataPlane) -> None:
+async def _freeze_heap_when_loaded(dataplane: DataPlane) -> None:
     """``freeze_heap`` once the initial configuration's models are loaded and no request is
     in flight (a request's cycles frozen with the rest would never be collected)."""
     await dataplane.registry.loaded.wait()
-    while dataplane.in_flight:  # noqa: ASYNC110 - the data plane's idle event is per drain
-        await trio.sleep(0.01)
+    await dataplane.wait_idle()
     freeze_heap()
 
 
-async def print_demo_hint(cfg: ServerConfig, registry: ModelRegistry) -> None:
+async def _print_demo_hint(cfg: ServerConfig, registry: ModelRegistry) -> None:
     """Once the models are loaded, how to call the demo model (``--demo``), on stdout."""
     await registry.loaded.wait()
     name = cfg.models[0].name

@@ -287,13 +287,17 @@ class ConnectionCalls(grpclib.protocol.AbstractHandler):
         """The client reset the stream: the call ends unanswered."""
         scope = self._scopes.pop(stream, None)
         if scope is not None:
-            scope.deadline = float("inf")  # not a deadline: nothing is answered
-            scope.cancel()
+            _end_unanswered(scope)
 
     def close(self) -> None:
         """The connection is closing: every call ends unanswered."""
         self.closing = True
         for scope in self._scopes.values():
-            scope.deadline = float("inf")
-            scope.cancel()
+            _end_unanswered(scope)
         self._scopes.clear()
+
+
+def _end_unanswered(scope: trio.CancelScope) -> None:
+    """Cancel a call's scope so that ``Calls.serve`` answers nothing (not a deadline)."""
+    scope.deadline = float("inf")
+    scope.cancel()

@@ -405,9 +405,7 @@ async def serve(
                 os.getpid(),
                 " ".join(f"{name}={pid}" for name, pid in supervisor.pids.items()),
             )
-            if cfg.demo:
-                root.start_soon(server.print_demo_hint, cfg, dataplane.registry)
-            root.start_soon(server.freeze_heap_when_loaded, dataplane)
+            server.start_after_load(root, cfg, dataplane)
             task_status.started(dataplane)
             await stop.wait()
             log.info(
