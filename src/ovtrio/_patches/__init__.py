@@ -22,10 +22,18 @@ def install() -> None:
     """
     for library in PINS:
         check_pin(library)
-    from . import grpclib, h11, hpack, hypercorn, hyperframe  # each imports the library it patches
+    from . import (
+        grpclib,
+        h2,
+        h11,
+        hpack,
+        hypercorn,
+        hyperframe,
+    )  # each imports the library it patches
 
     hypercorn.install()
     h11.install()
     grpclib.install()
     hyperframe.install()
     hpack.install()
+    h2.install()

@@ -29,6 +29,7 @@ import h2.connection
 import h2.settings
 
 from .._patches.grpclib import CallConnection, CallEventsProcessor
+from .._patches.h2 import WindowUpdateLane
 
 if TYPE_CHECKING:
     from ._unary import Calls, ConnectionCalls
@@ -51,7 +52,7 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
-class _H2Connection(h2.connection.H2Connection):
+class _H2Connection(WindowUpdateLane):
     """h2's server connection whose first SETTINGS frame carries ``settings``.
 
     Values of the first frame apply at once, as h2 applies its own defaults.
