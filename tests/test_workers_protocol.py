@@ -4,8 +4,10 @@ shared memory and read back in place, datatypes back as the table's own objects.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
+import pytest
 
 from ovtrio.errors import InvalidArgument
 from ovtrio.tensors import InferRequest, InferResponse, Tensor, TensorSpec, datatype
@@ -39,7 +41,7 @@ def test_codec_places_numeric_tensors_in_the_arena_and_reads_them_in_place() -> 
     requests = SharedArena.create("test-requests", 1 << 20)
     peer = SharedArena(os.dup(requests.fd), 1 << 20)  # the other process's mapping
     sender, receiver = Codec(out=requests, into=None), Codec(out=None, into=peer)
-    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    data = np.arange(3 * 1024, dtype=np.float32).reshape(3, 1024)  # above INLINE_BYTES
     words = np.array([b"ab", b"c"], dtype=object)
     request = InferRequest(
         "m", 1, [Tensor("x", datatype("FP32"), data), Tensor("s", datatype("BYTES"), words)]
@@ -62,7 +64,7 @@ def test_response_views_report_their_offsets() -> None:
     responses = SharedArena.create("test-responses", 1 << 20)
     peer = SharedArena(os.dup(responses.fd), 1 << 20)
     engine, frontend = Codec(out=responses, into=None), Codec(out=None, into=peer)
-    out = np.ones((2, 3), np.int64)
+    out = np.ones((2, 1024), np.int64)
     response = InferResponse("m", 2, [Tensor("y", datatype("INT64"), out)], "id")
     frame = engine.dumps(("answer", 7, pack_response(engine, response)))
     seen: list[int] = []
@@ -70,6 +72,33 @@ def test_response_views_report_their_offsets() -> None:
     got = unpack_response(frontend, packed, lambda _a, offset: seen.append(offset))
     assert seen == [0] and got.id == "id" and got.model_version == 2
     np.testing.assert_array_equal(got.outputs[0].data, out)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.array(7, dtype=np.int8),  # 0-d
+        np.zeros((0, 4), np.float16),  # empty
+        np.array([True, False]),
+        np.arange(1024, dtype=np.float32),  # exactly INLINE_BYTES
+        np.arange(24, dtype=np.int64).reshape(4, 6)[:, ::2],  # not contiguous
+    ],
+)
+def test_small_tensors_travel_inside_the_message(array: np.ndarray[Any, Any]) -> None:
+    """No arena space, so nothing to free and nothing to release for the other side."""
+    arena = SharedArena.create("test-small", 1 << 20)
+    sender, receiver = Codec(out=arena, into=None), Codec(out=None, into=arena)
+    placed: list[int] = []
+    request = InferRequest("m", 1, [Tensor("x", datatype("FP32"), array)])
+    frame = sender.dumps(("infer", 1, pack_request(sender, request, placed)))
+    assert placed == []
+    (_, _, packed) = receiver.loads(Framer().feed(frame)[0])
+    seen: list[int] = []
+    got = receiver.unpack(packed[2], lambda _a, offset: seen.append(offset))[0].data
+    assert seen == [] and got.dtype == array.dtype and got.shape == array.shape
+    np.testing.assert_array_equal(got, array)
+    assert arena.arena.alloc(1 << 20) == 0  # nothing was allocated
 
 
 def test_typed_messages_bring_back_the_table_s_datatypes() -> None:

@@ -1,9 +1,10 @@
 """What crosses between the engine and a front-end: frames, tensors in shared memory, errors.
 
 A message is one frame on a Unix socket: a 4-byte little-endian length, then a pickle of
-builtins. The pickle never holds a numeric tensor: ``Codec.pack`` copies each numeric numpy
-array into a shared arena and puts a descriptor (offset, dtype, shape) in its place;
-``Codec.unpack`` turns the descriptor back into an array that views the arena (no copy). The
+builtins. The pickle holds no numeric tensor larger than ``INLINE_BYTES``: ``Codec.pack``
+copies each larger numeric numpy array into a shared arena and puts a descriptor (offset,
+dtype, shape) in its place; ``Codec.unpack`` turns the descriptor back into an array that views
+the arena (no copy). A small one travels as its bytes, dtype and shape. The
 inference messages are packed into tuples of builtins (``pack_request``, ``pack_response``):
 pickle handles those in C, without a call into Python per object. BYTES tensors (numpy object
 arrays of strings, encoded images) and arrays that do not fit in the arena's free space travel
@@ -228,7 +229,11 @@ _PLAIN, _TYPED = b"P", b"T"
 
 _Packed = tuple[str, str, Any]
 """A tensor on the wire: name, KServe datatype, and either ``(offset, dtype, shape)`` in the
-sender's arena or the array itself."""
+sender's arena, ``(dtype, shape, bytes)`` for a small one, or the array itself."""
+
+INLINE_BYTES = 4096
+"""Numeric tensors up to this size travel inside the message: a copy of a few KiB costs less
+than an allocation in the arena, the finalizer that frees it and the release message."""
 
 
 class Codec:
@@ -264,18 +269,21 @@ class Codec:
         return _Unpickler(io.BytesIO(memoryview(payload)[1:])).load()
 
     def pack(self, tensors: list[Tensor], placed: list[int]) -> list[_Packed]:
-        """``tensors`` for ``dumps``: numeric arrays copied into ``out`` (their offsets
-        appended to ``placed``), the others (BYTES, or too large for the free space) as they
-        are."""
+        """``tensors`` for ``dumps``: small numeric arrays as bytes, larger ones copied into
+        ``out`` (their offsets appended to ``placed``), the others (BYTES, or too large for
+        the free space) as they are."""
         out: list[_Packed] = []
         for t in tensors:
             a = t.data
             where: Any = a
-            if self.out is not None and a.dtype.kind in "biuf":
-                offset = self.out.put(a)
-                if offset is not None:
-                    placed.append(offset)
-                    where = (offset, a.dtype.str, a.shape)
+            if a.dtype.kind in "biuf":
+                if a.nbytes <= INLINE_BYTES:
+                    where = (a.dtype.str, a.shape, a.tobytes())
+                elif self.out is not None:
+                    offset = self.out.put(a)
+                    if offset is not None:
+                        placed.append(offset)
+                        where = (offset, a.dtype.str, a.shape)
             out.append((t.name, t.datatype.kserve, where))
         return out
 
@@ -284,11 +292,14 @@ class Codec:
         packed: list[_Packed],
         on_view: Callable[[np.ndarray[Any, Any], int], None] | None = None,
     ) -> list[Tensor]:
-        """The tensors of ``pack``, arrays viewing ``into``; ``on_view(array, offset)`` is
-        told of each such array."""
+        """The tensors of ``pack``, arrays placed in the arena viewing ``into``;
+        ``on_view(array, offset)`` is told of each such array."""
         tensors = []
         for name, kserve, where in packed:
-            if type(where) is tuple:
+            if type(where) is tuple and type(where[2]) is bytes:  # a small one, inline
+                dtype, shape, data = where
+                where = np.frombuffer(data, np.dtype(dtype)).reshape(shape)
+            elif type(where) is tuple:
                 offset, dtype, shape = where
                 assert self.into is not None
                 count = 1
