@@ -10,8 +10,14 @@ Besides requests/s it reports the CPU microseconds per request of the engine pro
 (the main process) and of the front-ends together, and the memory (RSS of every process, and
 PSS, which counts a shared page once) with the three bench models loaded.
 
+It also measures what the machine itself allows: two CPU-bound Python processes at once
+against one alone, before and after the runs (a VM's two vCPUs may share a physical core, or
+its host may be busy: then no two-process server can gain 2x, whatever it does).
+
 Usage: scripts/bench_workers.py [--workers 1,2] [--duration 5] [--repeat 3]
+                                [--points tiny:64,mobilenet:4] [--transports grpc,rest]
                                 [--memory-workers 1,2,4] [--workdir DIR]
+                                [--client tritonclient|perf_analyzer]
 """
 
 from __future__ import annotations
@@ -62,6 +68,26 @@ def memory_mib(pid: int) -> tuple[float, float]:
             elif line.startswith("Pss:"):
                 pss += int(line.split()[1]) / 1024
     return rss, pss
+
+
+_SPIN = "import time\nt = time.process_time()\ns = 0\nfor i in range(8_000_000): s += i\n"
+
+
+def parallel_capacity(rounds: int = 3) -> float:
+    """How much pure-Python work two processes at once get done against one alone (2.0: two
+    independent cores; less when the VM's two vCPUs share a physical core or its host is
+    busy). The ceiling of any two-process gain on this machine, measured now."""
+    import subprocess
+
+    def wall(n: int) -> float:
+        t = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(n)]
+        for p in procs:
+            p.wait()
+        return time.perf_counter() - t
+
+    ratios = [2 * wall(1) / wall(2) for _ in range(rounds)]
+    return sorted(ratios)[len(ratios) // 2]
 
 
 def start(workdir: Path, names: list[str], workers: int) -> tuple[Any, int, int]:
@@ -176,6 +202,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--memory-workers", default="1,2,4")
     ap.add_argument("--transports", default="grpc,rest")
+    ap.add_argument(
+        "--points",
+        default=",".join(f"{m}:{c}" for m, c in POINTS),
+        help="model:clients pairs to measure (default: %(default)s)",
+    )
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument(
         "--client",
@@ -188,24 +219,27 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ovtrio-bench-workers-"))
     workdir.mkdir(parents=True, exist_ok=True)
     counts = [int(w) for w in args.workers.split(",") if w]
+    points = [(m, int(c)) for m, _, c in (p.partition(":") for p in args.points.split(","))]
     transports = args.transports.split(",")
     where = "in this process" if args.client == "tritonclient" else "perf_analyzer"
     print(f"{os.cpu_count()} CPUs; load generator: {where} (same cores)", flush=True)
+    before = parallel_capacity()
+    print(f"two processes of pure Python do {before:.2f}x the work of one", flush=True)
     point = run_point if args.client == "tritonclient" else run_point_pa
     samples: dict[tuple[int, str, str], list[dict[str, float]]] = {}
     for _ in range(args.repeat):
         for workers in counts:
-            proc, grpc_port, rest_port = start(workdir, [m for m, _ in POINTS], workers)
+            proc, grpc_port, rest_port = start(workdir, [m for m, _ in points], workers)
             urls = {"grpc": f"127.0.0.1:{grpc_port}", "rest": f"127.0.0.1:{rest_port}"}
             try:
-                for model, clients in POINTS:
+                for model, clients in points:
                     for transport in transports:
                         r = point(proc, urls, transport, model, clients, args.duration)
                         samples.setdefault((workers, model, transport), []).append(r)
             finally:
                 bench.stop(proc)
     print("\nmodel      transport clients workers   req/s  x(1)  engine us/req  front-ends us/req")
-    for model, clients in POINTS:
+    for model, clients in points:
         for transport in transports:
             mids = {w: median_run(samples[(w, model, transport)]) for w in counts}
             base = mids[counts[0]]["rps"]
@@ -217,6 +251,12 @@ def main() -> None:
                     f"{mid['frontends_cpu_us']:18.0f}",
                     flush=True,
                 )
+    after = parallel_capacity()
+    print(
+        f"\nparallel capacity of the machine (two processes vs one): {before:.2f}x before the"
+        f" runs, {after:.2f}x after",
+        flush=True,
+    )
     mem_counts = [int(w) for w in args.memory_workers.split(",") if w]
     if mem_counts:
         print("\nmemory with tiny, mobilenet, resnet loaded (MiB)")
