@@ -282,6 +282,66 @@ def test_raw_http_binary_extension(kserve_server: Server) -> None:
     np.testing.assert_array_equal(out, data + 1)
 
 
+def _read_one_answer(sock: socket.socket, buffered: bytes) -> tuple[bytes, bytes, bytes]:
+    """One HTTP/1.1 answer with a content-length from ``sock``: (head, body, what follows)."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(1 << 16)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = int(next(x for x in lines if x.lower().startswith(b"content-length")).split(b":")[1])
+    while len(rest) < length:
+        rest += sock.recv(1 << 20)
+    return head, rest[:length], rest[length:]
+
+
+def test_a_large_answer_to_a_stalled_reader_arrives_whole(kserve_server: Server) -> None:
+    """An answer larger than the socket's buffers, to a client that stops reading: the part
+    the kernel does not take at once waits for room, another client is answered meanwhile,
+    and the same connection's next pipelined request is answered after it, in order."""
+    big = np.arange(600_000, dtype=np.float32).reshape(60_000, 10)  # JSON answer: ~6 MB
+    small = np.ones((1, 10), np.float32)
+    header = json.dumps(  # binary input, JSON output
+        {
+            "inputs": [
+                {
+                    "name": "b",
+                    "shape": list(big.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": big.nbytes},
+                }
+            ]
+        }
+    ).encode()
+    big_request = (
+        (
+            "POST /v2/models/dummy/infer HTTP/1.1\r\nHost: test\r\n"
+            f"Inference-Header-Content-Length: {len(header)}\r\n"
+            f"Content-Length: {len(header) + big.nbytes}\r\n\r\n"
+        ).encode()
+        + header
+        + big.tobytes()
+    )
+    with socket.create_connection(("127.0.0.1", kserve_server.rest_port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        sock.sendall(big_request + binary_infer_request("b", small))
+        time.sleep(1.0)  # not reading: the server's write cannot finish
+        r = requests.get(f"{kserve_server.http}/v2/health/ready", timeout=10)
+        assert r.status_code == 200
+        sock.settimeout(30)
+        head, answer, rest = _read_one_answer(sock, b"")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        out = json.loads(answer)["outputs"][0]
+        np.testing.assert_array_equal(np.array(out["data"], np.float32), big.ravel() + 1)
+        head, answer, _ = _read_one_answer(sock, rest)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        lines = head.split(b"\r\n")
+        json_length = int(
+            next(x for x in lines if x.lower().startswith(b"inference-h")).split(b":")[1]
+        )
+        np.testing.assert_array_equal(np.frombuffer(answer[json_length:], "<f4"), small.ravel() + 1)
+
+
 def test_raw_http_bytes_binary(kserve_server: Server) -> None:
     items = [b"abc", b"", b"\x00\x01", b"zz", b"q", b"r"]
     blob = b"".join(struct.pack("<I", len(i)) + i for i in items)

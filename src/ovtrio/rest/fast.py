@@ -86,7 +86,9 @@ class FastPath:
                 except Unauthenticated:
                     await _drain(receive, self.max_body)
                     raise
-            body = await _read_body(scope, receive, self.max_body)
+            # Without hypercorn's hook (another ASGI server) a disconnect is not noticed.
+            hook = scope.get("extensions", {}).get(DISCONNECT_HOOK) or DisconnectHook()
+            body = await _read_body(scope, receive, self.max_body, hook)
             if body is None:
                 return  # the client left before its body arrived
             raw_length = _header(scope, _HEADER)
@@ -108,8 +110,6 @@ class FastPath:
                 max_elements=self.dp.max_tensor_elements,
                 max_depth=self.dp.max_json_depth,
             )
-            # Without hypercorn's hook (another ASGI server) a disconnect is not noticed.
-            hook = scope.get("extensions", {}).get(DISCONNECT_HOOK) or DisconnectHook()
             if hook.fired:
                 return  # the client left: nothing to answer
             with trio.CancelScope() as cancel:
@@ -150,17 +150,18 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 async def _read_body(
-    scope: Scope, receive: Receive, limit: int
+    scope: Scope, receive: Receive, limit: int, hook: DisconnectHook
 ) -> bytes | bytearray | memoryview | None:
     """The whole body; None when the client disconnects first. A large body comes in one
-    message, as a memoryview (``_patches.h11.BodyLane``)."""
+    message, as a memoryview (``_patches.h11.BodyLane``). Messages hypercorn has already
+    queued are taken without a scheduling round trip (``DisconnectHook.take``)."""
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes")
     chunks: list[bytes | bytearray | memoryview] = []
     size = 0
     while True:
-        message = await receive()
+        message = hook.take() or await receive()
         if message["type"] == "http.disconnect":
             return None
         chunk = message.get("body", b"")
