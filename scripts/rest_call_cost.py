@@ -15,7 +15,9 @@ at two request counts and take the difference per request:
     valgrind --tool=callgrind --callgrind-out-file=b.out python scripts/rest_call_cost.py 700
     # (totals of b.out - totals of a.out) / 500 = instructions per request
 
-Run with ``PYTHONPATH=src``.
+Counts above 1,000 fail: hypercorn closes a keep-alive connection after 1,000 requests
+(``keep_alive_max_requests``, left at its default as in the server). Run with
+``PYTHONPATH=src``.
 """
 
 from __future__ import annotations
