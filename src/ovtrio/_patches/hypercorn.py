@@ -25,18 +25,18 @@
     answer took 75 us of CPU and 240 us of the trio thread's time each.
     **Upstream.** hypercorn sending the headers with the first body chunk.
 
-``TaskGroup.spawn_app`` and ``TCPServer.protocol_send``: no scheduling round trip when
-nothing waits
+``TaskGroup.spawn_app``: no scheduling round trip when nothing waits
     **What.** The app's queue is hypercorn's memory channel, but a message is put with
     ``send_nowait`` when there is room, and the app can take one already queued without
-    waiting (``DisconnectHook.take``); an answer is written straight to a plain TCP socket
-    when no other write is under way and the kernel takes it (the send lock and trio's
-    ``send_all`` otherwise, for the rest).
-    **Why (measured).** trio's channel ``send``/``receive``, ``Lock`` and ``send_all`` each
-    yield to the scheduler even when nothing blocks: about ten round trips per tiny REST
-    request (``scripts/rest_call_cost.py``).
-    **Upstream.** hypercorn writing to the socket without a lock when uncontended, and trio
-    streams with non-yielding fast paths (trio's ``checkpoint`` per call is by design).
+    waiting (``DisconnectHook.take``).
+    **Why (measured).** trio's channel ``send`` and ``receive`` yield to the scheduler even
+    when nothing blocks (``scripts/rest_call_cost.py``; with the read loop's socket-first
+    reads, ``_patches.h11``, about ten scheduler round trips per tiny REST request become
+    three). Writing answers straight to the socket as well (skipping the send lock's round
+    trip) was tried and left out: with tritonclient's asyncio HTTP clients on the same cores
+    it cost 40 % more server CPU per request.
+    **Upstream.** trio channels with non-yielding fast paths (trio's ``checkpoint`` per call
+    is by design); hypercorn's ASGI receive taking what is queued.
 
 ``IdleTimer``: one idle timer per connection (not installed: the REST server sets it on each
 connection)
@@ -51,13 +51,12 @@ connection)
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import h11
 import hypercorn.trio.task_group
 import trio
-from hypercorn.events import Closed, RawData
+from hypercorn.events import RawData
 from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.task_group import TaskGroup
@@ -104,8 +103,8 @@ class DisconnectHook:
 
 
 def install() -> None:
-    """Install the send-lock close, the disconnect hook, the coalesced writes and the
-    non-yielding queue and writes (idempotent)."""
+    """Install the send-lock close, the disconnect hook with the non-yielding app queue and
+    the coalesced writes (idempotent)."""
     check_pin("hypercorn")
     if _originals:
         return
@@ -113,8 +112,6 @@ def install() -> None:
     _originals["TaskGroup.spawn_app"] = TaskGroup.spawn_app
     _originals["H11Protocol._send_h11_event"] = H11Protocol._send_h11_event
     _originals["H11Protocol.stream_send"] = H11Protocol.stream_send
-    _originals["TCPServer.protocol_send"] = TCPServer.protocol_send
-    TCPServer.protocol_send = _protocol_send_direct  # type: ignore[method-assign]
     TCPServer._close = _close_locked  # type: ignore[method-assign]
     TaskGroup.spawn_app = _spawn_app_hooked  # type: ignore[method-assign]
     H11Protocol._send_h11_event = _send_h11_event_held  # type: ignore[method-assign]
@@ -162,25 +159,6 @@ async def _spawn_app_hooked(self: Any, app: Any, config: Any, scope: Any, send: 
             await put(event)
 
     return app_put
-
-
-async def _protocol_send_direct(self: Any, event: Any) -> None:
-    """hypercorn's ``TCPServer.protocol_send``; raw data goes straight to a plain socket
-    when no other write holds the send lock (the lock and ``send_all`` for what is left)."""
-    plain = type(self.stream) is trio.SocketStream
-    if type(event) is RawData and plain and not self.send_lock.locked():
-        data = event.data
-        try:
-            sent = os.write(self.stream.socket.fileno(), data)  # nothing awaited before it
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            await self.protocol.handle(Closed())
-            return
-        if sent == len(data):
-            return
-        event = RawData(data=data[sent:])
-    await _originals["TCPServer.protocol_send"](self, event)
 
 
 async def _send_h11_event_held(self: Any, event: Any) -> None:
