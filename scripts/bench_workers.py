@@ -28,6 +28,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,7 +78,6 @@ def parallel_capacity(rounds: int = 3) -> float:
     """How much pure-Python work two processes at once get done against one alone (2.0: two
     independent cores; less when the VM's two vCPUs share a physical core or its host is
     busy). The ceiling of any two-process gain on this machine, measured now."""
-    import subprocess
 
     def wall(n: int) -> float:
         t = time.perf_counter()

@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import h11
@@ -36,6 +35,7 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.trio.tcp_server import TCPServer
 
+from .._ready import receive_ready
 from ._pins import check_pin
 from .hypercorn import IdleTimer
 
@@ -79,8 +79,8 @@ async def _read_data(self: Any) -> None:
     try:
         while True:
             try:
-                if plain:
-                    data, streak = await _receive_plain(stream, timeout, streak)
+                if plain:  # without trio's scheduling round trip when data is there
+                    data, streak = await receive_ready(stream.socket, RECV_BYTES, streak, timeout)
                 else:
                     with trio.fail_after(timeout):
                         data = await stream.receive_some(RECV_BYTES)
@@ -112,33 +112,6 @@ async def _read_data(self: Any) -> None:
         idle = self.idle_task
         if isinstance(idle, IdleTimer):
             idle.close()
-
-
-async def _receive_plain(
-    stream: trio.SocketStream, wait_s: float, streak: int
-) -> tuple[bytes, int]:
-    """``stream.receive_some(RECV_BYTES)`` within ``wait_s`` of waiting, without trio's
-    scheduling round trip (and timeout scope) when the socket already has data: the socket is
-    tried first and waited on only when empty. ``streak`` counts reads that did not wait; every
-    16th lets the other tasks run, as a read that waits would."""
-    sock = stream.socket
-    while True:
-        if sock.fileno() == -1:
-            raise trio.ClosedResourceError
-        try:
-            data = os.read(sock.fileno(), RECV_BYTES)
-        except BlockingIOError:
-            with trio.fail_after(wait_s):
-                await trio.lowlevel.wait_readable(sock)
-            streak = 0
-            continue
-        except OSError as exc:  # reset by the peer, ...: as trio's streams report it
-            raise trio.BrokenResourceError(exc) from exc
-        streak += 1
-        if streak >= 16:
-            streak = 0
-            await trio.lowlevel.checkpoint()
-        return data, streak
 
 
 class BodyLane:

@@ -93,15 +93,13 @@ class WindowUpdateLane(h2.connection.H2Connection):
                     return False
             elif stream.state_machine.state is not _CLOSED:
                 return False
-            del raw[:_FRAME_BYTES]
-            events.extend(self.state_machine.process_input(_RECV_WINDOW_UPDATE))
-            return True
         del raw[:_FRAME_BYTES]
         events.extend(self.state_machine.process_input(_RECV_WINDOW_UPDATE))
-        self.outbound_flow_control_window = h2.utilities.guard_increment_window(
-            self.outbound_flow_control_window, increment
-        )
-        events.append(h2.events.WindowUpdated(stream_id=0, delta=increment))
+        if not stream_id:  # the connection's window grows; a closed stream's: nothing
+            self.outbound_flow_control_window = h2.utilities.guard_increment_window(
+                self.outbound_flow_control_window, increment
+            )
+            events.append(h2.events.WindowUpdated(stream_id=0, delta=increment))
         return True
 
 

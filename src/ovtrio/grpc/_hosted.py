@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import trio
 
 from .._inbox import TrioInbox
+from .._ready import receive_ready
 
 __all__ = ["HostedLoop", "serve_connection"]
 
@@ -370,22 +371,12 @@ class _Plain(trio.abc.Stream):
         self._streak = 0
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        while True:
-            if self._closed:
-                raise trio.ClosedResourceError
-            try:
-                data = os.read(self._fd, max_bytes or _RECEIVE_BYTES)
-            except BlockingIOError:
-                self._streak = 0
-                await trio.lowlevel.wait_readable(self._fd)
-                continue
-            except OSError as exc:  # reset by the peer, ...: as trio's streams report it
-                raise trio.BrokenResourceError(exc) from exc
-            self._streak += 1
-            if self._streak >= 16:  # data kept coming without a wait: let others run
-                self._streak = 0
-                await trio.lowlevel.checkpoint()
-            return data
+        if self._closed:
+            raise trio.ClosedResourceError
+        data, self._streak = await receive_ready(
+            self.stream.socket, max_bytes or _RECEIVE_BYTES, self._streak
+        )
+        return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)

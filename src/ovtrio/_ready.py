@@ -1,0 +1,50 @@
+"""Reading a plain TCP socket without trio's scheduling round trip when data is already there.
+
+trio's socket streams yield to the scheduler on every ``receive_some``, even when the kernel
+has data waiting; both transports read their connections here instead: the socket is tried
+first and waited on only when it is empty (gRPC: ``grpc._hosted``; REST: ``_patches.h11``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import trio
+
+__all__ = ["receive_ready"]
+
+_STREAK = 16
+"""Reads in a row that did not wait, after which the reader lets the other tasks run."""
+
+
+async def receive_ready(
+    sock: trio.socket.SocketType, max_bytes: int, streak: int, wait_s: float = math.inf
+) -> tuple[bytes, int]:
+    """At most ``max_bytes`` from ``sock`` (b"" at its end), as a trio stream's
+    ``receive_some`` reads them, waiting at most ``wait_s`` for data (``trio.TooSlowError``).
+
+    ``streak`` counts the reads that did not wait; pass back the count returned. Every
+    ``_STREAK``-th read in a row lets the other tasks run, as a read that waits would. Raises
+    ``trio.ClosedResourceError`` once the socket is closed and ``trio.BrokenResourceError`` for
+    an error of the connection (reset by the peer, ...), as trio's streams do."""
+    while True:
+        if sock.fileno() == -1:
+            raise trio.ClosedResourceError
+        try:
+            data = os.read(sock.fileno(), max_bytes)
+        except BlockingIOError:
+            if wait_s == math.inf:
+                await trio.lowlevel.wait_readable(sock)
+            else:
+                with trio.fail_after(wait_s):
+                    await trio.lowlevel.wait_readable(sock)
+            streak = 0
+            continue
+        except OSError as exc:
+            raise trio.BrokenResourceError(exc) from exc
+        streak += 1
+        if streak >= _STREAK:
+            streak = 0
+            await trio.lowlevel.checkpoint()
+        return data, streak
