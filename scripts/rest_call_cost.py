@@ -52,7 +52,7 @@ class _CannedDataPlane:
     """What FastPath reads of a data plane; ``infer`` answers at once (2x + 1)."""
 
     max_tensor_elements = 1 << 30
-    max_json_depth = 64
+    max_json_depth = 1024  # the server's default (--rest_max_json_depth)
 
     async def infer(self, request: InferRequest, **_: Any) -> InferResponse:
         x = request.inputs[0].data

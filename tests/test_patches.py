@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 _PATCHED = textwrap.dedent(
     """
-    import hypercorn.protocol.h11, hypercorn.trio.task_group, hypercorn.trio.tcp_server
+    import hypercorn.config, hypercorn.protocol.h11, hypercorn.trio.task_group, hypercorn.trio.tcp_server
     import grpclib.server, grpclib.utils, hyperframe.flags, hyperframe.frame, hpack.hpack, hpack.table
 
     def patched():
@@ -32,6 +32,7 @@ _PATCHED = textwrap.dedent(
             "H11Protocol._create_stream": h11p._create_stream,
             "H11Protocol._send_h11_event": h11p._send_h11_event,
             "H11Protocol.stream_send": h11p.stream_send,
+            "Config.response_headers": hypercorn.config.Config.response_headers,
             "Handler.accept": grpclib.server.Handler.accept,
             "DeadlineWrapper.start": grpclib.utils.DeadlineWrapper.start,
             "request_handler": grpclib.server.request_handler,
@@ -57,6 +58,7 @@ INSTALLED = {
     "H11Protocol._create_stream",
     "H11Protocol._send_h11_event",
     "H11Protocol.stream_send",
+    "Config.response_headers",
     "Frame.__repr__",
     "_raw_data_repr",
     "Flags.__init__",
@@ -207,3 +209,24 @@ def test_hpack_encoder_memo_answers_as_hpack_does() -> None:
         """
     )
     assert int(out.strip()) >= 1
+
+
+def test_response_headers_once_per_second_are_hypercorn_s() -> None:
+    """The cached date and server headers: hypercorn's own, a fresh list per answer, and a
+    date of this second (or the next, should the second turn between the calls)."""
+    out = _run(
+        """
+        import email.utils, time
+        from hypercorn.config import Config
+        from ovtrio import _patches
+        config = Config()
+        theirs = Config.response_headers(config, "h11")
+        _patches.install()
+        ours, again = config.response_headers("h11"), config.response_headers("h11")
+        print(ours is not again, [n for n, _ in ours] == [n for n, _ in theirs])
+        print(dict(ours)[b"server"] == b"hypercorn-h11", dict(config.response_headers("h2"))[b"server"])
+        stamp = email.utils.parsedate_to_datetime(dict(ours)[b"date"].decode()).timestamp()
+        print(0 <= time.time() - stamp < 2)
+        """
+    )
+    assert out.split() == ["True", "True", "True", "b'hypercorn-h2'", "True"]

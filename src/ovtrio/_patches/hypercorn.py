@@ -38,10 +38,18 @@
     **Upstream.** trio channels with non-yielding fast paths (trio's ``checkpoint`` per call
     is by design); hypercorn's ASGI receive taking what is queued.
 
+``Config.response_headers``: once per second
+    **What.** The ``date`` and ``server`` headers each answer carries are built once per
+    second and protocol, and copied for each answer.
+    **Why (measured).** hypercorn formats the date (``wsgiref``'s ``format_date_time``) for
+    every answer: ~2 % of a tiny REST request (``scripts/rest_call_cost.py``, py-spy).
+    **Upstream.** a cached date header in hypercorn's ``Config``.
+
 ``IdleTimer``: one idle timer per connection (not installed: the REST server sets it on each
 connection)
-    **What.** The idle timeout (``--rest_idle_timeout_s``) as one task per connection whose
-    deadline moves, behind ``TrioSingleTask``'s interface.
+    **What.** The idle timeout (``--rest_idle_timeout_s``) as one task per connection,
+    behind ``TrioSingleTask``'s interface: a request and its answer only note the time; the
+    task looks when its deadline passes and sets the next one.
     **Why (measured).** hypercorn's idle timeout is a task per idle period, cancelled by each
     request and restarted by each answer under a lock (595 -> 482 us of server CPU per
     request, tiny model, 64 REST clients).
@@ -50,12 +58,13 @@ connection)
 
 from __future__ import annotations
 
-import math
+import time
 from typing import Any
 
 import h11
 import hypercorn.trio.task_group
 import trio
+from hypercorn.config import Config
 from hypercorn.events import RawData
 from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.h11 import H11Protocol
@@ -112,10 +121,22 @@ def install() -> None:
     _originals["TaskGroup.spawn_app"] = TaskGroup.spawn_app
     _originals["H11Protocol._send_h11_event"] = H11Protocol._send_h11_event
     _originals["H11Protocol.stream_send"] = H11Protocol.stream_send
+    _originals["Config.response_headers"] = Config.response_headers
     TCPServer._close = _close_locked  # type: ignore[method-assign]
     TaskGroup.spawn_app = _spawn_app_hooked  # type: ignore[method-assign]
     H11Protocol._send_h11_event = _send_h11_event_held  # type: ignore[method-assign]
     H11Protocol.stream_send = _stream_send_flushing  # type: ignore[method-assign]
+    Config.response_headers = _response_headers_per_second  # type: ignore[method-assign]
+
+
+def _response_headers_per_second(self: Any, protocol: str) -> list[tuple[bytes, bytes]]:
+    """hypercorn's ``Config.response_headers``, built at most once per second and protocol."""
+    now = int(time.time())
+    cached = self.__dict__.get("_ovtrio_response_headers")
+    if cached is None or cached[0] != now or cached[1] != protocol:
+        cached = (now, protocol, _originals["Config.response_headers"](self, protocol))
+        self.__dict__["_ovtrio_response_headers"] = cached
+    return list(cached[2])
 
 
 async def _close_locked(self: Any) -> None:
@@ -135,7 +156,10 @@ async def _spawn_app_hooked(self: Any, app: Any, config: Any, scope: Any, send: 
     does not yield when the channel has room."""
     if scope.get("type") != "http":
         return await _originals["TaskGroup.spawn_app"](self, app, config, scope, send)
-    put_channel, queue = trio.open_memory_channel[Any](config.max_app_queue_size)
+    # unsubscripted: ``open_memory_channel[Any]`` goes through typing's alias per request
+    put_channel: trio.MemorySendChannel[Any]
+    queue: trio.MemoryReceiveChannel[Any]
+    put_channel, queue = trio.open_memory_channel(config.max_app_queue_size)
     hook = DisconnectHook(queue)
     scope["extensions"][DISCONNECT_HOOK] = hook
     self._nursery.start_soon(
@@ -234,7 +258,8 @@ class IdleTimer:
         self._idle_since: float | None = None
         """When the connection became idle; None while a request is served."""
         self._running = False
-        self._deadline: trio.CancelScope | None = None
+        self._waiting = False
+        """The task waits for the connection to become idle (``_idle_again``)."""
         self._idle_again = trio.Event()
         self._all = trio.CancelScope()
 
@@ -243,15 +268,13 @@ class IdleTimer:
         if not self._running:
             self._running = True
             task_group._nursery.start_soon(self._watch)
-        elif self._deadline is not None:
-            self._deadline.deadline = self._idle_since + self._timeout
-        else:
+        elif self._waiting:
             self._idle_again.set()
 
     async def stop(self) -> None:
+        # the deadline stays: when it passes, the task finds the connection busy (or idle
+        # since later) and waits again; moving it per request cost ~2 % of a tiny request
         self._idle_since = None
-        if self._deadline is not None:
-            self._deadline.deadline = math.inf
 
     def close(self) -> None:
         """The connection ended: the task ends without closing anything."""
@@ -264,13 +287,14 @@ class IdleTimer:
                 since = self._idle_since
                 if since is None:
                     self._idle_again = trio.Event()
-                    await self._idle_again.wait()
-                    continue
-                with trio.move_on_at(since + self._timeout) as self._deadline:
+                    self._waiting = True
                     try:
-                        await terminated.wait()
+                        await self._idle_again.wait()
                     finally:
-                        self._deadline = None
+                        self._waiting = False
+                    continue
+                with trio.move_on_at(since + self._timeout):
+                    await terminated.wait()
                 since = self._idle_since
                 if since is not None and (
                     terminated.is_set() or trio.current_time() >= since + self._timeout
