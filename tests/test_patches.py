@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 _PATCHED = textwrap.dedent(
     """
+    import h11, h11._readers
     import hypercorn.config, hypercorn.protocol.h11, hypercorn.trio.task_group, hypercorn.trio.tcp_server
     import grpclib.server, grpclib.utils, hyperframe.flags, hyperframe.frame, hpack.hpack, hpack.table
 
@@ -33,6 +34,7 @@ _PATCHED = textwrap.dedent(
             "H11Protocol._send_h11_event": h11p._send_h11_event,
             "H11Protocol.stream_send": h11p.stream_send,
             "Config.response_headers": hypercorn.config.Config.response_headers,
+            "READERS[CLIENT, IDLE]": h11._readers.READERS[h11.CLIENT, h11.IDLE],
             "Handler.accept": grpclib.server.Handler.accept,
             "DeadlineWrapper.start": grpclib.utils.DeadlineWrapper.start,
             "request_handler": grpclib.server.request_handler,
@@ -59,6 +61,7 @@ INSTALLED = {
     "H11Protocol._send_h11_event",
     "H11Protocol.stream_send",
     "Config.response_headers",
+    "READERS[CLIENT, IDLE]",
     "Frame.__repr__",
     "_raw_data_repr",
     "Flags.__init__",

@@ -17,14 +17,30 @@
     KiB reads gave MobileNet-style bodies +7 % req/s but small requests -5 % (an mmap per read).
     **Upstream.** h11 exposing a "read the body into this buffer" API (or the declared length
     left to read), and hypercorn a receive-into path for ASGI bodies.
+
+``READERS[CLIENT, IDLE]``: request heads without a regular expression per line
+    **What.** A plain request head (h11's request line; header lines that need no unfolding;
+    at most one content-length, of digits; no transfer-encoding; one Host header, or none
+    for HTTP/1.0) is matched with one regular expression over all its header lines (h11's
+    own patterns for names and values), and its ``Request`` built with the checks
+    ``Request.__init__`` would repeat already done. Any other head goes through h11's own
+    reader, which accepts or refuses it as before (tests/test_http1_heads.py compares both
+    on a table of heads).
+    **Why (measured).** h11 matches a pattern per header line (with a fold check and a
+    ``groupdict`` each), then walks the headers twice more in ``Request.__init__``: ~7 % of a
+    tiny REST request (``scripts/rest_call_cost.py``, py-spy).
+    **Upstream.** the same in h11's ``maybe_read_from_IDLE_client`` (one pass over the head's
+    header block; the ``Request`` built from what the reader checked).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import h11
+import h11._headers
 import h11._readers
 import hypercorn.trio.tcp_server
 import numpy as np
@@ -57,17 +73,85 @@ def set_max_body_bytes(config: Any, max_body_bytes: int) -> None:
 
 
 def install() -> None:
-    """Install the body lane and the 120 KiB reads (idempotent)."""
+    """Install the body lane, the 120 KiB reads and the request-head reader (idempotent)."""
     check_pin("h11")
     check_pin("hypercorn")
     if _originals:
         return
+    _originals["READERS[CLIENT, IDLE]"] = h11._readers.READERS[h11.CLIENT, h11.IDLE]
+    h11._readers.READERS[h11.CLIENT, h11.IDLE] = read_request_head
     _originals["MAX_RECV"] = hypercorn.trio.tcp_server.MAX_RECV
     _originals["TCPServer._read_data"] = TCPServer._read_data
     _originals["H11Protocol._create_stream"] = H11Protocol._create_stream
     hypercorn.trio.tcp_server.MAX_RECV = RECV_BYTES
     TCPServer._read_data = _read_data  # type: ignore[method-assign]
     H11Protocol._create_stream = _create_stream  # type: ignore[method-assign]
+
+
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_VALUE = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"
+_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")[ \t]*\n")
+"""One header line as h11's ``header_field`` reads it (names and values its own patterns),
+ended by the LF the lines are joined with."""
+_FIELDS = re.compile(rb"(?:" + _TOKEN + rb":[ \t]*" + _VALUE + rb"[ \t]*\n)*")
+_MAX_LENGTH_DIGITS = 20
+"""h11's ``CONTENT_LENGTH_MAX_DIGITS``."""
+
+
+def read_request_head(buf: Any) -> h11.Request | None:
+    """h11's ``maybe_read_from_IDLE_client`` with plain heads read here (module doc)."""
+    lines = buf.maybe_extract_lines()
+    if lines is None:
+        if buf.is_next_line_obviously_invalid_request_line():
+            raise h11.LocalProtocolError("illegal request line")
+        return None
+    if not lines:
+        raise h11.LocalProtocolError("no request line received")
+    request = _plain_request(lines)
+    if request is None:  # h11's own reading: it accepts, or raises the error it always has
+        readers = h11._readers
+        matches = readers.validate(
+            readers.request_line_re, lines[0], "illegal request line: {!r}", lines[0]
+        )
+        headers = list(readers._decode_header_lines(lines[1:]))
+        return h11.Request(headers=headers, _parsed=True, **matches)
+    return request
+
+
+def _plain_request(lines: list[bytearray]) -> h11.Request | None:
+    """The ``Request`` h11 reads from a plain head (its request line, header lines that
+    need no unfolding, at most one plain content-length, no transfer-encoding, the Host
+    headers HTTP/1.1 asks for); None for any other head."""
+    line = h11._readers.request_line_re.fullmatch(lines[0])
+    if line is None:
+        return None
+    block = b"\n".join(lines[1:]) + b"\n" if len(lines) > 1 else b""
+    if _FIELDS.fullmatch(block) is None:
+        return None
+    items = []
+    length = None
+    hosts = 0
+    for name, value in _FIELD.findall(block):
+        lower = name.lower()
+        if lower == b"content-length":
+            if length is not None or not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
+                return None
+            length = value
+        elif lower == b"transfer-encoding":
+            return None
+        elif lower == b"host":
+            hosts += 1
+        items.append((name, lower, value))
+    version = line["http_version"]
+    if hosts > 1 or (hosts == 0 and version == b"1.1"):
+        return None
+    # what Request.__init__ sets once it has checked what is checked above
+    request = object.__new__(h11.Request)
+    object.__setattr__(request, "method", line["method"])
+    object.__setattr__(request, "target", line["target"])
+    object.__setattr__(request, "http_version", version)
+    object.__setattr__(request, "headers", h11._headers.Headers(items))
+    return request
 
 
 async def _read_data(self: Any) -> None:

@@ -62,6 +62,7 @@ import time
 from typing import Any
 
 import h11
+import h11._headers
 import hypercorn.trio.task_group
 import trio
 from hypercorn.config import Config
@@ -224,12 +225,17 @@ async def _stream_send_flushing(self: Any, event: Any) -> None:
 
 _TOKEN = b"-!#$%&'*+.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 """The bytes of h11's ``token`` (a header name)."""
+_MAX_LENGTH_DIGITS = 20
+"""h11's ``CONTENT_LENGTH_MAX_DIGITS``."""
 
 
 def _checked_response(headers: list[tuple[bytes, bytes]], status: int) -> h11.Response:
     """``h11.Response(headers=..., status_code=status)``; when every name is a token and
     every value h11's field-value (checked here with ``bytes.translate``, not h11's regular
-    expressions per header), built as h11 builds the headers it has parsed itself."""
+    expressions per header), with at most one content-length of digits and no
+    transfer-encoding, built here as h11 would build it from those checked headers."""
+    items = []
+    length = None
     for name, value in headers:
         if (
             type(name) is not bytes
@@ -240,7 +246,23 @@ def _checked_response(headers: list[tuple[bytes, bytes]], status: int) -> h11.Re
             or len(value.translate(None, b"\x00\n\x0b\x0c\r")) != len(value)
         ):
             return h11.Response(headers=headers, status_code=status)
-    return h11.Response(headers=headers, status_code=status, _parsed=True)
+        lower = name.lower()
+        if lower == b"content-length":
+            if length is not None or not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
+                return h11.Response(headers=headers, status_code=status)
+            length = value
+        elif lower == b"transfer-encoding":
+            return h11.Response(headers=headers, status_code=status)
+        items.append((name, lower, value))
+    if type(status) is not int or not 200 <= status < 1000:  # h11 words the error
+        return h11.Response(headers=headers, status_code=status)
+    # what Response.__init__ sets once it has checked what is checked above
+    response = object.__new__(h11.Response)
+    object.__setattr__(response, "headers", h11._headers.Headers(items))
+    object.__setattr__(response, "status_code", status)
+    object.__setattr__(response, "reason", b"")
+    object.__setattr__(response, "http_version", b"1.1")
+    return response
 
 
 class IdleTimer:
