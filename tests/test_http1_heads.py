@@ -10,7 +10,6 @@ from typing import Any
 
 import h11
 import pytest
-
 from h11._readers import maybe_read_from_IDLE_client
 from h11._receivebuffer import ReceiveBuffer
 
