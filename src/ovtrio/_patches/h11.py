@@ -42,6 +42,7 @@ from typing import Any
 import h11
 import h11._headers
 import h11._readers
+import h11._util
 import hypercorn.trio.tcp_server
 import numpy as np
 import trio
@@ -110,7 +111,7 @@ def read_request_head(buf: Any) -> h11.Request | None:
     request = _plain_request(lines)
     if request is None:  # h11's own reading: it accepts, or raises the error it always has
         readers = h11._readers
-        matches = readers.validate(
+        matches = h11._util.validate(
             readers.request_line_re, lines[0], "illegal request line: {!r}", lines[0]
         )
         headers = list(readers._decode_header_lines(lines[1:]))
