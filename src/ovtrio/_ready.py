@@ -1,8 +1,10 @@
-"""Reading a plain TCP socket without trio's scheduling round trip when data is already there.
+"""Reading and writing a plain socket without trio's scheduling round trip when it is ready.
 
-trio's socket streams yield to the scheduler on every ``receive_some``, even when the kernel
-has data waiting; both transports read their connections here instead: the socket is tried
-first and waited on only when it is empty (gRPC: ``grpc._hosted``; REST: ``_patches.h11``).
+trio's socket streams yield to the scheduler on every ``receive_some`` and ``send_all``, even
+when the kernel has data waiting or room for it; these calls try the socket first and wait
+only when it is not ready. Reads: both transports' connections (gRPC: ``grpc._hosted``; REST:
+``_patches.h11``) and the worker processes' message sockets (``workers._protocol``); writes:
+gRPC connections and the worker message sockets.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 
 import trio
 
-__all__ = ["receive_ready"]
+__all__ = ["receive_ready", "send_ready"]
 
 _STREAK = 16
 """Reads in a row that did not wait, after which the reader lets the other tasks run."""
@@ -48,3 +50,22 @@ async def receive_ready(
             streak = 0
             await trio.lowlevel.checkpoint()
         return data, streak
+
+
+async def send_ready(sock: trio.socket.SocketType, data: bytes | bytearray | memoryview) -> None:
+    """Write all of ``data`` to ``sock``, waiting only while the kernel has no room. Raises
+    ``trio.ClosedResourceError`` once the socket is closed and ``trio.BrokenResourceError``
+    when the peer is gone (EPIPE, ECONNRESET), as trio's streams do."""
+    view = memoryview(data)
+    while view:
+        fd = sock.fileno()
+        if fd == -1:
+            raise trio.ClosedResourceError
+        try:
+            sent = os.write(fd, view)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+            continue
+        except OSError as exc:
+            raise trio.BrokenResourceError(exc) from exc
+        view = view[sent:]

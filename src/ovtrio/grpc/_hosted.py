@@ -25,7 +25,6 @@ import contextvars
 import heapq
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -33,7 +32,7 @@ from typing import Any, TypeVar
 import trio
 
 from .._inbox import TrioInbox
-from .._ready import receive_ready
+from .._ready import receive_ready, send_ready
 
 __all__ = ["HostedLoop", "serve_connection"]
 
@@ -362,11 +361,10 @@ class _Plain(trio.abc.Stream):
     once per send even when the socket is ready. Everything runs on trio's thread, so the
     descriptor cannot close between a check of ``_closed`` and the system call after it."""
 
-    __slots__ = ("_closed", "_fd", "_streak", "stream")
+    __slots__ = ("_closed", "_streak", "stream")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self._fd = stream.socket.fileno()
         self._closed = False
         self._streak = 0
 
@@ -379,18 +377,9 @@ class _Plain(trio.abc.Stream):
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            if self._closed:
-                raise trio.ClosedResourceError
-            try:
-                sent = os.write(self._fd, view)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._fd)
-                continue
-            except OSError as exc:  # the peer is gone (EPIPE, ECONNRESET)
-                raise trio.BrokenResourceError(exc) from exc
-            view = view[sent:]
+        if self._closed:
+            raise trio.ClosedResourceError
+        await send_ready(self.stream.socket, data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.stream.wait_send_all_might_not_block()
