@@ -1,21 +1,24 @@
-"""_patches.h2.WindowUpdateLane answers every WINDOW_UPDATE as h2 does.
+"""_patches.h2.FrameLanes answers every WINDOW_UPDATE and DATA frame as h2 does.
 
-Each case feeds the same bytes to h2's own server connection and to the lane, and compares
-what each returns or raises, what each would send, the windows and the streams' states.
+Each case feeds the same bytes to h2's own server connection and to the lanes, and compares
+what each returns or raises (a DATA frame's data by content: the lanes may hand a view), what
+each would send, the windows and the streams' states.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 import hyperframe.frame
 import pytest
 
-from ovtrio._patches.h2 import WindowUpdateLane
+from ovtrio._patches.h2 import LANE_FROM, DataLane, FrameLanes
 
 _HEADERS = [
     (":method", "POST"),
@@ -51,7 +54,7 @@ def _start() -> tuple[bytes, h2.connection.H2Connection]:
 
 def _pair() -> list[h2.connection.H2Connection]:
     preface, _ = _start()
-    servers = [h2.connection.H2Connection(_config(False)), WindowUpdateLane(_config(False))]
+    servers = [h2.connection.H2Connection(_config(False)), FrameLanes(_config(False))]
     for server in servers:
         server.initiate_connection()
         server.receive_data(preface)
@@ -140,9 +143,9 @@ def test_the_lane_takes_what_it_should(name: str, monkeypatch: pytest.MonkeyPatc
     """The lane reads the frames meant for it and leaves every other one to h2."""
     chunks, laned = CASES[name]
     taken: list[bool] = []
-    original = WindowUpdateLane._window_update
+    original = FrameLanes._window_update
 
-    def counting(self: WindowUpdateLane, raw: bytearray, events: list[Any]) -> bool:
+    def counting(self: FrameLanes, raw: bytearray, events: list[Any]) -> bool:
         size = len(raw)
         try:
             taken.append(original(self, raw, events))
@@ -152,7 +155,7 @@ def test_the_lane_takes_what_it_should(name: str, monkeypatch: pytest.MonkeyPatc
         return taken[-1]
 
     server = _pair()[1]
-    monkeypatch.setattr(WindowUpdateLane, "_window_update", counting)
+    monkeypatch.setattr(FrameLanes, "_window_update", counting)
     for chunk in chunks:
         if chunk == b"forget 1":
             server.streams.pop(1)
@@ -174,3 +177,149 @@ def test_a_window_grown_by_the_lane_lets_a_blocked_reply_go() -> None:
     events = server.receive_data(_window_update(0, 10) + _window_update(3, 10))
     assert [type(e) for e in events] == [h2.events.WindowUpdated, h2.events.WindowUpdated]
     assert server.local_flow_control_window(3) == 10
+
+
+def _data(stream_id: int, body: bytes, *, end: bool = False, pad: int = 0, size: int = -1) -> bytes:
+    """A DATA frame (``size``: the length its header declares, if not the body's)."""
+    frame = hyperframe.frame.DataFrame(stream_id or 1)
+    frame.data = body
+    if end:
+        frame.flags.add("END_STREAM")
+    if pad:
+        frame.flags.add("PADDED")
+        frame.pad_length = pad
+    raw = bytearray(frame.serialize())
+    raw[5:9] = stream_id.to_bytes(4, "big")
+    if size >= 0:
+        raw[0:3] = size.to_bytes(3, "big")
+    return bytes(raw)
+
+
+def _open_pair(window: int = 1 << 20) -> list[h2.connection.H2Connection]:
+    """``_pair`` with the servers' windows and frame size raised, as ovtrio's server does."""
+    servers = _pair()
+    for server in servers:
+        server.update_settings(
+            {
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: 1 << 20,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window,
+            }
+        )
+        server.increment_flow_control_window(window)
+        server.data_to_send()
+        server.receive_data(hyperframe.frame.SettingsFrame(0, flags=["ACK"]).serialize())
+        assert server.max_inbound_frame_size == 1 << 20
+        assert server.streams[3].inbound_flow_control_window == window
+    return servers
+
+
+_BIG = bytes(range(256)) * (3 * LANE_FROM // 256)  # beyond LANE_FROM: a lane when split
+
+
+def _pieces(data: bytes, *cuts: int) -> list[bytes]:
+    edges = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(edges)]
+
+
+DATA_CASES: dict[str, list[bytes]] = {
+    "a small frame": [_data(3, b"abc")],
+    "a small frame ending the stream": [_data(3, b"abc", end=True)],
+    "an empty frame ending the stream": [_data(3, b"", end=True)],
+    "two frames and a WINDOW_UPDATE in one read": [
+        _data(3, b"a") + _window_update(0, 9) + _data(3, b"bc", end=True)
+    ],
+    "a padded frame (h2's path)": [_data(3, b"abc", pad=4)],
+    "stream 0": [_data(0, b"abc")],
+    "a closed stream": [_data(1, b"abc")],
+    "an idle stream": [_data(5, b"abc")],
+    "a frame beyond the frame size": [_data(3, b"x" * 10, size=(1 << 20) + 1)],
+    "inside a header block": [_headers_without_end(7) + _data(3, b"abc")],
+    "a large frame in one read": [_data(3, _BIG, end=True)],
+    "a large frame in three reads": _pieces(_data(3, _BIG, end=True), 100_000, 150_000),
+    "a large frame, its header alone first": _pieces(_data(3, _BIG), 9, 70_000),
+    "a large frame with the next frames behind it": _pieces(
+        _data(3, _BIG) + _window_update(0, 5) + _data(3, b"z", end=True), 50_000
+    ),
+    "two large frames back to back": _pieces(
+        _data(3, _BIG) + _data(3, _BIG, end=True), 50_000, len(_BIG) + 20, len(_BIG) + 90_000
+    ),
+    "a large frame on a closed stream": _pieces(_data(1, _BIG), 50_000),
+    "a frame beyond the stream's window": _pieces(_data(3, _BIG + _BIG), 50_000),
+}
+
+
+@pytest.mark.parametrize("name", list(DATA_CASES))
+def test_data_frames_are_received_as_h2_receives_them(name: str) -> None:
+    chunks = DATA_CASES[name]
+    window = len(_BIG) + 1000 if name == "a frame beyond the stream's window" else 1 << 20
+    answers, states = [], []
+    for server in _open_pair(window):
+        answers.append(_feed(server, chunks))
+        states.append(_state(server))
+    assert answers[1] == answers[0]
+    assert states[1] == states[0]
+
+
+def test_a_lane_is_filled_by_its_reader_then_received() -> None:
+    """The read loop may fill the lane's buffer itself, then feed nothing to finish it."""
+    frame = _data(3, _BIG, end=True)
+    h2s, lanes = _open_pair()
+    expected = _feed(h2s, [frame])
+    assert isinstance(lanes, FrameLanes)
+    assert lanes.receive_data(frame[:1000]) == []
+    lane = lanes.data_lane
+    assert lane is not None
+    rest = memoryview(frame)[1000:]
+    lane.missing[: len(rest)] = rest
+    lane.filled += len(rest)
+    got = _feed(lanes, [b""])
+    assert got == expected
+    assert lanes.data_lane is None
+    data = [e for e in lanes.receive_data(b"")]
+    assert data == []
+
+
+LANES = {  # name: (DATA frames the lanes build themselves, of which through a DataLane)
+    "a small frame": (1, 0),
+    "a small frame ending the stream": (1, 0),
+    "an empty frame ending the stream": (1, 0),
+    "two frames and a WINDOW_UPDATE in one read": (2, 0),
+    "a padded frame (h2's path)": (0, 0),
+    "stream 0": (0, 0),
+    "a closed stream": (1, 0),
+    "an idle stream": (1, 0),
+    "a frame beyond the frame size": (0, 0),
+    "inside a header block": (0, 0),
+    "a large frame in one read": (1, 0),
+    "a large frame in three reads": (1, 1),
+    "a large frame, its header alone first": (1, 1),
+    "a large frame with the next frames behind it": (2, 1),
+    "two large frames back to back": (2, 2),
+    "a large frame on a closed stream": (1, 1),
+    "a frame beyond the stream's window": (1, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(DATA_CASES))
+def test_the_data_lane_takes_what_it_should(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    built, laned = [], []
+    original, lane_init = FrameLanes._data, DataLane.__init__
+
+    def counting(self: FrameLanes, raw: bytearray, events: list[Any]) -> bool:
+        size = len(raw)
+        try:
+            built.append(original(self, raw, events))
+        except h2.exceptions.ProtocolError:
+            built.append(len(raw) < size)  # taken, then refused as h2 refuses it
+            raise
+        return built[-1]
+
+    def counting_lanes(self: DataLane, *args: Any) -> None:
+        laned.append(args)
+        lane_init(self, *args)
+
+    server = _open_pair()[1]
+    monkeypatch.setattr(FrameLanes, "_data", counting)
+    monkeypatch.setattr(DataLane, "__init__", counting_lanes)
+    _feed(server, DATA_CASES[name])
+    assert (built.count(True), len(laned)) == LANES[name]

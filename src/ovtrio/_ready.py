@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import trio
 
-__all__ = ["receive_ready", "send_ready"]
+_T = TypeVar("_T")
+
+__all__ = ["receive_into_ready", "receive_ready", "send_ready"]
 
 _STREAK = 16
 """Reads in a row that did not wait, after which the reader lets the other tasks run."""
@@ -30,11 +34,27 @@ async def receive_ready(
     ``_STREAK``-th read in a row lets the other tasks run, as a read that waits would. Raises
     ``trio.ClosedResourceError`` once the socket is closed and ``trio.BrokenResourceError`` for
     an error of the connection (reset by the peer, ...), as trio's streams do."""
+    return await _read_ready(sock, lambda fd: os.read(fd, max_bytes), streak, wait_s)
+
+
+async def receive_into_ready(
+    sock: trio.socket.SocketType, view: memoryview, streak: int
+) -> tuple[int, int]:
+    """``receive_ready`` into ``view``: (bytes read, 0 at the socket's end; the new streak)."""
+    return await _read_ready(sock, lambda fd: os.readv(fd, [view]), streak)
+
+
+async def _read_ready(
+    sock: trio.socket.SocketType, read: Callable[[int], _T], streak: int, wait_s: float = math.inf
+) -> tuple[_T, int]:
+    """``read(fd)`` of ``sock``'s descriptor, waiting (at most ``wait_s``) only while it has
+    nothing to give; ``receive_ready``'s errors and streak."""
     while True:
-        if sock.fileno() == -1:
+        fd = sock.fileno()
+        if fd == -1:
             raise trio.ClosedResourceError
         try:
-            data = os.read(sock.fileno(), max_bytes)
+            got = read(fd)
         except BlockingIOError:
             if wait_s == math.inf:
                 await trio.lowlevel.wait_readable(sock)
@@ -49,7 +69,7 @@ async def receive_ready(
         if streak >= _STREAK:
             streak = 0
             await trio.lowlevel.checkpoint()
-        return data, streak
+        return got, streak
 
 
 async def send_ready(sock: trio.socket.SocketType, data: bytes | bytearray | memoryview) -> None:

@@ -24,6 +24,18 @@ from tests import models
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def grpc_request_headers(method: str) -> list[tuple[str, str]]:
+    """The HEADERS a gRPC client sends for a call of the KServe service's ``method``."""
+    return [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", f"/inference.GRPCInferenceService/{method}"),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]
+
+
 def binary_infer_body(name: str, data: Any) -> tuple[bytes, int]:
     """A KServe REST body with ``data`` (FP32) as the binary input ``name``, binary outputs
     asked for: (body, length of its JSON header)."""

@@ -28,7 +28,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import ROOT, Server, running
+from tests.e2e.conftest import ROOT, Server, grpc_request_headers, running
 
 KEY = "wire-test-key"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -73,15 +73,7 @@ def h2_call(
     reply = Reply()
     with socket.create_connection(("127.0.0.1", server.grpc_port), timeout=10) as sock:
         sock.sendall(conn.data_to_send())
-        headers = [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", SERVICE + method),
-            (":authority", "localhost"),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-            *extra,
-        ]
+        headers = [*grpc_request_headers(method), *extra]
         conn.send_headers(1, headers, end_stream=message is None)
         pending = memoryview(message or b"")
         done = False
@@ -293,15 +285,7 @@ def test_clients_that_reset_before_their_reply_leave_the_server_serving(server: 
     for _ in range(20):
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         conn.initiate_connection()
-        headers = [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", SERVICE + "ModelInfer"),
-            (":authority", "localhost"),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-            ("authorization", f"Bearer {KEY}"),
-        ]
+        headers = [*grpc_request_headers("ModelInfer"), ("authorization", f"Bearer {KEY}")]
         conn.send_headers(1, headers)
         conn.send_data(1, framed(_infer_request()), end_stream=True)
         sock = socket.create_connection(("127.0.0.1", server.grpc_port), timeout=10)

@@ -27,7 +27,13 @@ from cryptography.x509.oid import NameOID
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.e2e.conftest import Server, binary_infer_body, binary_infer_request, start_server
+from tests.e2e.conftest import (
+    Server,
+    binary_infer_body,
+    binary_infer_request,
+    grpc_request_headers,
+    start_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -366,14 +372,7 @@ def test_http2_rapid_reset_on_grpc_port(limited: Server) -> None:
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         conn.initiate_connection()
         sock.sendall(conn.data_to_send())
-        headers = [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", "/inference.GRPCInferenceService/ModelInfer"),
-            (":authority", "localhost"),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-        ]
+        headers = grpc_request_headers("ModelInfer")
         sock.setblocking(False)
         try:
             while not stop.is_set() and sent[0] < 20000:

@@ -142,6 +142,10 @@ class TrioBuffer:
         """``size`` bytes, or fewer if the client ended the stream first. What arrived is
         acknowledged while the read waits, as grpclib's buffer does, so a message larger
         than the stream's window keeps coming."""
+        return bytes(await self.read_view(size))
+
+    async def read_view(self, size: int) -> bytes | memoryview:
+        """``read``, but what lies in one received chunk comes as a view of it (no copy)."""
         while True:
             if self._unacked:
                 self._ack(self._unacked)
@@ -171,7 +175,7 @@ class TrioBuffer:
             got += take
         self._size -= got
         if len(parts) == 1:
-            return parts[0].tobytes()
+            return parts[0]
         return b"".join(parts)
 
 
@@ -244,7 +248,7 @@ class CallEventsProcessor(grpclib.protocol.EventsProcessor):
         super().process_window_updated(event)
 
 
-def _decompress(data: bytes, encoding: str, max_bytes: int) -> bytes:
+def _decompress(data: bytes | memoryview, encoding: str, max_bytes: int) -> bytes:
     """``data`` inflated, refused once it inflates beyond ``max_bytes``."""
     inflater = zlib.decompressobj(_WBITS[encoding])
     try:
@@ -267,9 +271,12 @@ def _decompress(data: bytes, encoding: str, max_bytes: int) -> bytes:
     return out
 
 
-async def receive_message(stream: CallStream, encoding: str, max_bytes: int) -> bytes:
+async def receive_message(
+    stream: CallStream, encoding: str, max_bytes: int, *, view: bool = False
+) -> bytes | memoryview:
     """The request message's bytes, read only if its declared length is within ``max_bytes``;
-    decompressed (``encoding``: the request's ``grpc-encoding``) within the same limit."""
+    decompressed (``encoding``: the request's ``grpc-encoding``) within the same limit.
+    ``view``: an uncompressed message that arrived in one piece comes as a view of it."""
     buffer = stream.buffer
     meta = await buffer.read(5)
     if len(meta) < 5:
@@ -286,7 +293,7 @@ async def receive_message(stream: CallStream, encoding: str, max_bytes: int) -> 
             Status.INVALID_ARGUMENT,
             "A compressed message needs a grpc-encoding header (gzip or deflate)",
         )
-    data = await buffer.read(length)
+    data = await (buffer.read_view(length) if view else buffer.read(length))
     if len(data) != length:
         raise GRPCError(Status.INVALID_ARGUMENT, "Truncated request message")
     connection = stream.connection

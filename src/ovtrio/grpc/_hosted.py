@@ -32,7 +32,8 @@ from typing import Any, TypeVar
 import trio
 
 from .._inbox import TrioInbox
-from .._ready import receive_ready, send_ready
+from .._patches.h2 import DataLane, FrameLanes
+from .._ready import receive_into_ready, receive_ready, send_ready
 
 __all__ = ["HostedLoop", "serve_connection"]
 
@@ -376,6 +377,20 @@ class _Plain(trio.abc.Stream):
         )
         return data
 
+    async def fill(self, lane: DataLane) -> bool:
+        """Read the rest of ``lane``'s DATA frame straight into its buffer; False if the
+        client closed first."""
+        while lane.filled < len(lane.view):
+            if self._closed:
+                raise trio.ClosedResourceError
+            got, self._streak = await receive_into_ready(
+                self.stream.socket, lane.missing, self._streak
+            )
+            if not got:
+                return False
+            lane.filled += got
+        return True
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise trio.ClosedResourceError
@@ -421,12 +436,22 @@ async def serve_connection(
         try:
             with loop.entered():
                 protocol.connection_made(transport)
+            # a large DATA frame's body is read straight into its buffer (plain TCP only)
+            lanes = getattr(getattr(protocol, "connection", None), "_connection", None)
+            if not isinstance(stream, _Plain) or not isinstance(lanes, FrameLanes):
+                lanes = None
             while not transport.is_closing():
                 data = await stream.receive_some(_RECEIVE_BYTES)
                 if not data:
                     break
                 with loop.entered():
                     protocol.data_received(bytes(data))
+                if lanes is not None and lanes.data_lane is not None:
+                    assert isinstance(stream, _Plain)
+                    if transport.is_closing() or not await stream.fill(lanes.data_lane):
+                        break
+                    with loop.entered():
+                        protocol.data_received(b"")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             failure = exc
         except Exception as exc:  # a fault in the protocol: this connection ends, as in asyncio

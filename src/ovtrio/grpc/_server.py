@@ -29,7 +29,7 @@ import h2.connection
 import h2.settings
 
 from .._patches.grpclib import CallConnection, CallEventsProcessor
-from .._patches.h2 import WindowUpdateLane
+from .._patches.h2 import FrameLanes
 
 if TYPE_CHECKING:
     from ._unary import Calls, ConnectionCalls
@@ -52,7 +52,7 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
-class _H2Connection(WindowUpdateLane):
+class _H2Connection(FrameLanes):
     """h2's server connection whose first SETTINGS frame carries ``settings``.
 
     Values of the first frame apply at once, as h2 applies its own defaults.

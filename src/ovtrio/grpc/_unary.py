@@ -53,7 +53,10 @@ RpcTable = Mapping[str, "RpcSpec"]
 
 @dataclass(frozen=True, slots=True)
 class RpcSpec:
-    """A unary RPC: decode with request_type, run ``func`` in trio, encode the reply."""
+    """A unary RPC: decode with request_type, run ``func`` in trio, encode the reply.
+
+    A ``request_type`` whose ``VIEWS`` is true reads a memoryview of the received message
+    (no copy) in its ``FromString``; the others get ``bytes``."""
 
     func: Callable[[Any], Awaitable[Any]]
     request_type: type[Any]
@@ -177,7 +180,9 @@ class Calls:
 
     async def _request(self, stream: CallStream, call: _Call) -> Any:
         """The request message, read within the size limit and decoded."""
-        data = await receive_message(stream, call.encoding, self._max)
+        data = await receive_message(
+            stream, call.encoding, self._max, view=getattr(call.spec.request_type, "VIEWS", False)
+        )
         try:
             message = call.spec.request_type.FromString(data)
             # betterproto2 does not check wire types: a varint where a message belongs
