@@ -28,6 +28,7 @@ _PATCHED = textwrap.dedent(
             "TCPServer._close": tcp.TCPServer._close,
             "TCPServer._read_data": tcp.TCPServer._read_data,
             "TCPServer.run": tcp.TCPServer.run,
+            "TCPServer.protocol_send": tcp.TCPServer.protocol_send,
             "MAX_RECV": tcp.MAX_RECV,
             "TaskGroup.spawn_app": hypercorn.trio.task_group.TaskGroup.spawn_app,
             "H11Protocol._create_stream": h11p._create_stream,
@@ -55,6 +56,7 @@ _PATCHED = textwrap.dedent(
 INSTALLED = {
     "TCPServer._close",
     "TCPServer._read_data",
+    "TCPServer.protocol_send",
     "MAX_RECV",
     "TaskGroup.spawn_app",
     "H11Protocol._create_stream",

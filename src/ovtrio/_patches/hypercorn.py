@@ -25,18 +25,30 @@
     answer took 75 us of CPU and 240 us of the trio thread's time each.
     **Upstream.** hypercorn sending the headers with the first body chunk.
 
-``TaskGroup.spawn_app``: no scheduling round trip when nothing waits
-    **What.** The app's queue is hypercorn's memory channel, but a message is put with
-    ``send_nowait`` when there is room, and the app can take one already queued without
-    waiting (``DisconnectHook.take``).
+``TaskGroup.spawn_app``: no scheduling round trip when nothing waits, a lighter queue
+    **What.** The app's queue is ``AppQueue``: used as hypercorn uses its memory channel, but
+    a message is put with ``send_nowait`` when there is room, and the app can take one
+    already queued without waiting (``DisconnectHook.take``).
     **Why (measured).** trio's channel ``send`` and ``receive`` yield to the scheduler even
     when nothing blocks (``scripts/rest_call_cost.py``; with the read loop's socket-first
     reads, ``_patches.h11``, about ten scheduler round trips per tiny REST request become
-    three). Writing answers straight to the socket as well (skipping the send lock's round
-    trip) was tried and left out: with tritonclient's asyncio HTTP clients on the same cores
-    it cost 40 % more server CPU per request.
+    three); and ``open_memory_channel`` subscripts its generic classes per call (~3 % of a
+    tiny REST request, py-spy). Writing answers straight to the socket as well (skipping
+    the send lock's round trip) was tried and left out: with tritonclient's asyncio HTTP
+    clients on the same cores it cost 40 % more server CPU per request.
     **Upstream.** trio channels with non-yielding fast paths (trio's ``checkpoint`` per call
-    is by design); hypercorn's ASGI receive taking what is queued.
+    is by design) and without typing work at construction; hypercorn's ASGI receive taking
+    what is queued.
+
+``TCPServer.protocol_send``: no cancel scope for a write that does not wait
+    **What.** On a plain TCP connection, under hypercorn's send lock as before, the bytes are
+    written at once; only a write the socket cannot take whole continues in a shielded
+    cancel scope (``ovtrio._ready.send_ready``). It yields once, as trio's ``send_all``
+    does, so the scheduling is hypercorn's.
+    **Why (measured).** The shielded scope and trio's ``send_all`` (its conflict detector,
+    the socket wrapper) were ~7 % of a tiny REST request (py-spy).
+    **Upstream.** trio's ``SocketStream.send_all`` trying the socket before its
+    bookkeeping; hypercorn shielding only a write that waits.
 
 ``Config.response_headers``: once per second
     **What.** The ``date`` and ``server`` headers each answer carries are built once per
@@ -58,20 +70,24 @@ connection)
 
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
 from typing import Any
 
 import h11
 import h11._headers
 import hypercorn.trio.task_group
+import outcome
 import trio
 from hypercorn.config import Config
-from hypercorn.events import RawData
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import TCPServer
 
+from .._ready import send_ready
 from ._pins import check_pin
 
 __all__ = ["DISCONNECT_HOOK", "DisconnectHook", "IdleTimer", "install"]
@@ -80,6 +96,76 @@ _originals: dict[str, Any] = {}
 
 DISCONNECT_HOOK = "ovtrio.disconnect"
 """Key of the ``DisconnectHook`` in an HTTP scope's ``extensions``."""
+
+
+class AppQueue:
+    """hypercorn's queue of ASGI messages for one request's app: a bounded FIFO with one
+    receiver, used as trio's memory channel is (``send``, ``send_nowait``, ``receive``,
+    ``receive_nowait``: the same waits, checkpoints and ``WouldBlock``), without the
+    channel's construction (module doc)."""
+
+    __slots__ = ("_items", "_max", "_receiver", "_room")
+
+    def __init__(self, max_size: int) -> None:
+        self._items: deque[Any] = deque()
+        self._max = max_size
+        self._receiver: trio.lowlevel.Task | None = None
+        self._room: trio.lowlevel.ParkingLot | None = None
+        """Senders waiting for room (made by the first that waits)."""
+
+    def send_nowait(self, item: Any) -> None:
+        receiver = self._receiver
+        if receiver is not None:  # it waits on an empty queue: hand the item over
+            self._receiver = None
+            trio.lowlevel.reschedule(receiver, outcome.Value(item))
+        elif len(self._items) >= self._max:
+            raise trio.WouldBlock
+        else:
+            self._items.append(item)
+
+    async def send(self, item: Any) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self.send_nowait(item)
+        except trio.WouldBlock:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        if self._room is None:
+            self._room = trio.lowlevel.ParkingLot()
+        while True:
+            await self._room.park()
+            try:
+                self.send_nowait(item)
+            except trio.WouldBlock:
+                continue
+            return
+
+    def receive_nowait(self) -> Any:
+        if not self._items:
+            raise trio.WouldBlock
+        item = self._items.popleft()
+        if self._room:
+            self._room.unpark()
+        return item
+
+    async def receive(self) -> Any:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            item = self.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return item
+        self._receiver = trio.lowlevel.current_task()
+
+        def abort(_raise: Any) -> trio.lowlevel.Abort:
+            self._receiver = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 class DisconnectHook:
@@ -91,7 +177,7 @@ class DisconnectHook:
 
     __slots__ = ("_queue", "fired", "scope")
 
-    def __init__(self, queue: trio.MemoryReceiveChannel[Any] | None = None) -> None:
+    def __init__(self, queue: AppQueue | None = None) -> None:
         self.fired = False
         self.scope: trio.CancelScope | None = None
         self._queue = queue
@@ -103,7 +189,7 @@ class DisconnectHook:
             return None
         try:
             return self._queue.receive_nowait()
-        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+        except trio.WouldBlock:
             return None
 
     def fire(self) -> None:
@@ -123,11 +209,47 @@ def install() -> None:
     _originals["H11Protocol._send_h11_event"] = H11Protocol._send_h11_event
     _originals["H11Protocol.stream_send"] = H11Protocol.stream_send
     _originals["Config.response_headers"] = Config.response_headers
+    _originals["TCPServer.protocol_send"] = TCPServer.protocol_send
     TCPServer._close = _close_locked  # type: ignore[method-assign]
     TaskGroup.spawn_app = _spawn_app_hooked  # type: ignore[method-assign]
     H11Protocol._send_h11_event = _send_h11_event_held  # type: ignore[method-assign]
     H11Protocol.stream_send = _stream_send_flushing  # type: ignore[method-assign]
     Config.response_headers = _response_headers_per_second  # type: ignore[method-assign]
+    TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
+
+
+async def _protocol_send(self: Any, event: Any) -> None:
+    """hypercorn's ``TCPServer.protocol_send``; on a plain TCP connection the bytes are
+    written at once when the socket takes them all (no shielded cancel scope, which only a
+    write that has to wait needs), with the one yield trio's ``send_all`` makes."""
+    stream = self.stream
+    if type(event) is not RawData or type(stream) is not trio.SocketStream:
+        await _originals["TCPServer.protocol_send"](self, event)
+        return
+    async with self.send_lock:
+        try:
+            rest = _write_now(stream.socket, event.data)
+            if rest:
+                with trio.CancelScope(shield=True):
+                    await send_ready(stream.socket, rest)
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.protocol.handle(Closed())
+
+
+def _write_now(sock: trio.socket.SocketType, data: bytes) -> memoryview:
+    """What of ``data`` the socket did not take without waiting (``send_ready``'s errors)."""
+    view = memoryview(data)
+    fd = sock.fileno()
+    if fd == -1:
+        raise trio.ClosedResourceError
+    try:
+        return view[os.write(fd, view) :]
+    except BlockingIOError:
+        return view
+    except OSError as exc:
+        raise trio.BrokenResourceError(exc) from exc
 
 
 def _response_headers_per_second(self: Any, protocol: str) -> list[tuple[bytes, bytes]]:
@@ -157,10 +279,7 @@ async def _spawn_app_hooked(self: Any, app: Any, config: Any, scope: Any, send: 
     does not yield when the channel has room."""
     if scope.get("type") != "http":
         return await _originals["TaskGroup.spawn_app"](self, app, config, scope, send)
-    # unsubscripted: ``open_memory_channel[Any]`` goes through typing's alias per request
-    put_channel: trio.MemorySendChannel[Any]
-    queue: trio.MemoryReceiveChannel[Any]
-    put_channel, queue = trio.open_memory_channel(config.max_app_queue_size)
+    queue = AppQueue(config.max_app_queue_size)
     hook = DisconnectHook(queue)
     scope["extensions"][DISCONNECT_HOOK] = hook
     self._nursery.start_soon(
@@ -173,7 +292,7 @@ async def _spawn_app_hooked(self: Any, app: Any, config: Any, scope: Any, send: 
         trio.to_thread.run_sync,
         trio.from_thread.run,
     )
-    send_nowait, put = put_channel.send_nowait, put_channel.send
+    send_nowait, put = queue.send_nowait, queue.send
 
     async def app_put(event: Any) -> None:
         if event["type"] == "http.disconnect":
