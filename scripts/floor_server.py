@@ -9,7 +9,11 @@ REST with hypercorn's trio worker (h11) as ovtrio composes it (``ovtrio.rest._se
 ``ovtrio._patches``) and a bare ASGI function. Whatever these cost per request
 is a floor under ovtrio's own cost on the same transport.
 
-Usage: floor_server.py GRPC_PORT REST_PORT
+With a third port it also serves the same canned gRPC answer from grpcio (gRPC's C core,
+the answer returned by a Python handler on its thread pool): what a C HTTP/2 stack with the
+thinnest Python on top costs the same client, for scale.
+
+Usage: floor_server.py GRPC_PORT REST_PORT [GRPCIO_PORT]
 """
 
 from __future__ import annotations
@@ -92,10 +96,40 @@ async def serve_both(grpc_port: int, rest_port: int) -> None:
         nursery.start_soon(serve, app, config)
 
 
+def grpcio_floor(port: int) -> Any:
+    """A started grpcio server answering ModelInfer with the canned reply (its own threads)."""
+    from concurrent import futures
+
+    import grpc
+
+    reply = bytes(GRPC_REPLY.wire)
+    handler = grpc.unary_unary_rpc_method_handler(
+        lambda _request, _context: reply,
+        request_deserializer=lambda data: data,
+        response_serializer=lambda data: data,
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "inference.GRPCInferenceService", {"ModelInfer": handler}
+            )
+        ]
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    return server
+
+
 def main() -> None:
     grpc_port, rest_port = int(sys.argv[1]), int(sys.argv[2])
     _patches.install()
-    trio.run(serve_both, grpc_port, rest_port)
+    grpcio = grpcio_floor(int(sys.argv[3])) if len(sys.argv) > 3 else None
+    try:
+        trio.run(serve_both, grpc_port, rest_port)
+    finally:
+        if grpcio is not None:
+            grpcio.stop(0)
 
 
 if __name__ == "__main__":
