@@ -201,7 +201,7 @@ def _data_frame(stream_id: int, flags: int, body: Any) -> hyperframe.frame.DataF
 
 
 def install() -> None:
-    """Check the pins this module reads (it patches nothing: ``WindowUpdateLane`` is used
+    """Check the pins this module reads (it patches nothing: ``FrameLanes`` is used
     as a class by ``grpc._server``)."""
     check_pin("h2")
     check_pin("hyperframe")
