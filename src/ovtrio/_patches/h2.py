@@ -24,7 +24,7 @@
     body is still to come gets a buffer of its size (``DataLane``), filled from the reads
     that follow, or straight from the socket by the connection's read loop
     (``grpc._hosted``: ``recv_into``); the frame's data is then a view of that buffer, and
-    the request message read from it stays a view (``TrioBuffer.read``).
+    the request message read from it stays a view (``TrioBuffer.read_view``).
     **Why (measured).** h2 copies a DATA frame's body three times (into its frame buffer, a
     slice of it, the frame's ``bytes``) and grpclib's buffer a fourth: for a 600 KB tensor
     (MobileNet-style over gRPC: one 602 KB DATA frame per request, read in 256 KiB pieces)
