@@ -18,7 +18,7 @@ import trio
 
 _T = TypeVar("_T")
 
-__all__ = ["receive_into_ready", "receive_ready", "send_ready"]
+__all__ = ["receive_into_ready", "receive_ready", "send_ready", "write_now"]
 
 _STREAK = 16
 """Reads in a row that did not wait, after which the reader lets the other tasks run."""
@@ -78,14 +78,21 @@ async def send_ready(sock: trio.socket.SocketType, data: bytes | bytearray | mem
     when the peer is gone (EPIPE, ECONNRESET), as trio's streams do."""
     view = memoryview(data)
     while view:
-        fd = sock.fileno()
-        if fd == -1:
-            raise trio.ClosedResourceError
-        try:
-            sent = os.write(fd, view)
-        except BlockingIOError:
+        view = write_now(sock, view)
+        if view:  # the kernel's buffer is full
             await trio.lowlevel.wait_writable(sock)
-            continue
-        except OSError as exc:
-            raise trio.BrokenResourceError(exc) from exc
-        view = view[sent:]
+
+
+def write_now(sock: trio.socket.SocketType, data: bytes | bytearray | memoryview) -> memoryview:
+    """What of ``data`` ``sock`` did not take without waiting (one write; ``send_ready``'s
+    errors)."""
+    view = memoryview(data)
+    fd = sock.fileno()
+    if fd == -1:
+        raise trio.ClosedResourceError
+    try:
+        return view[os.write(fd, view) :]
+    except BlockingIOError:
+        return view
+    except OSError as exc:
+        raise trio.BrokenResourceError(exc) from exc

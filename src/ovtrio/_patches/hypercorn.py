@@ -70,7 +70,6 @@ connection)
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from typing import Any
@@ -87,7 +86,7 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import TCPServer
 
-from .._ready import send_ready
+from .._ready import send_ready, write_now
 from ._pins import check_pin
 
 __all__ = ["DISCONNECT_HOOK", "DisconnectHook", "IdleTimer", "install"]
@@ -228,7 +227,7 @@ async def _protocol_send(self: Any, event: Any) -> None:
         return
     async with self.send_lock:
         try:
-            rest = _write_now(stream.socket, event.data)
+            rest = write_now(stream.socket, event.data)
             if rest:
                 with trio.CancelScope(shield=True):
                     await send_ready(stream.socket, rest)
@@ -236,20 +235,6 @@ async def _protocol_send(self: Any, event: Any) -> None:
                 await trio.lowlevel.cancel_shielded_checkpoint()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self.protocol.handle(Closed())
-
-
-def _write_now(sock: trio.socket.SocketType, data: bytes) -> memoryview:
-    """What of ``data`` the socket did not take without waiting (``send_ready``'s errors)."""
-    view = memoryview(data)
-    fd = sock.fileno()
-    if fd == -1:
-        raise trio.ClosedResourceError
-    try:
-        return view[os.write(fd, view) :]
-    except BlockingIOError:
-        return view
-    except OSError as exc:
-        raise trio.BrokenResourceError(exc) from exc
 
 
 def _response_headers_per_second(self: Any, protocol: str) -> list[tuple[bytes, bytes]]:
