@@ -53,6 +53,7 @@ from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.trio.tcp_server import TCPServer
 
 from .._ready import receive_ready
+from ._heads import plain_header_items
 from ._pins import check_pin
 from .hypercorn import IdleTimer
 
@@ -95,8 +96,6 @@ _FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")[ \t]*\n")
 """One header line as h11's ``header_field`` reads it (names and values its own patterns),
 ended by the LF the lines are joined with."""
 _FIELDS = re.compile(rb"(?:" + _TOKEN + rb":[ \t]*" + _VALUE + rb"[ \t]*\n)*")
-_MAX_LENGTH_DIGITS = 20
-"""h11's ``CONTENT_LENGTH_MAX_DIGITS``."""
 
 
 def read_request_head(buf: Any) -> h11.Request | None:
@@ -129,20 +128,10 @@ def _plain_request(lines: list[bytearray]) -> h11.Request | None:
     block = b"\n".join(lines[1:]) + b"\n" if len(lines) > 1 else b""
     if _FIELDS.fullmatch(block) is None:
         return None
-    items = []
-    length = None
-    hosts = 0
-    for name, value in _FIELD.findall(block):
-        lower = name.lower()
-        if lower == b"content-length":
-            if length is not None or not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
-                return None
-            length = value
-        elif lower == b"transfer-encoding":
-            return None
-        elif lower == b"host":
-            hosts += 1
-        items.append((name, lower, value))
+    items = plain_header_items(_FIELD.findall(block))
+    if items is None:
+        return None
+    hosts = sum(1 for _, lower, _ in items if lower == b"host")
     version = line["http_version"]
     if hosts > 1 or (hosts == 0 and version == b"1.1"):
         return None

@@ -87,6 +87,7 @@ from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import TCPServer
 
 from .._ready import send_ready, write_now
+from ._heads import plain_header_items
 from ._pins import check_pin
 
 __all__ = ["DISCONNECT_HOOK", "DisconnectHook", "IdleTimer", "install"]
@@ -329,8 +330,6 @@ async def _stream_send_flushing(self: Any, event: Any) -> None:
 
 _TOKEN = b"-!#$%&'*+.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 """The bytes of h11's ``token`` (a header name)."""
-_MAX_LENGTH_DIGITS = 20
-"""h11's ``CONTENT_LENGTH_MAX_DIGITS``."""
 
 
 def _checked_response(headers: list[tuple[bytes, bytes]], status: int) -> h11.Response:
@@ -338,8 +337,6 @@ def _checked_response(headers: list[tuple[bytes, bytes]], status: int) -> h11.Re
     every value h11's field-value (checked here with ``bytes.translate``, not h11's regular
     expressions per header), with at most one content-length of digits and no
     transfer-encoding, built here as h11 would build it from those checked headers."""
-    items = []
-    length = None
     for name, value in headers:
         if (
             type(name) is not bytes
@@ -350,16 +347,9 @@ def _checked_response(headers: list[tuple[bytes, bytes]], status: int) -> h11.Re
             or len(value.translate(None, b"\x00\n\x0b\x0c\r")) != len(value)
         ):
             return h11.Response(headers=headers, status_code=status)
-        lower = name.lower()
-        if lower == b"content-length":
-            if length is not None or not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
-                return h11.Response(headers=headers, status_code=status)
-            length = value
-        elif lower == b"transfer-encoding":
-            return h11.Response(headers=headers, status_code=status)
-        items.append((name, lower, value))
-    if type(status) is not int or not 200 <= status < 1000:  # h11 words the error
-        return h11.Response(headers=headers, status_code=status)
+    items = plain_header_items(headers)
+    if items is None or type(status) is not int or not 200 <= status < 1000:
+        return h11.Response(headers=headers, status_code=status)  # h11 decides (and words it)
     # what Response.__init__ sets once it has checked what is checked above
     response = object.__new__(h11.Response)
     object.__setattr__(response, "headers", h11._headers.Headers(items))
