@@ -138,24 +138,29 @@ def test_the_lane_answers_as_h2(name: str) -> None:
     assert states[1] == states[0]
 
 
+def _counting(lane: Any, taken: list[bool]) -> Any:
+    """``lane`` (a ``FrameLanes`` method taking the frame at the start of the buffer),
+    noting in ``taken`` whether it took each frame it was offered."""
+
+    def counting(self: FrameLanes, raw: bytearray, events: list[Any]) -> bool:
+        size = len(raw)
+        try:
+            taken.append(lane(self, raw, events))
+        except h2.exceptions.ProtocolError:
+            taken.append(len(raw) < size)  # taken, then refused as h2 refuses it
+            raise
+        return taken[-1]
+
+    return counting
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_the_lane_takes_what_it_should(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lane reads the frames meant for it and leaves every other one to h2."""
     chunks, laned = CASES[name]
     taken: list[bool] = []
-    original = FrameLanes._window_update
-
-    def counting(self: FrameLanes, raw: bytearray, events: list[Any]) -> bool:
-        size = len(raw)
-        try:
-            taken.append(original(self, raw, events))
-        except h2.exceptions.ProtocolError:
-            taken.append(len(raw) < size)  # consumed, then refused as h2 refuses it
-            raise
-        return taken[-1]
-
     server = _pair()[1]
-    monkeypatch.setattr(FrameLanes, "_window_update", counting)
+    monkeypatch.setattr(FrameLanes, "_window_update", _counting(FrameLanes._window_update, taken))
     for chunk in chunks:
         if chunk == b"forget 1":
             server.streams.pop(1)
@@ -302,24 +307,16 @@ LANES = {  # name: (DATA frames the lanes build themselves, of which through a D
 
 @pytest.mark.parametrize("name", list(DATA_CASES))
 def test_the_data_lane_takes_what_it_should(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    built, laned = [], []
-    original, lane_init = FrameLanes._data, DataLane.__init__
-
-    def counting(self: FrameLanes, raw: bytearray, events: list[Any]) -> bool:
-        size = len(raw)
-        try:
-            built.append(original(self, raw, events))
-        except h2.exceptions.ProtocolError:
-            built.append(len(raw) < size)  # taken, then refused as h2 refuses it
-            raise
-        return built[-1]
+    built: list[bool] = []
+    laned: list[Any] = []
+    lane_init = DataLane.__init__
 
     def counting_lanes(self: DataLane, *args: Any) -> None:
         laned.append(args)
         lane_init(self, *args)
 
     server = _open_pair()[1]
-    monkeypatch.setattr(FrameLanes, "_data", counting)
+    monkeypatch.setattr(FrameLanes, "_data", _counting(FrameLanes._data, built))
     monkeypatch.setattr(DataLane, "__init__", counting_lanes)
     _feed(server, DATA_CASES[name])
     assert (built.count(True), len(laned)) == LANES[name]

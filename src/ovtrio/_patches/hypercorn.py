@@ -199,8 +199,8 @@ class DisconnectHook:
 
 
 def install() -> None:
-    """Install the send-lock close, the disconnect hook with the non-yielding app queue and
-    the coalesced writes (idempotent)."""
+    """Install the send-lock close, the disconnect hook with the app queue, the coalesced and
+    scope-free writes and the per-second response headers (idempotent)."""
     check_pin("hypercorn")
     if _originals:
         return
@@ -260,9 +260,9 @@ async def _close_locked(self: Any) -> None:
 
 
 async def _spawn_app_hooked(self: Any, app: Any, config: Any, scope: Any, send: Any) -> Any:
-    """hypercorn's ``TaskGroup.spawn_app`` (the app in a task of the connection's nursery,
-    fed through a memory channel), with a ``DisconnectHook`` in HTTP scopes and a put that
-    does not yield when the channel has room."""
+    """hypercorn's ``TaskGroup.spawn_app`` (the app in a task of the connection's nursery),
+    fed through an ``AppQueue``, with a ``DisconnectHook`` in HTTP scopes and a put that does
+    not yield when the queue has room."""
     if scope.get("type") != "http":
         return await _originals["TaskGroup.spawn_app"](self, app, config, scope, send)
     queue = AppQueue(config.max_app_queue_size)
