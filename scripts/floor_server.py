@@ -27,7 +27,7 @@ import trio
 from hypercorn.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from ovtrio import _patches
+from ovtrio import _malloc, _patches
 from ovtrio.codecs import kserve_rest
 from ovtrio.codecs._wire import Checked
 from ovtrio.codecs.kserve_grpc import EncodedResponse, encode_infer_response
@@ -123,6 +123,7 @@ def grpcio_floor(port: int) -> Any:
 
 def main() -> None:
     grpc_port, rest_port = int(sys.argv[1]), int(sys.argv[2])
+    _malloc.tune()  # as ovtrio's processes start (grpcio's, in this process, too)
     _patches.install()
     grpcio = grpcio_floor(int(sys.argv[3])) if len(sys.argv) > 3 else None
     try:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import trio
 
+from .. import _malloc
 from ..config import ServerConfig
 from ..dataplane import ConfigView, DataPlane, ModelMetadata, VersionStatus, image_options
 from ..errors import OvtrioError, Unavailable
@@ -442,6 +443,7 @@ def main(argv: Sequence[str]) -> int:
     *fds, engine_pid = (int(a) for a in argv[1:])
     if os.getppid() != engine_pid:  # the engine died before the death signal was armed
         return 1
+    _malloc.tune()
     try:
         return trio.run(serve, fds, engine_pid)
     except OvtrioError as exc:
