@@ -18,6 +18,8 @@ Usage: scripts/bench_workers.py [--workers 1,2] [--duration 5] [--repeat 3]
                                 [--points tiny:64,mobilenet:4] [--transports grpc,rest]
                                 [--memory-workers 1,2,4] [--workdir DIR]
                                 [--client tritonclient|perf_analyzer]
+
+``--workers ""`` runs the memory part alone.
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ def main() -> None:
             finally:
                 bench.stop(proc)
     print("\nmodel      transport clients workers   req/s  x(1)  engine us/req  front-ends us/req")
-    for model, clients in points:
+    for model, clients in points if counts else []:  # --workers "": the memory part alone
         for transport in transports:
             mids = {w: median_run(samples[(w, model, transport)]) for w in counts}
             base = mids[counts[0]]["rps"]

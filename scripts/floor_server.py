@@ -123,7 +123,9 @@ def grpcio_floor(port: int) -> Any:
 
 def main() -> None:
     grpc_port, rest_port = int(sys.argv[1]), int(sys.argv[2])
-    _malloc.tune()  # as ovtrio's processes start (grpcio's, in this process, too)
+    # no page faults per large request, as in ovtrio's processes (its single process by
+    # OpenVINO's raised thresholds, front-ends by this call); grpcio's too, in this process
+    _malloc.tune()
     _patches.install()
     grpcio = grpcio_floor(int(sys.argv[3])) if len(sys.argv) > 3 else None
     try:

@@ -71,7 +71,6 @@ def _raise_fd_limit() -> None:
 def run(cfg: ServerConfig) -> int:
     """Run the server until a signal stops it. Returns the process exit code."""
     _raise_fd_limit()
-    _malloc.tune()
     from . import workers
 
     try:
