@@ -24,7 +24,7 @@ import ctypes.util
 import gc
 import weakref
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -57,20 +57,34 @@ def note_large(owner: Releasable | None = None) -> None:
         _Wake.event.set()
 
 
-def _load_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
+def _load_libc() -> ctypes.CDLL | None:
     try:
-        libc = ctypes.CDLL(name)
-        fn = libc.malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return None  # not glibc: nothing to trim
-    fn.argtypes = [ctypes.c_size_t]
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
+_LIBC = _load_libc()
+"""The C library, looked up once (``find_library`` runs ``ldconfig``)."""
+
+
+def _libc_function(name: str, argtypes: list[Any]) -> Callable[..., int] | None:
+    """The C library's function ``name`` taking ``argtypes`` and returning an int (glibc's
+    malloc controls); None when the library or the function is missing."""
+    if _LIBC is None:
+        return None
+    try:
+        fn = getattr(_LIBC, name)
+    except AttributeError:
+        return None
+    fn.argtypes = argtypes
     fn.restype = ctypes.c_int
-    trim_fn: Callable[[int], int] = fn
-    return trim_fn
+    found: Callable[..., int] = fn
+    return found
 
 
-_malloc_trim = _load_trim()
+_malloc_trim = _libc_function("malloc_trim", [ctypes.c_size_t])
+_mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
 
 
 HEAP_BELOW = 8 << 20
@@ -83,15 +97,9 @@ _M_MMAP_THRESHOLD = -3
 
 def tune() -> None:
     """Fix glibc's thresholds (module doc); nothing on another C library."""
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):
-        return  # not glibc
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    mallopt(_M_MMAP_THRESHOLD, HEAP_BELOW)
-    mallopt(_M_TRIM_THRESHOLD, 2 * HEAP_BELOW)
+    if _mallopt is not None:
+        _mallopt(_M_MMAP_THRESHOLD, HEAP_BELOW)
+        _mallopt(_M_TRIM_THRESHOLD, 2 * HEAP_BELOW)
 
 
 def trim() -> None:
